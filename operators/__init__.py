@@ -1,0 +1,41 @@
+"""Airflow provider for scheduled, audited AI image editing of product catalogs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict:
+    """Provider metadata read by Airflow's ProvidersManager (``apache_airflow_provider`` entry point)."""
+    return {
+        "package-name": "airflow-image-catalog",
+        "name": "Image Catalog",
+        "description": "Operators that edit, cost-check, quality-gate and publish product images.",
+        "versions": [__version__],
+        "operators": [
+            {
+                "integration-name": "Image Catalog",
+                "python-modules": [
+                    "operators.operators.discover",
+                    "operators.operators.image_edit",
+                    "operators.operators.publish",
+                ],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Image Catalog", "python-modules": ["operators.hooks.image_edit"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "image_edit",
+                "hook-class-name": "operators.hooks.image_edit.ImageEditHook",
+            }
+        ],
+        "integrations": [
+            {
+                "integration-name": "Image Catalog",
+                "external-doc-url": "https://github.com/",
+                "tags": ["software"],
+            }
+        ],
+    }

@@ -1,0 +1,68 @@
+"""Find the source images of a run and split them into chunk manifests.
+
+Tasks are mapped over chunks, not images: Airflow caps a mapped task at 1,024
+instances, and each task instance costs scheduling time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import unquote
+
+from operators.manifest import IMAGE_EXTENSIONS, ChunkManifest, SourceItem, image_id_for, sha256_hex
+from operators.storage import join_uri, list_objects, normalize_uri, read_bytes, write_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 25
+MAX_MAPPED_CHUNKS = 1024  # Airflow's default max_map_length
+
+
+@dataclass
+class Discovery:
+    source_root: str
+    items: list[SourceItem]
+    ignored: list[str] = field(default_factory=list)
+
+    def chunks(self, chunk_size: int) -> list[list[SourceItem]]:
+        return [self.items[i : i + chunk_size] for i in range(0, len(self.items), chunk_size)]
+
+
+def discover_images(source: str) -> Discovery:
+    """List ``source``, keep image files by extension, hash them, give each a unique image id."""
+    root = normalize_uri(source).rstrip("/")
+    items: list[SourceItem] = []
+    ignored: list[str] = []
+    taken: set[str] = set()
+    for obj in list_objects(root):
+        relative = unquote(obj.uri[len(root) :].lstrip("/")) or unquote(obj.uri.rsplit("/", 1)[-1])
+        suffix = PurePosixPath(relative).suffix.lower()
+        if suffix not in IMAGE_EXTENSIONS or relative.startswith("masks/"):
+            ignored.append(relative)
+            continue
+        image_id = image_id_for(relative)
+        if image_id in taken:  # e.g. mug.jpg and mug.png side by side
+            image_id = f"{image_id}-{suffix.lstrip('.')}"
+        taken.add(image_id)
+        data = read_bytes(obj.uri)
+        items.append(SourceItem(image_id, obj.uri, sha256_hex(data), len(data)))
+    return Discovery(root, items, ignored)
+
+
+def write_chunk_manifests(discovery: Discovery, *, run_root: str, run_key: str, chunk_size: int) -> list[str]:
+    """Write one chunk manifest per ``chunk_size`` images; return their URIs (the XCom payload)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunks = discovery.chunks(chunk_size)
+    if len(chunks) > MAX_MAPPED_CHUNKS:
+        raise ValueError(
+            f"{len(discovery.items)} images in chunks of {chunk_size} make {len(chunks)} mapped tasks, "
+            f"over Airflow's limit of {MAX_MAPPED_CHUNKS}: raise chunk_size"
+        )
+    uris = []
+    for index, items in enumerate(chunks):
+        manifest = ChunkManifest(run_key, index, discovery.source_root, items)
+        uris.append(write_json(join_uri(run_root, "chunks", f"chunk-{index:05d}.json"), manifest.to_dict()))
+    return uris

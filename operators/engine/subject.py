@@ -1,0 +1,224 @@
+"""Product segmentation without model weights.
+
+Catalog photos put one product roughly in the middle of a backdrop that is
+smooth but not white: a gradient, vignetting, a hot-spot, and a soft shadow
+the product casts. Two cues are combined:
+
+1. a background colour model: a low-order polynomial per channel fitted to the
+   border band, so uneven lighting is "expected". A pixel that is darker than
+   the model but has the same chromaticity is explained as shadow, not subject;
+2. GrabCut seeded with that model (border = definite background, strongly
+   deviating pixels = probable/definite foreground, shadow-like = probable
+   background), which adds edges and colour statistics.
+
+Everything heavy runs on a copy with the longest side ~512 px; the result is
+upsampled and its edge snapped to the full-resolution image with a guided filter.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import NoSubjectError
+
+WORK_SIDE = 512
+_BORDER_FRAC = 0.04
+#: a border pixel "fits" the smooth backdrop model when every channel is within this many levels
+BACKDROP_TOLERANCE = 16.0
+#: share of the border that must fit before the engine trusts its cut-out (samples: >= 0.99;
+#: full-frame photos such as scikit-image's astronaut, cat, coffee, rocket: 0.08 .. 0.68)
+MIN_BACKDROP_FIT = 0.85
+
+
+def _poly_terms(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Second-order polynomial basis in normalised coordinates."""
+    return np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1)
+
+
+def fit_background(image: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Predict the backdrop colour everywhere from pixels in ``band`` (robust LSQ, 2 rounds)."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    terms = _poly_terms(xx / w - 0.5, yy / h - 0.5)
+    a = terms[band]
+    b = image[band].astype(np.float32)
+    keep = np.ones(len(a), bool)
+    coef = np.zeros((terms.shape[-1], 3), np.float32)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(a[keep], b[keep], rcond=None)
+        resid = np.abs(a @ coef - b).max(axis=1)
+        thresh = max(3.0 * float(np.median(resid[keep])) + 2.0, 6.0)
+        keep = resid <= thresh
+        if keep.sum() < 50:  # the product fills the border: keep the last robust estimate
+            keep = np.ones(len(a), bool)
+            break
+    return np.clip(terms @ coef, 1.0, 255.0)
+
+
+def _deviation(image: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (chroma distance, brightness ratio) of pixels vs the predicted backdrop.
+
+    A shadow scales all channels by the same factor: ratio < 1, chroma ~ 0.
+    """
+    img = image.astype(np.float32)
+    ratio = (img * model).sum(-1) / (model * model).sum(-1)
+    chroma = np.linalg.norm(img - ratio[..., None] * model, axis=-1)
+    return chroma, ratio
+
+
+def _border_band(h: int, w: int) -> np.ndarray:
+    b = max(2, int(round(min(h, w) * _BORDER_FRAC)))
+    band = np.zeros((h, w), bool)
+    band[:b], band[-b:], band[:, :b], band[:, -b:] = True, True, True, True
+    return band
+
+
+def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al. guided filter (grey guide), to snap an upsampled mask to image edges."""
+    ksize = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, ksize, borderType=cv2.BORDER_REFLECT)
+
+    mean_i, mean_p = box(guide), box(src)
+    cov_ip = box(guide * src) - mean_i * mean_p
+    var_i = box(guide * guide) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return box(a) * guide + box(b)
+
+
+def _keep_main_components(mask: np.ndarray, min_share: float = 0.15) -> np.ndarray:
+    """Drop specks: keep the largest component and any at least ``min_share`` of its size."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= areas.max() * min_share) + 1
+    return np.isin(labels, keep)
+
+
+def _fill_holes(mask: np.ndarray, bg_like: np.ndarray) -> np.ndarray:
+    """Fill enclosed holes unless they look like backdrop (a mug handle's opening stays open)."""
+    inv = (~mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    h, w = mask.shape
+    out = mask.copy()
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if x == 0 or y == 0 or x + bw == w or y + bh == h:
+            continue  # touches the border: real background
+        hole = labels == i
+        if bg_like[hole].mean() < 0.5:
+            out |= hole
+    return out
+
+
+def _seed_mask(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GrabCut trimap from the backdrop model; also returns the 'looks like backdrop' map."""
+    h, w = small.shape[:2]
+    band = _border_band(h, w)
+    model = fit_background(small, band)
+    chroma, ratio = _deviation(small, model)
+    noise = float(np.median(chroma[band])) + 1.0
+    # chroma relative to the (possibly shadowed) backdrop brightness: shadows stay near 0
+    rel = chroma / np.clip(ratio, 0.25, None)
+    shadow_like = (rel < max(4.0 * noise, 12.0)) & (ratio >= 0.28) & (ratio < 1.0)
+    # brighter than the backdrop, in absolute terms too (ratios explode on dark backdrops)
+    excess = (ratio - 1.0) * np.linalg.norm(model, axis=-1)
+    strong = (chroma > max(8.0 * noise, 22.0)) | ((ratio > 1.18) & (excess > 40.0)) | (ratio < 0.28)
+    weak = (chroma > max(3.5 * noise, 10.0)) | ((ratio > 1.08) & (excess > 20.0)) | (ratio < 0.55)
+    weak &= ~shadow_like
+    weak |= strong
+    bg_like = (chroma < max(3.0 * noise, 8.0)) & (ratio > 0.5) & ((ratio < 1.08) | (excess < 20.0))
+    seeds = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    seeds[weak] = cv2.GC_PR_FGD
+    core = cv2.erode(strong.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    seeds[core] = cv2.GC_FGD
+    # clearly backdrop and not touching anything that deviates: GrabCut may not flip it
+    near_weak = cv2.dilate(weak.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    seeds[bg_like & (chroma < max(2.0 * noise, 6.0)) & ~near_weak] = cv2.GC_BGD
+    seeds[band] = cv2.GC_BGD
+    return seeds, bg_like
+
+
+def _work_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The downscaled, lightly blurred copy all segmentation statistics run on, and its scale."""
+    h, w = image.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else image.copy()
+    return cv2.GaussianBlur(small, (3, 3), 0), scale
+
+
+def _backdrop_fit(small: np.ndarray) -> float:
+    band = _border_band(*small.shape[:2])
+    model = fit_background(small, band)
+    residual = np.abs(small.astype(np.float32) - model).max(axis=-1)[band]
+    return float((residual < BACKDROP_TOLERANCE).mean())
+
+
+def backdrop_fit(image: np.ndarray) -> float:
+    """Share (0..1) of the image border that a smooth backdrop (gradient, vignette) explains."""
+    return _backdrop_fit(_work_copy(image)[0])
+
+
+def subject_mask(image: np.ndarray) -> np.ndarray:
+    """Boolean (H, W) mask of the product in a catalog photo (True = subject)."""
+    return _segment(image, *_work_copy(image))
+
+
+def find_subject(image: np.ndarray) -> np.ndarray:
+    """Like :func:`subject_mask`, but refuses photos without a plain backdrop or without a product.
+
+    :raises NoSubjectError: with the measured backdrop fit, so the reason is actionable.
+    """
+    small, scale = _work_copy(image)
+    fit = _backdrop_fit(small)
+    if fit < MIN_BACKDROP_FIT:
+        raise NoSubjectError(
+            f"no plain backdrop to cut the product from: only {fit:.0%} of the border matches a smooth "
+            f"background (needs {MIN_BACKDROP_FIT:.0%}); this looks like a scene, not a product shot"
+        )
+    mask = _segment(image, small, scale)
+    if not mask.any():
+        raise NoSubjectError("no product found: nothing stands out from the backdrop")
+    return mask
+
+
+def resolve_subject(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """A caller-supplied mask wins (it may come from a better segmenter); else segment, checked."""
+    return mask.astype(bool) if mask is not None else find_subject(image)
+
+
+def _segment(image: np.ndarray, small: np.ndarray, scale: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    seeds, bg_like = _seed_mask(small)
+    if not (seeds == cv2.GC_PR_FGD).any() and not (seeds == cv2.GC_FGD).any():
+        return np.zeros((h, w), bool)
+    gc = seeds.copy()
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0x5EED)  # GrabCut's k-means init draws from OpenCV's RNG: make results reproducible
+    try:
+        cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), gc, None, bgd, fgd, 4, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # degenerate seeds (e.g. one GMM class empty): fall back to the colour model
+        gc = seeds
+    fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    fg = _keep_main_components(fg)
+    fg = _fill_holes(fg, bg_like)
+    if scale >= 1:
+        return fg
+    # upsample and snap the edge to full-resolution detail
+    soft = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    radius = max(2, int(round(1.5 / scale)))
+    refined = _guided_filter(guide, soft, radius, 1e-3)
+    out = refined > 0.5
+    # the guided filter only moves the boundary a little: never far from the low-res answer
+    band = cv2.dilate(fg.astype(np.uint8), np.ones((3, 3), np.uint8)) - cv2.erode(
+        fg.astype(np.uint8), np.ones((3, 3), np.uint8)
+    )
+    band_full = cv2.resize(band, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return np.where(band_full, out, soft > 0.5)

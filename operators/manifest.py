@@ -1,0 +1,129 @@
+"""Manifests: the small JSON documents that travel between tasks instead of image bytes.
+
+A *chunk manifest* lists the source images one mapped edit task handles; an
+*edit manifest* records, per image, what happened to it (status, error, output,
+hashes, timings, usage). XCom only ever carries the URIs of these files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+
+STATUS_EDITED = "edited"
+STATUS_FAILED = "failed"
+FINAL_STATUSES = (STATUS_EDITED, STATUS_FAILED)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_run_key(run_id: str) -> str:
+    """Airflow run ids carry ':' and '+'; object keys should not."""
+    return _UNSAFE.sub("_", run_id).strip("._") or "run"
+
+
+def image_id_for(relative_key: str) -> str:
+    """A stable, storage-safe id from a source key relative to the source root.
+
+    Hostile keys (``..``, absolute paths, control characters, very long names)
+    cannot escape the output location: every component is reduced to
+    ``[A-Za-z0-9._-]`` and ``.``/``..`` components are dropped.
+    """
+    parts = []
+    for component in relative_key.replace("\\", "/").split("/"):
+        cleaned = _UNSAFE.sub("_", component).strip(" ")[:120]
+        if cleaned and cleaned not in (".", ".."):
+            parts.append(cleaned.lstrip(".") or "_")
+    if not parts:
+        return "image"
+    stem, dot, _ext = parts[-1].rpartition(".")
+    parts[-1] = stem if dot and stem else parts[-1]
+    return "/".join(parts)
+
+
+@dataclass
+class SourceItem:
+    image_id: str
+    source_uri: str
+    source_sha256: str
+    bytes: int
+
+
+@dataclass
+class ChunkManifest:
+    run_key: str
+    chunk_index: int
+    source_root: str
+    items: list[SourceItem]
+    kind: str = "chunk"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkManifest:
+        _check_kind(data, "chunk")
+        return cls(**{**data, "items": [SourceItem(**item) for item in data["items"]]})
+
+
+@dataclass
+class EditRecord:
+    image_id: str
+    source_uri: str
+    source_sha256: str
+    status: str
+    error: str | None = None
+    output_uri: str | None = None
+    output_sha256: str | None = None
+    output_format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str | None = None
+    finished_at: str | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class EditManifest:
+    run_key: str
+    chunk_index: int
+    recipe: dict[str, Any]
+    backend: str
+    model: str
+    items: list[EditRecord]
+    kind: str = "edit"
+    schema_version: int = SCHEMA_VERSION
+
+    def counts(self) -> dict[str, int]:
+        counts = {status: 0 for status in FINAL_STATUSES}
+        for item in self.items:
+            counts[item.status] = counts.get(item.status, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditManifest:
+        _check_kind(data, "edit")
+        fields = {k: v for k, v in data.items() if k != "counts"}
+        return cls(**{**fields, "items": [EditRecord(**item) for item in data["items"]]})
+
+
+def _check_kind(data: dict[str, Any], kind: str) -> None:
+    if data.get("kind") != kind:
+        raise ValueError(f"expected a {kind} manifest, got kind={data.get('kind')!r}")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported {kind} manifest schema_version={data.get('schema_version')!r}")

@@ -1,0 +1,14 @@
+"""Where a DAG run's state lives: ``<workspace>/runs/<run key>/``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operators.manifest import safe_run_key
+from operators.storage import join_uri
+
+
+def run_root_for(workspace: str, context: Any) -> tuple[str, str]:
+    """The run's root URI and its storage-safe key, from the task context's run id."""
+    run_key = safe_run_key(context["run_id"])
+    return join_uri(workspace, "runs", run_key), run_key

@@ -1,0 +1,59 @@
+"""Object storage behind URIs, so no task depends on another task's local disk.
+
+Every location the pipeline reads or writes (sources, outputs, manifests, reports)
+is a URI. ``file://`` (or a plain absolute path) is the embedded default; other
+schemes are added as backends register in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from operators.storage.base import (
+    BACKENDS,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    join_uri,
+    normalize_uri,
+    storage_for,
+)
+from operators.storage.local import LocalStorage
+
+__all__ = [
+    "BACKENDS",
+    "LocalStorage",
+    "ObjectInfo",
+    "Storage",
+    "StorageError",
+    "join_uri",
+    "normalize_uri",
+    "read_bytes",
+    "read_json",
+    "write_bytes",
+    "write_json",
+    "list_objects",
+    "storage_for",
+]
+
+
+def read_bytes(uri: str) -> bytes:
+    return storage_for(uri).read_bytes(uri)
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    return storage_for(uri).write_bytes(uri, data)
+
+
+def list_objects(prefix: str) -> list[ObjectInfo]:
+    return storage_for(prefix).list(prefix)
+
+
+def read_json(uri: str):
+    import json
+
+    return json.loads(read_bytes(uri))
+
+
+def write_json(uri: str, payload) -> str:
+    import json
+
+    return write_bytes(uri, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())

@@ -1,0 +1,62 @@
+"""The storage interface and URI helpers shared by every backend."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+
+class StorageError(OSError):
+    """A read, write or listing failed; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+
+
+class Storage(Protocol):
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def write_bytes(self, uri: str, data: bytes) -> str: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list(self, prefix: str) -> list[ObjectInfo]: ...
+
+
+#: scheme -> factory; ``file`` is always present, other schemes register themselves.
+BACKENDS: dict[str, type] = {}
+
+
+def normalize_uri(location: str | Path) -> str:
+    """Turn a plain path into a ``file://`` URI; leave other URIs alone."""
+    text = str(location)
+    scheme = urlsplit(text).scheme
+    if scheme and len(scheme) > 1:  # len 1 would be a Windows drive letter
+        return text
+    return Path(text).expanduser().resolve().as_uri()
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join key parts onto a URI, refusing parts that would escape the base."""
+    base = normalize_uri(base).rstrip("/")
+    for part in parts:
+        if ".." in str(part).split("/"):
+            raise StorageError(f"refusing path component '..' in {part!r}")
+    joined = posixpath.join(*[str(p).strip("/") for p in parts if str(p).strip("/")]) if parts else ""
+    return f"{base}/{joined}" if joined else base
+
+
+def storage_for(uri: str) -> Storage:
+    scheme = urlsplit(normalize_uri(uri)).scheme
+    try:
+        factory = BACKENDS[scheme]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise StorageError(f"no storage backend for scheme {scheme!r} in {uri!r} (known: {known})") from None
+    return factory()

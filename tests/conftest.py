@@ -1,0 +1,49 @@
+"""Test-wide setup: an isolated Airflow home (SQLite) and generated sample images.
+
+Environment variables are set before anything imports Airflow, so the tests never
+touch the developer's ``.airflow`` or ``data`` folders.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="catalog-airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    }
+)
+os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB, made once per session."""
+    airflow = Path(sys.executable).parent / "airflow"
+    proc = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def sample_set(tmp_path_factory) -> tuple[Path, Path]:
+    """The bundled sample catalog (procedural products + scikit-image photos) and its truth masks."""
+    from operators.samples import make_samples
+
+    root = tmp_path_factory.mktemp("sample-set")
+    images, truth = root / "samples", root / "samples_truth"
+    make_samples(images, truth, with_broken=True)
+    return images, truth

@@ -1,0 +1,102 @@
+"""The whole catalog_refresh DAG through Airflow's own ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["catalog_refresh"]
+
+
+def _run(tmp_path: Path, source: Path, **conf):
+    conf = {
+        "source": str(source),
+        "workspace": str(tmp_path / "work"),
+        "published": str(tmp_path / "published"),
+        **conf,
+    }
+    dagrun = _dag().test(run_conf=conf)
+    reports = list((tmp_path / "work" / "runs").glob("*/report.json"))
+    return dagrun, (json.loads(reports[0].read_text()) if reports else None)
+
+
+def test_dag_parses_without_heavy_imports():
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "heavy = [m for m in ('cv2', 'great_expectations', 'skimage', 'operators.engine') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / "catalog_refresh.py")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dag = _dag()
+    assert dag.schedule == "@daily"
+    assert [t.task_id for t in dag.topological_sort()] == ["discover", "edit", "publish"]
+
+
+def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
+    images, truth = sample_set
+    source = tmp_path / "source"
+    shutil.copytree(images, source)
+    (source / "corrupt.jpg").write_bytes((images / "photo_coffee.jpg").read_bytes()[:3000])
+    (source / "notes.txt").write_text("not an image")
+
+    dagrun, report = _run(tmp_path, source, chunk_size=4)
+
+    assert dagrun.state == "success"
+    images = {p.stem for p in source.iterdir() if p.suffix in (".jpg", ".png")}
+    total = len(images)
+    scenes = {stem for stem in images if stem.startswith("photo_")}  # no backdrop: refused, not guessed
+    expected_failures = {"corrupt", "broken_upload"} | scenes
+    assert len(scenes) == 4
+    counts = report["counts"]
+    assert counts == {"found": total, "edited": total - len(expected_failures),
+                      "failed": len(expected_failures), "published": total - len(expected_failures)}
+    reasons = {f["image_id"]: f["error"] for f in report["failures"]}
+    assert set(reasons) == expected_failures
+    assert "truncated" in reasons["corrupt"].lower() and "truncated" in reasons["broken_upload"].lower()
+    assert all("no plain backdrop" in reasons[stem] for stem in scenes)
+
+    published = {p.stem: p for p in (tmp_path / "published").iterdir()}
+    assert set(published) == images - expected_failures
+    for entry in report["published"]:
+        assert Path(entry["published_uri"][len("file://"):]).exists()
+    for mask_path in truth.glob("*.png"):
+        out = np.asarray(Image.open(published[mask_path.stem]).convert("RGB"))
+        assert out.shape == (2000, 2000, 3)  # the marketplace recipe's square canvas
+        border = np.concatenate([out[:40].reshape(-1, 3), out[-40:].reshape(-1, 3),
+                                 out[:, :40].reshape(-1, 3), out[:, -40:].reshape(-1, 3)])
+        assert (border == 255).all(), f"{mask_path.stem}: canvas border is not pure white"
+        product = (out < 250).any(axis=2)
+        ys, xs = np.nonzero(product)
+        fill = max(np.ptp(ys) + 1, np.ptp(xs) + 1) / 2000
+        assert 0.80 <= fill <= 0.87, f"{mask_path.stem}: product fills {fill:.2%} of the frame"
+
+    edit_manifests = sorted((tmp_path / "work" / "runs").glob("*/edits/chunk-*.json"))
+    assert len(edit_manifests) == -(-total // 4)  # one mapped edit task per chunk
+    assert Path(report["report_html"][len("file://"):]).read_text().count("<tr class=") == total
+
+
+def test_empty_source_publishes_nothing_and_reports_it(tmp_path: Path):
+    source = tmp_path / "empty"
+    source.mkdir()
+    dagrun, report = _run(tmp_path, source)
+    assert dagrun.state == "success"
+    assert report["counts"] == {"found": 0, "edited": 0, "failed": 0, "published": 0}
