@@ -1,4 +1,4 @@
-"""Nightly catalog refresh: discover source images, edit them in mapped chunks, publish.
+"""Nightly catalog refresh: discover source images, edit them in mapped chunks, gate their quality, publish.
 
 Every location is a DAG param, so one deployment serves many catalogs:
 trigger with ``{"source": "...", "recipe": "seasonal_background_swap"}`` to override.
@@ -8,17 +8,17 @@ run offline. Heavy imports happen inside the operators' ``execute``.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
 from operators.operators.discover import DiscoverImagesOperator
 from operators.operators.image_edit import ImageEditOperator
 from operators.operators.publish import PublishOperator
+from operators.operators.quality_gate import QualityGateOperator
+from operators.runs import catalog_home
 
-CATALOG_HOME = Path(os.environ.get("CATALOG_HOME", Path(__file__).resolve().parents[1] / "data"))
+CATALOG_HOME = catalog_home()
 
 with DAG(
     dag_id="catalog_refresh",
@@ -36,6 +36,8 @@ with DAG(
         "recipe": Param("marketplace_white_square", type="string", description="shipped recipe name or recipe file"),
         "backend_conn_id": Param("image_edit_default", type="string", description="image_edit connection"),
         "chunk_size": Param(25, type="integer", minimum=1, maximum=10_000, description="images per mapped edit task"),
+        "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
+        "min_pass_rate": Param(0.8, type="number", minimum=0, maximum=1, description="fail a chunk below this pass rate"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -52,9 +54,16 @@ with DAG(
         backend_conn_id="{{ params.backend_conn_id }}",
         max_active_tis_per_dag=8,
     ).expand(chunk_manifest_uri=discover.output)
+    quality_gate = QualityGateOperator.partial(
+        task_id="quality_gate",
+        workspace="{{ params.workspace }}",
+        profile="{{ params.quality_profile }}",
+        min_pass_rate="{{ params.min_pass_rate }}",
+        retries=0,  # a verdict does not change on retry
+    ).expand(edit_manifest_uri=edit.output)
     publish = PublishOperator(
         task_id="publish",
-        edit_manifest_uris=edit.output,
+        manifest_uris=quality_gate.output,
         published="{{ params.published }}",
         workspace="{{ params.workspace }}",
         trigger_rule="none_failed",  # an empty source maps zero edit tasks: still report the run

@@ -29,7 +29,11 @@ def get_provider_info() -> dict:
             {
                 "connection-type": "image_edit",
                 "hook-class-name": "operators.hooks.image_edit.ImageEditHook",
+                "hook-name": "Image Edit",
             }
+        ],
+        "triggers": [
+            {"integration-name": "Image Catalog", "python-modules": ["operators.triggers.edit_jobs"]}
         ],
         "integrations": [
             {

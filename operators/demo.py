@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from operators.runs import catalog_home as _catalog_home
+
 
 def _path(uri: str) -> str:
     return unquote(urlsplit(uri).path) if uri.startswith("file://") else uri
 
 
 def main() -> int:
-    catalog_home = Path(os.environ.get("CATALOG_HOME", "data")).resolve()
+    catalog_home = _catalog_home().resolve()
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     log_path = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "demo-run.log"
     started = time.time()
@@ -39,12 +41,19 @@ def main() -> int:
     print()
     print(f"catalog_refresh run {report['run_id']}: recipe {report['recipe']['name']}, {', '.join(report['backends'])}")
     print(f"  images found {counts['found']} / edited {counts['edited']} / failed {counts['failed']} "
-          f"/ published {counts['published']}   wall time {wall:.1f} s (edit time {report['edit_seconds']:.1f} s)")
+          f"/ quarantined {counts['quarantined']} / published {counts['published']}   "
+          f"wall time {wall:.1f} s (edit time {report['edit_seconds']:.1f} s)")
+    quality = report.get("quality")
+    if quality and quality["pass_rate"] is not None:
+        print(f"  quality gate ({', '.join(quality['profiles'])}): pass rate {quality['pass_rate']:.0%}, "
+              f"{quality['quarantined']} quarantined")
     for failure in report["failures"]:
         print(f"  failed: {failure['image_id']}: {failure['error']}")
     print(f"  published images: {_path(report['published_root'])}")
     print(f"  run report:       {_path(report['report_html'])}")
     print(f"                    {_path(report['report_json'])}")
+    for docs in (quality or {}).get("data_docs", []):
+        print(f"  GX Data Docs:     {_path(docs)}")
     return 0
 
 

@@ -93,6 +93,11 @@ class EditRecord:
     started_at: str | None = None
     finished_at: str | None = None
     seconds: float | None = None
+    # provider errors: the provider's code, whether a rerun may succeed, HTTP attempts spent
+    error_code: str | None = None
+    retryable: bool | None = None
+    attempts: int = 0
+    job_id: str | None = None  # asynchronous providers: the (last) provider job id
 
 
 @dataclass

@@ -1,13 +1,14 @@
-"""Publish the edited images of a run and write its report.
+"""Publish the passing images of a run and write its report.
 
-Only images whose edit succeeded are published; each copy is checked against the
-sha256 recorded at edit time, so a corrupted or swapped output is never published.
+Only images whose edit succeeded and that passed the quality gate (where one ran)
+are published; each copy is checked against the sha256 recorded at edit time, so
+a corrupted or swapped output is never published.
 """
 
 from __future__ import annotations
 
-import html
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,62 +28,128 @@ log = logging.getLogger(__name__)
 REPORT_SCHEMA_VERSION = 1
 
 
+@dataclass
+class ChunkResult:
+    """One chunk's edit manifest and, when the quality gate ran, its gate manifest."""
+
+    edit: EditManifest
+    gate: dict[str, Any] | None = None
+
+    def verdicts(self) -> dict[str, dict[str, Any]]:
+        return {item["image_id"]: item for item in self.gate["items"]} if self.gate else {}
+
+
+def load_chunk_results(uris: list[str]) -> list[ChunkResult]:
+    """Accept edit manifests or gate manifests (which point at their edit manifest)."""
+    results = []
+    for uri in uris:
+        data = read_json(uri)
+        if data.get("kind") == "gate":
+            results.append(ChunkResult(EditManifest.from_dict(read_json(data["edit_manifest_uri"])), data))
+        else:
+            results.append(ChunkResult(EditManifest.from_dict(data)))
+    return sorted(results, key=lambda r: r.edit.chunk_index)
+
+
+def publish_image(image_id: str, output_uri: str, sha256: str, published_root: str, **facts: Any) -> dict[str, Any]:
+    """Copy one verified output to ``published_root/<image_id>.<ext>``; return its published entry."""
+    data = read_bytes(output_uri)
+    if sha256_hex(data) != sha256:
+        raise StorageError(f"output {output_uri} does not match its recorded sha256")
+    extension = output_uri.rsplit(".", 1)[-1]
+    target = join_uri(published_root, f"{image_id}.{extension}")
+    return {"image_id": image_id, "published_uri": write_bytes(target, data), "sha256": sha256, **facts}
+
+
 def published_manifest_uri(workspace: str) -> str:
     return join_uri(workspace, "state", "published_manifest.json")
 
 
 def publish_run(
-    manifests: list[EditManifest], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any]
+    results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any]
 ) -> dict[str, Any]:
-    """Copy edited outputs to ``published_root``, update the published manifest, write the report."""
-    published, failures = [], []
-    manifests = sorted(manifests, key=lambda m: m.chunk_index)
-    for manifest in manifests:
-        for record in manifest.items:
+    """Copy passing outputs to ``published_root``, update the published manifest, write the report."""
+    from operators.report import render_html
+
+    published, failures, quarantined = [], [], []
+    for result in results:
+        verdicts = result.verdicts()
+        for record in result.edit.items:
+            verdict = verdicts.get(record.image_id, {})
             if record.status != STATUS_EDITED:
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri, "error": record.error})
                 continue
-            try:
-                data = read_bytes(record.output_uri)
-                if sha256_hex(data) != record.output_sha256:
-                    raise StorageError(f"output {record.output_uri} does not match its recorded sha256")
-                extension = record.output_uri.rsplit(".", 1)[-1]
-                target = join_uri(published_root, f"{record.image_id}.{extension}")
-                published.append({
+            if verdict.get("verdict") == "quarantined":
+                quarantined.append({
                     "image_id": record.image_id,
-                    "published_uri": write_bytes(target, data),
-                    "sha256": record.output_sha256,
-                    "source_uri": record.source_uri,
-                    "source_sha256": record.source_sha256,
-                    "width": record.width,
-                    "height": record.height,
+                    "quarantine_uri": verdict.get("quarantine_uri"),
+                    "failed": [f["label"] for f in verdict.get("failed", [])],
                 })
+                continue
+            try:
+                published.append(publish_image(
+                    record.image_id, record.output_uri, record.output_sha256, published_root,
+                    source_uri=record.source_uri, source_sha256=record.source_sha256,
+                    width=record.width, height=record.height,
+                ))
             except StorageError as exc:
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri, "error": str(exc)})
-    _update_published_manifest(workspace, published, run)
-    found = sum(len(m.items) for m in manifests)
-    edited = sum(m.counts().get(STATUS_EDITED, 0) for m in manifests)
+    record_published(workspace, published, run)
+    found = sum(len(r.edit.items) for r in results)
+    edited = sum(r.edit.counts().get(STATUS_EDITED, 0) for r in results)
+    gates = [r.gate for r in results if r.gate]
     report = {
         "kind": "run_report",
         "schema_version": REPORT_SCHEMA_VERSION,
         **run,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "recipe": manifests[0].recipe if manifests else None,
-        "backends": sorted({f"{m.backend} ({m.model})" for m in manifests}),
+        "recipe": results[0].edit.recipe if results else None,
+        "backends": sorted({f"{r.edit.backend} ({r.edit.model})" for r in results}),
         "published_root": published_root,
-        "counts": {"found": found, "edited": edited, "failed": found - edited, "published": len(published)},
-        "edit_seconds": round(sum(r.seconds or 0 for m in manifests for r in m.items), 3),
+        "counts": {
+            "found": found,
+            "edited": edited,
+            "failed": found - edited,
+            "quarantined": len(quarantined),
+            "published": len(published),
+        },
+        "quality": _quality_summary(gates, edited),
+        "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
         "published": published,
+        "quarantined": quarantined,
         "failures": failures,
         "report_html": join_uri(run_root, "report.html"),
         "report_json": join_uri(run_root, "report.json"),
     }
     write_json(report["report_json"], report)
-    write_bytes(report["report_html"], render_html(report, manifests).encode())
+    write_bytes(report["report_html"], render_html(report, results).encode())
     return report
 
 
-def _update_published_manifest(workspace: str, published: list[dict[str, Any]], run: dict[str, Any]) -> None:
+def _quality_summary(gates: list[dict[str, Any]], edited: int) -> dict[str, Any] | None:
+    """The run's verdict: pass rate over every gated image and the most frequent failures."""
+    if not gates:
+        return None
+    passed = sum(g["counts"]["pass"] for g in gates)
+    quarantined = sum(g["counts"]["quarantined"] for g in gates)
+    reasons: dict[str, int] = {}
+    for gate in gates:
+        for item in gate["items"]:
+            for failure in item["failed"]:
+                reasons[failure["label"]] = reasons.get(failure["label"], 0) + 1
+    gated = passed + quarantined
+    return {
+        "profiles": sorted({g["profile"] for g in gates}),
+        "intents": sorted({g["intent"] for g in gates}),
+        "passed": passed,
+        "quarantined": quarantined,
+        "pass_rate": round(passed / gated, 4) if gated else None,
+        "failed_expectations": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "data_docs": [g["data_docs"] for g in gates if g.get("data_docs")],
+    }
+
+
+def record_published(workspace: str, published: list[dict[str, Any]], run: dict[str, Any]) -> None:
     """The catalog's current state: image id -> what is published, from which source, by which run."""
     uri = published_manifest_uri(workspace)
     current = read_json(uri) if storage_for(uri).exists(uri) else {"images": {}}
@@ -90,33 +157,3 @@ def _update_published_manifest(workspace: str, published: list[dict[str, Any]], 
         current["images"][entry["image_id"]] = {**entry, "run_id": run.get("run_id")}
     current["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(uri, current)
-
-
-def render_html(report: dict[str, Any], manifests: list[EditManifest]) -> str:
-    """A self-contained page: counts, failures with reasons, and before/after thumbnails."""
-    esc = html.escape
-    counts = report["counts"]
-    published = {p["image_id"]: p["published_uri"] for p in report["published"]}
-    rows = []
-    for manifest in manifests:
-        for r in manifest.items:
-            after = published.get(r.image_id)
-            after_cell = f'<img src="{esc(after)}" loading="lazy">' if after else esc(r.error or r.status)
-            rows.append(
-                f"<tr class='{esc(r.status)}'><td>{esc(r.image_id)}</td><td>{esc(r.status)}</td>"
-                f'<td><img src="{esc(r.source_uri)}" loading="lazy"></td><td>{after_cell}</td>'
-                f"<td>{r.seconds if r.seconds is not None else ''}</td></tr>"
-            )
-    recipe = report["recipe"]["name"] if report["recipe"] else "-"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>catalog run {esc(str(report.get('run_id')))}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td{{padding:4px 8px;vertical-align:middle}}
-img{{max-width:160px;max-height:160px;border:1px solid #ccc}} tr.failed td{{background:#fde8e8}}</style></head>
-<body><h1>Catalog run {esc(str(report.get('run_id')))}</h1>
-<p>DAG <b>{esc(str(report.get('dag_id')))}</b>, recipe <b>{esc(recipe)}</b>, backend {esc(', '.join(report['backends']))}</p>
-<p>found {counts['found']} &middot; edited {counts['edited']} &middot; failed {counts['failed']}
-&middot; published {counts['published']} &middot; edit time {report['edit_seconds']} s</p>
-<table><tr><th>image</th><th>status</th><th>source</th><th>published / reason</th><th>seconds</th></tr>
-{''.join(rows)}
-</table></body></html>
-"""

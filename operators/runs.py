@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from operators.manifest import safe_run_key
@@ -12,3 +14,8 @@ def run_root_for(workspace: str, context: Any) -> tuple[str, str]:
     """The run's root URI and its storage-safe key, from the task context's run id."""
     run_key = safe_run_key(context["run_id"])
     return join_uri(workspace, "runs", run_key), run_key
+
+
+def catalog_home() -> Path:
+    """Root of the embedded defaults: ``$CATALOG_HOME``, else ``data/`` in the repo checkout."""
+    return Path(os.environ.get("CATALOG_HOME", Path(__file__).resolve().parents[1] / "data"))

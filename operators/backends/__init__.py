@@ -1,5 +1,54 @@
-"""Edit backends: one module per provider contract, all behind :class:`EditBackend`."""
+"""Edit backends: one module per provider contract, all behind :class:`EditBackend`.
 
-from operators.backends.base import EditBackend, EditResult, ImageContext
+:func:`build_backend` turns a connection's :class:`~operators.hooks.image_edit.BackendConfig`
+into a backend; network backends share :mod:`operators.backends.http`.
+"""
 
-__all__ = ["EditBackend", "EditResult", "ImageContext"]
+from __future__ import annotations
+
+from typing import Any
+
+from operators.backends.base import EditBackend, EditError, EditResult, ImageContext, JobBackend, JobStatus
+
+__all__ = ["EditBackend", "EditError", "EditResult", "ImageContext", "JobBackend", "JobStatus", "build_backend"]
+
+
+def _options(extras: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: extras[name] for name in names if extras.get(name) not in (None, "")}
+
+
+def openai_transport(config, provider: str = "openai"):
+    from operators.backends.http import HttpSettings, HttpTransport
+
+    extras = config.extras
+    key = config.api_key or ""
+    if extras.get("api_type") == "azure":
+        auth, params = {"api-key": key}, {"api-version": str(extras.get("api_version") or "2025-04-01-preview")}
+    else:
+        auth, params = {"Authorization": f"Bearer {key}"}, {}
+    headers = {"OpenAI-Organization": extras.get("organization"), "OpenAI-Project": extras.get("project")}
+    return HttpTransport(provider, HttpSettings.from_extras(config.base_url, extras), auth_headers=auth,
+                         headers={k: str(v) for k, v in headers.items() if v}, params=params)
+
+
+def build_backend(config) -> EditBackend:
+    """The backend a :class:`~operators.hooks.image_edit.BackendConfig` names."""
+    from operators.backends.http import HttpSettings, HttpTransport
+
+    extras = config.extras
+    if config.backend == "local":
+        from operators.backends.local import MAX_PIXELS, LocalEngineBackend
+
+        return LocalEngineBackend(max_pixels=int(extras.get("max_pixels", MAX_PIXELS)))
+    if config.backend == "openai":
+        from operators.backends.openai_images import OpenAIImagesBackend
+
+        return OpenAIImagesBackend(openai_transport(config), **_options(
+            extras, "model", "size", "quality", "background", "input_fidelity", "n", "user"))
+    settings = HttpSettings.from_extras(config.base_url, extras)
+    if config.backend == "bfl":
+        from operators.backends.bfl import BFLBackend
+
+        transport = HttpTransport("bfl", settings, auth_headers={"x-key": config.api_key or ""})
+        return BFLBackend(transport, **_options(extras, "model", "safety_tolerance", "seed", "aspect_ratio"))
+    raise ValueError(f"unknown backend {config.backend!r}")

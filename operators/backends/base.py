@@ -9,11 +9,29 @@ from operators.recipes import Recipe, RecipeStep
 
 
 class EditError(RuntimeError):
-    """One image could not be edited; ``retryable`` says whether trying again may help."""
+    """One image could not be edited; ``retryable`` says whether trying again may help.
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    Provider errors also carry the provider's ``code`` (e.g. ``moderation_blocked``),
+    the HTTP ``status``, how many ``attempts`` were made and, for throttling, the
+    ``retry_after`` seconds the provider asked for. Messages never contain API keys.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        code: str | None = None,
+        status: int | None = None,
+        attempts: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.retryable = retryable
+        self.code = code
+        self.status = status
+        self.attempts = attempts
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -24,6 +42,7 @@ class EditResult:
     height: int
     usage: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0  # HTTP attempts spent (0 for the local engine)
 
 
 @dataclass
@@ -63,9 +82,55 @@ class ImageContext:
 
 
 class EditBackend(Protocol):
-    """Edits one source image through every step of a recipe."""
+    """Edits one source image through every step of a recipe.
+
+    Network backends also offer ``async def aedit(...)`` with the same meaning; the
+    chunk runner then edits a chunk's images concurrently under the backend's limiter.
+    Backends of asynchronous providers (submit, poll, collect) additionally implement
+    :class:`JobBackend`, which the deferrable operator and the trigger use.
+
+    Usage records are dicts a cost ledger can price: ``{"step", "provider", "model",
+    "images", ...}`` plus ``input_tokens`` / ``input_image_tokens`` /
+    ``input_text_tokens`` / ``output_tokens`` for token-priced providers, or
+    ``credits`` for credit-priced ones.
+    """
 
     name: str
     model: str
 
     def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult: ...
+
+
+@dataclass
+class JobStatus:
+    """One poll of an asynchronous provider job.
+
+    ``state`` is ``pending``, ``ready`` or ``failed``; ``result`` carries what
+    :meth:`JobBackend.collect` needs (e.g. the short-lived sample URL); failures
+    carry the provider's ``code``, ``message`` and whether they are ``retryable``.
+    """
+
+    state: str
+    result: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None
+    message: str | None = None
+    retryable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "result": self.result, "code": self.code,
+                "message": self.message, "retryable": self.retryable}
+
+
+class JobBackend(Protocol):
+    """An asynchronous provider: one job per recipe step, submitted, polled, then collected."""
+
+    name: str
+    model: str
+
+    async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict: ...
+
+    async def apoll(self, job: dict) -> JobStatus: ...
+
+    async def acollect(self, job: dict, status: JobStatus) -> tuple[bytes, dict[str, Any]]: ...
+
+    async def acancel(self, job: dict) -> bool: ...

@@ -15,6 +15,8 @@ from operators.backends.base import EditError, EditResult, ImageContext
 from operators.recipes import Recipe, RecipeStep
 
 MAX_PIXELS = 60_000_000
+#: ops whose mask argument is the subject to keep, while a recipe's mask is always "edit here"
+SUBJECT_MASK_OPS = frozenset({"white_background", "replace_background"})
 
 
 class LocalEngineBackend:
@@ -47,6 +49,8 @@ class LocalEngineBackend:
         for step in recipe.steps:
             started = time.perf_counter()
             mask = self._mask(step, image, context)
+            if mask is not None and step.local.op in SUBJECT_MASK_OPS:
+                mask = ~mask
             references = [decode_image(ref, max_pixels=self.max_pixels) for ref in context.references(step)]
             image = apply_op(step.local.op, image, step.local.params, mask=mask, references=references)
             steps.append({"id": step.id, "op": step.local.op, "seconds": round(time.perf_counter() - started, 4)})

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import BaseHook
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "openai", "bfl")
+DEFAULT_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "bfl": "https://api.bfl.ai",
+}
+EXTRA_EXAMPLE = (
+    '{"backend": "openai", "model": "gpt-image-2", "quality": "medium", "timeout": 180, '
+    '"max_attempts": 5, "requests_per_minute": 60, "max_concurrency": 8}'
+)
+
+
+@dataclass
+class BackendConfig:
+    """What a connection says about its backend. ``api_key`` is masked and never printed."""
+
+    backend: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+    conn_id: str = ""
 
 
 class ImageEditHook(BaseHook):
-    """Resolve an ``image_edit`` connection to an edit backend.
+    """Resolve an ``image_edit`` (or the OpenAI provider's ``openai``) connection to an edit backend.
 
-    The connection's extra ``backend`` names the backend (``local`` is the embedded,
-    offline engine). When the default connection ``image_edit_default`` is not
-    defined at all, the local engine is used, so a fresh install works offline.
+    Connection fields: *host* is the provider's base URL (defaults per backend), the
+    *password* is the API key, and *extra* holds ``backend`` (``local``, ``openai``,
+    ``bfl``), ``model``, ``organization`` /
+    ``project`` (OpenAI), ``api_type: azure`` + ``api_version`` (Azure OpenAI), the
+    transport settings of :class:`~operators.backends.http.HttpSettings` (timeouts,
+    ``max_attempts``, ``requests_per_minute``, ``max_concurrency``, ...) and the
+    backend's own options (see ``docs/backends.md``). A connection of type ``openai``
+    means ``backend: openai`` unless its extra says otherwise. When the default
+    connection ``image_edit_default`` is not defined at all, the local engine is used,
+    so a fresh install works offline.
 
     :param image_edit_conn_id: the connection id; see :attr:`default_conn_name`.
     """
@@ -33,10 +60,34 @@ class ImageEditHook(BaseHook):
         return {
             "hidden_fields": ["schema", "port", "login"],
             "relabeling": {"host": "Base URL", "password": "API key"},
-            "placeholders": {"extra": '{"backend": "local"}'},
+            "placeholders": {
+                "host": "https://api.openai.com/v1 (empty: the backend's default)",
+                "password": "the provider's API key (never logged)",
+                "extra": EXTRA_EXAMPLE,
+            },
         }
 
-    def backend_settings(self) -> dict[str, Any]:
+    def config_from_connection(self, conn: Any) -> BackendConfig:
+        from airflow.sdk.log import mask_secret
+
+        extras = dict(conn.extra_dejson or {})
+        client_kwargs = extras.pop("openai_client_kwargs", None) or {}
+        default = "openai" if conn.conn_type == "openai" else "local"
+        backend = str(extras.pop("backend", default))
+        if backend not in BACKENDS:
+            raise ValueError(f"connection {self.image_edit_conn_id!r}: unknown backend {backend!r} "
+                             f"(available: {', '.join(BACKENDS)})")
+        api_key = conn.password or extras.pop("api_key", None) or None
+        if api_key:
+            mask_secret(api_key)
+        for key in ("organization", "project"):
+            extras.setdefault(key, client_kwargs.get(key))
+        base_url = conn.host or client_kwargs.get("base_url") or DEFAULT_URLS.get(backend, "")
+        if base_url and "://" not in base_url:
+            base_url = f"{conn.schema or 'https'}://{base_url}" + (f":{conn.port}" if conn.port else "")
+        return BackendConfig(backend, base_url, api_key, extras, self.image_edit_conn_id)
+
+    def backend_config(self) -> BackendConfig:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
@@ -45,17 +96,20 @@ class ImageEditHook(BaseHook):
             if self.image_edit_conn_id != self.default_conn_name:
                 raise
             self.log.info("connection %s is not defined: using the local engine", self.image_edit_conn_id)
-            return {"backend": "local"}
-        return {"backend": "local", **conn.extra_dejson}
+            return BackendConfig("local", "", conn_id=self.image_edit_conn_id)
+        return self.config_from_connection(conn)
+
+    async def abackend_config(self) -> BackendConfig:
+        """The same from a trigger (``aget_connection`` never blocks the event loop)."""
+        return self.config_from_connection(await BaseHook.aget_connection(self.image_edit_conn_id))
+
+    def backend_settings(self) -> dict[str, Any]:
+        """The backend name and extras (never the key)."""
+        config = self.backend_config()
+        return {"backend": config.backend, **config.extras}
 
     def get_backend(self):
         """The backend object the edit operator calls (see ``operators.backends.base.EditBackend``)."""
-        settings = self.backend_settings()
-        name = settings["backend"]
-        if name == "local":
-            from operators.backends.local import MAX_PIXELS, LocalEngineBackend
+        from operators.backends import build_backend
 
-            return LocalEngineBackend(max_pixels=int(settings.get("max_pixels", MAX_PIXELS)))
-        raise ValueError(
-            f"connection {self.image_edit_conn_id!r}: unknown backend {name!r} (available: {', '.join(BACKENDS)})"
-        )
+        return build_backend(self.backend_config())

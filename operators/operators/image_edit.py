@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
 
 from operators.hooks.image_edit import ImageEditHook
+
+FATAL_CODES = ("insufficient_credits",)  # the account cannot pay: alert, do not retry
 
 
 class ImageEditOperator(BaseOperator):
@@ -16,13 +19,26 @@ class ImageEditOperator(BaseOperator):
 
     Meant to be mapped over the chunk manifests a discover task returns
     (``ImageEditOperator.partial(...).expand(chunk_manifest_uri=discover.output)``).
-    Each image ends ``edited`` or ``failed`` with a reason; one bad image never
-    fails the chunk. Returns the edit manifest's URI.
+    Each image ends ``edited`` or ``failed`` with a reason (and the provider's error
+    code, and whether a rerun may help); one bad image never fails the chunk. An
+    account out of credits (HTTP 402) fails the task without retries, after the
+    manifest is written, so the failure alerts. Returns the edit manifest's URI.
+
+    With ``deferrable=True`` and an asynchronous provider (``bfl``), the operator
+    submits the chunk's jobs, records their ids in ``runs/<run>/jobs/chunk-NNNNN.json``
+    and defers to :class:`~operators.triggers.edit_jobs.EditJobsTrigger`; it resumes
+    to download results and submit the next recipe step. A rerun resumes the recorded
+    jobs instead of submitting (and paying for) them again.
 
     :param chunk_manifest_uri: URI of the chunk manifest to edit.
     :param recipe: a shipped recipe name or the path / URI of a recipe file.
     :param workspace: URI prefix where run state lives.
     :param backend_conn_id: ``image_edit`` connection that selects the backend.
+    :param deferrable: poll asynchronous providers from the triggerer (default:
+        ``[operators] default_deferrable``).
+    :param poll_interval: seconds between polls of pending jobs (deferrable mode).
+    :param job_timeout: how long a chunk's jobs may run before the outstanding ones are
+        cancelled (where the provider allows) and fail as retryable.
     """
 
     template_fields: Sequence[str] = ("chunk_manifest_uri", "recipe", "workspace", "backend_conn_id")
@@ -34,6 +50,9 @@ class ImageEditOperator(BaseOperator):
         recipe: str,
         workspace: str,
         backend_conn_id: str = ImageEditHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        job_timeout: timedelta = timedelta(hours=1),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -41,26 +60,116 @@ class ImageEditOperator(BaseOperator):
         self.recipe = recipe
         self.workspace = workspace
         self.backend_conn_id = backend_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.job_timeout = job_timeout
 
     @cached_property
     def hook(self) -> ImageEditHook:
         return ImageEditHook(image_edit_conn_id=self.backend_conn_id)
 
-    def execute(self, context) -> str:
-        from operators.editing import edit_chunk
+    def _load(self):
         from operators.manifest import ChunkManifest
         from operators.recipes import load_recipe
-        from operators.storage import join_uri, read_json, write_json
+        from operators.storage import join_uri, read_json
 
         chunk = ChunkManifest.from_dict(read_json(self.chunk_manifest_uri))
-        recipe = load_recipe(self.recipe)
-        backend = self.hook.get_backend()
-        run_root = join_uri(self.workspace, "runs", chunk.run_key)
+        return chunk, load_recipe(self.recipe), self.hook.get_backend(), join_uri(self.workspace, "runs", chunk.run_key)
+
+    @staticmethod
+    def _jobs_uri(run_root: str, chunk) -> str:
+        from operators.storage import join_uri
+
+        return join_uri(run_root, "jobs", f"chunk-{chunk.chunk_index:05d}.json")
+
+    def execute(self, context) -> str:
+        from operators.editing import edit_chunk
+        from operators.storage import join_uri
+
+        chunk, recipe, backend, run_root = self._load()
         self.log.info(
             "chunk %d: %d images, recipe %s (%d steps), backend %s",
             chunk.chunk_index, len(chunk.items), recipe.name, len(recipe.steps), backend.model,
         )
-        manifest = edit_chunk(chunk, recipe, backend, output_root=join_uri(run_root, "outputs"))
-        uri = write_json(join_uri(run_root, "edits", f"chunk-{chunk.chunk_index:05d}.json"), manifest.to_dict())
-        self.log.info("chunk %d done: %s; manifest %s", chunk.chunk_index, manifest.counts(), uri)
+        if self.deferrable and hasattr(backend, "asubmit"):
+            return self._run_jobs(chunk, recipe, backend, run_root)
+        return self._finish(edit_chunk(chunk, recipe, backend, output_root=join_uri(run_root, "outputs")), run_root)
+
+    def _run_jobs(self, chunk, recipe, backend, run_root: str) -> str:
+        import asyncio
+        import time
+
+        from operators.editing import start_jobs
+        from operators.storage import StorageError, read_json
+
+        try:
+            state = read_json(self._jobs_uri(run_root, chunk))  # a rerun resumes the recorded jobs
+            self.log.info("resuming %d recorded jobs of chunk %d", len(state["pending"]), chunk.chunk_index)
+        except StorageError:
+            state = asyncio.run(start_jobs(chunk, recipe, backend, run_root=run_root))
+            state["deadline"] = time.time() + self.job_timeout.total_seconds()
+        return self._defer_or_finish(state, chunk, recipe, backend, run_root)
+
+    def _defer_or_finish(self, state: dict, chunk, recipe, backend, run_root: str) -> str:
+        import time
+
+        from operators.editing import finish_jobs
+        from operators.storage import write_json
+        from operators.triggers.edit_jobs import EditJobsTrigger
+
+        write_json(self._jobs_uri(run_root, chunk), state)  # job ids persist before any wait
+        if not state["pending"]:
+            return self._finish(finish_jobs(state, chunk, recipe, backend), run_root)
+        jobs = {key: entry["job"] for key, entry in state["pending"].items()}
+        self.log.info("chunk %d: %d jobs pending; deferring", chunk.chunk_index, len(jobs))
+        self.defer(
+            trigger=EditJobsTrigger(self.backend_conn_id, jobs, poll_interval=self.poll_interval,
+                                    deadline=state["deadline"]),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(state["deadline"] - time.time(), 0) + 600),
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> str:
+        import asyncio
+
+        from operators.editing import advance_jobs
+        from operators.storage import read_json
+
+        chunk, recipe, backend, run_root = self._load()
+        state = read_json(self._jobs_uri(run_root, chunk))
+        state = asyncio.run(advance_jobs(state, event["results"], chunk, recipe, backend, run_root=run_root))
+        return self._defer_or_finish(state, chunk, recipe, backend, run_root)
+
+    def _finish(self, manifest, run_root: str) -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from operators.storage import join_uri, write_json
+
+        uri = write_json(join_uri(run_root, "edits", f"chunk-{manifest.chunk_index:05d}.json"), manifest.to_dict())
+        self.log.info("chunk %d done: %s; manifest %s", manifest.chunk_index, manifest.counts(), uri)
+        fatal = [r for r in manifest.items if r.error_code in FATAL_CODES]
+        if fatal:
+            raise AirflowFailException(f"{manifest.backend}: {fatal[0].error_code} ({len(fatal)} images not edited): "
+                                       f"{fatal[0].error}; manifest {uri}")
         return uri
+
+    def on_kill(self) -> None:
+        """Cancel the chunk's recorded jobs where the provider allows."""
+        import asyncio
+
+        from operators.storage import StorageError, read_json
+
+        chunk, _, backend, run_root = self._load()
+        try:
+            pending = read_json(self._jobs_uri(run_root, chunk))["pending"]
+        except StorageError:
+            return
+
+        async def cancel_all():
+            try:
+                await asyncio.gather(*(backend.acancel(e["job"]) for e in pending.values()), return_exceptions=True)
+            finally:
+                await backend.transport.aclose()
+
+        if pending and hasattr(backend, "acancel"):
+            asyncio.run(cancel_all())

@@ -11,30 +11,28 @@ from operators.runs import run_root_for
 
 
 class PublishOperator(BaseOperator):
-    """Copy every successfully edited image to ``published`` and write the run report.
+    """Copy every edited image that passed the gate to ``published`` and write the run report.
 
-    :param edit_manifest_uris: the edit manifests of the run (the mapped edit task's output).
+    :param manifest_uris: the run's gate manifests (the mapped quality gate's output), or its edit
+        manifests when no gate ran.
     :param published: URI prefix of the published catalog images.
     :param workspace: URI prefix where run state lives; the report goes to ``runs/<run>/report.{json,html}``.
     """
 
-    template_fields: Sequence[str] = ("edit_manifest_uris", "published", "workspace")
+    template_fields: Sequence[str] = ("manifest_uris", "published", "workspace")
 
-    def __init__(self, *, edit_manifest_uris: Any, published: str, workspace: str, **kwargs: Any) -> None:
+    def __init__(self, *, manifest_uris: Any, published: str, workspace: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.edit_manifest_uris = edit_manifest_uris
+        self.manifest_uris = manifest_uris
         self.published = published
         self.workspace = workspace
 
     def execute(self, context) -> str:
-        from operators.manifest import EditManifest
-        from operators.publishing import publish_run
-        from operators.storage import read_json
+        from operators.publishing import load_chunk_results, publish_run
 
         run_root, _ = run_root_for(self.workspace, context)
-        manifests = [EditManifest.from_dict(read_json(uri)) for uri in (self.edit_manifest_uris or [])]
         report = publish_run(
-            manifests,
+            load_chunk_results(list(self.manifest_uris or [])),
             published_root=self.published,
             workspace=self.workspace,
             run_root=run_root,
@@ -42,8 +40,9 @@ class PublishOperator(BaseOperator):
         )
         counts = report["counts"]
         self.log.info(
-            "published %d of %d images (%d failed) to %s; report %s",
-            counts["published"], counts["found"], counts["failed"], self.published, report["report_html"],
+            "published %d of %d images (%d failed, %d quarantined) to %s; report %s",
+            counts["published"], counts["found"], counts["failed"], counts["quarantined"], self.published,
+            report["report_html"],
         )
         for failure in report["failures"]:
             self.log.warning("not published: %s: %s", failure["image_id"], failure["error"])

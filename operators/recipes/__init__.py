@@ -21,6 +21,7 @@ from typing import Any
 SHIPPED_DIR = Path(__file__).parent
 OUTPUT_FORMATS = ("jpeg", "png", "webp")
 AUTO_MASKS = ("subject", "background")
+INTENTS = ("reframe", "masked", "region", "global")
 TEMPLATE_FIELDS = ("source_root", "image_id", "recipe_dir")
 MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCES = 15  # OpenAI takes 16 input images: the source plus 15 references
@@ -60,11 +61,20 @@ class RecipeStep:
 
 
 @dataclass(frozen=True)
+class QualitySpec:
+    """How the quality gate judges this recipe's edits (see README "Quality gate")."""
+
+    profile: str = "preserve"
+    intent: str | None = None  # reframe | masked | region | global; None = inferred from the steps
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
     steps: tuple[RecipeStep, ...]
     output: OutputSpec
+    quality: QualitySpec = QualitySpec()
     origin: str = ""
     version: int = 1
     fingerprint: str = field(default="", compare=False)
@@ -130,6 +140,14 @@ def _parse_output(origin: str, path: str, data: Any, base: OutputSpec | None) ->
         if not match or not all(16 <= int(v) <= 10_000 for v in match.groups()):
             fields.fail(f"must look like '2000x2000' with sides 16..10000, got {size!r}", "size")
     return OutputSpec(format=fmt, quality=quality, size=size)
+
+
+def _parse_quality(origin: str, data: Any) -> QualitySpec:
+    fields = _Fields(origin, "quality", data, ("profile", "intent"), ())
+    intent = fields.get("intent", str)
+    if intent is not None and intent not in INTENTS:
+        fields.fail(f"must be one of {', '.join(INTENTS)}, got {intent!r}", "intent")
+    return QualitySpec(profile=fields.get("profile", str, QualitySpec.profile), intent=intent)
 
 
 def _check_template(fields: _Fields, name: str, value: str) -> str:
@@ -210,7 +228,9 @@ def _parse_step(origin: str, index: int, data: Any, seen: set[str]) -> RecipeSte
 def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
     """Validate a loaded recipe document and build a :class:`Recipe`."""
     label = origin.rsplit("/", 1)[-1]
-    fields = _Fields(label, "", data, ("version", "name", "description", "output", "steps"), ("name", "steps"))
+    fields = _Fields(
+        label, "", data, ("version", "name", "description", "output", "steps", "quality"), ("name", "steps")
+    )
     version = fields.get("version", int, 1)
     if version != 1:
         fields.fail(f"unsupported recipe version {version} (this release reads version 1)", "version")
@@ -228,10 +248,13 @@ def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
         description=str(fields.get("description", str, "")).strip(),
         steps=steps,
         output=output,
+        quality=_parse_quality(label, data.get("quality") or {}),
         origin=origin,
         version=version,
     )
-    canonical = json.dumps({k: v for k, v in recipe.to_dict().items() if k != "origin"}, sort_keys=True)
+    # identity of the edit itself: where the file lives and how it is judged do not change outputs
+    edit_fields = {k: v for k, v in recipe.to_dict().items() if k not in ("origin", "quality")}
+    canonical = json.dumps(edit_fields, sort_keys=True)
     return replace(recipe, fingerprint=hashlib.sha256(canonical.encode()).hexdigest())
 
 
@@ -241,19 +264,7 @@ def shipped_recipes() -> dict[str, Path]:
 
 def load_recipe(ref: str) -> Recipe:
     """Load a shipped recipe by name, or a recipe file by path or URI."""
-    import yaml
+    from operators.config_files import load_document
 
-    from operators.storage import StorageError, normalize_uri, read_bytes
-
-    shipped = shipped_recipes()
-    uri = shipped[ref].as_uri() if ref in shipped else normalize_uri(ref)
-    try:
-        raw = read_bytes(uri)
-    except StorageError as exc:
-        known = ", ".join(shipped)
-        raise RecipeError(f"recipe {ref!r} is neither a shipped recipe ({known}) nor a readable file: {exc}") from exc
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{uri.rsplit('/', 1)[-1]}: not valid YAML/JSON: {exc}") from exc
+    data, uri = load_document(ref, shipped_recipes(), kind="recipe", error=RecipeError)
     return parse_recipe(data, origin=uri)

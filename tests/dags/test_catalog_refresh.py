@@ -48,7 +48,7 @@ def test_dag_parses_without_heavy_imports():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     dag = _dag()
     assert dag.schedule == "@daily"
-    assert [t.task_id for t in dag.topological_sort()] == ["discover", "edit", "publish"]
+    assert [t.task_id for t in dag.topological_sort()] == ["discover", "edit", "quality_gate", "publish"]
 
 
 def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
@@ -67,8 +67,14 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
     expected_failures = {"corrupt", "broken_upload"} | scenes
     assert len(scenes) == 4
     counts = report["counts"]
-    assert counts == {"found": total, "edited": total - len(expected_failures),
-                      "failed": len(expected_failures), "published": total - len(expected_failures)}
+    assert counts == {"found": total, "edited": total - len(expected_failures), "failed": len(expected_failures),
+                      "quarantined": 0, "published": total - len(expected_failures)}
+    quality = report["quality"]
+    assert quality["profiles"] == ["amazon_main"] and quality["intents"] == ["reframe"]
+    assert quality["pass_rate"] == 1.0 and quality["passed"] == total - len(expected_failures)
+    for index_uri in quality["data_docs"]:
+        assert "Data Docs" in Path(index_uri[len("file://"):]).read_text() or "great_expectations" in \
+            Path(index_uri[len("file://"):]).read_text().lower()
     reasons = {f["image_id"]: f["error"] for f in report["failures"]}
     assert set(reasons) == expected_failures
     assert "truncated" in reasons["corrupt"].lower() and "truncated" in reasons["broken_upload"].lower()
@@ -99,4 +105,29 @@ def test_empty_source_publishes_nothing_and_reports_it(tmp_path: Path):
     source.mkdir()
     dagrun, report = _run(tmp_path, source)
     assert dagrun.state == "success"
-    assert report["counts"] == {"found": 0, "edited": 0, "failed": 0, "published": 0}
+    assert report["counts"] == {"found": 0, "edited": 0, "failed": 0, "quarantined": 0, "published": 0}
+
+
+def test_low_pass_rate_fails_the_run_after_quarantining(tmp_path: Path, sample_set):
+    images, _ = sample_set
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("ball_red.png", "box_tea.jpg", "can_soda.jpg"):
+        (source / name).write_bytes((images / name).read_bytes())
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("name: strict\nexpectations:\n  - {metric: product_fill, min: 0.99, why: test}\n")
+
+    dagrun, report = _run(tmp_path, source, quality_profile=str(strict), min_pass_rate=0.5)
+
+    assert dagrun.state == "failed"  # the gate task fails: on_failure alerting fires
+    states = {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
+    assert states["quality_gate"] == "failed" and states["publish"] == "upstream_failed"
+    assert report is None and not (tmp_path / "published").exists()
+    quarantine = next((tmp_path / "work" / "quarantine").iterdir())
+    records = {p.stem: json.loads(p.read_text()) for p in quarantine.glob("*.json")}
+    assert set(records) == {"ball_red", "box_tea", "can_soda"}
+    for image_id, record in records.items():
+        assert (quarantine / f"{image_id}.jpg").exists()
+        assert record["failed"][0]["label"] == "0.99 <= product_fill"
+        assert 0.84 <= record["failed"][0]["observed"] <= 0.86
+        assert record["metrics"]["product_fill"] == record["failed"][0]["observed"]

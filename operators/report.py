@@ -1,0 +1,128 @@
+"""The run report as one self-contained HTML page: counts, charts, before/after, reasons.
+
+Thumbnails are embedded as data URIs so the page opens anywhere (a browser, an
+e-mail attachment, an S3 console) without access to the storage it came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from operators.publishing import ChunkResult
+
+THUMB_PX = 180
+MAX_THUMB_ROWS = 300  # beyond this the table lists rows without pictures: the page stays small
+SHOWN_METRICS = ("ssim_preserved", "delta_e_preserved", "seam_score", "bg_exact_share", "product_fill",
+                 "sharpness_ratio", "phash_distance", "blockiness", "jpeg_quality", "ocr_similarity")
+esc = html.escape
+
+
+def thumbnail(uri: str | None) -> str:
+    """A small JPEG data URI of the image at ``uri`` ('' when it cannot be read)."""
+    if not uri:
+        return ""
+    from PIL import Image
+
+    from operators.storage import read_bytes
+
+    try:
+        with Image.open(io.BytesIO(read_bytes(uri))) as image:
+            image.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
+            image = image.convert("RGB")
+            image.thumbnail((THUMB_PX, THUMB_PX))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=80)
+    except Exception:  # a broken upload has no thumbnail; its row still shows the reason
+        return ""
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(uri: str | None) -> str:
+    data = thumbnail(uri)
+    return f'<img src="{data}" alt="">' if data else '<span class="none">-</span>'
+
+
+def bar_chart(values: dict[str, int], *, colours: dict[str, str] | None = None, width: int = 420) -> str:
+    """A horizontal SVG bar chart, no JavaScript, no external assets."""
+    if not values:
+        return ""
+    peak = max(values.values()) or 1
+    rows = []
+    for i, (label, value) in enumerate(values.items()):
+        length = int((width - 190) * value / peak)
+        colour = (colours or {}).get(label, "#4a78b5")
+        rows.append(
+            f'<text x="0" y="{i * 24 + 15}" font-size="12">{esc(label[:28])}</text>'
+            f'<rect x="180" y="{i * 24 + 3}" width="{length}" height="16" fill="{colour}"></rect>'
+            f'<text x="{184 + length}" y="{i * 24 + 15}" font-size="12">{value}</text>'
+        )
+    return f'<svg width="{width}" height="{len(values) * 24 + 4}" role="img">{"".join(rows)}</svg>'
+
+
+def _metric_cell(metrics: dict[str, Any], failed_metrics: set[str]) -> str:
+    parts = []
+    for name in SHOWN_METRICS:
+        value = metrics.get(name)
+        if value is None:
+            continue
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        cls = ' class="bad"' if name in failed_metrics else ""
+        parts.append(f"<span{cls}>{esc(name)}={esc(shown)}</span>")
+    return "<br>".join(parts)
+
+
+def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
+    counts = report["counts"]
+    quality = report.get("quality") or {}
+    published = {p["image_id"]: p["published_uri"] for p in report["published"]}
+    rows = []
+    for result in results:
+        verdicts = result.verdicts()
+        for record in result.edit.items:
+            verdict = verdicts.get(record.image_id, {})
+            failed = verdict.get("failed", [])
+            status = verdict.get("verdict", record.status) if record.status == "edited" else "failed"
+            with_pictures = len(rows) < MAX_THUMB_ROWS
+            after_uri = published.get(record.image_id) or verdict.get("quarantine_uri") or record.output_uri
+            reasons = "".join(f"<li>{esc(f['label'])} (observed {esc(str(f['observed']))})</li>" for f in failed)
+            detail = esc(record.error) if record.error else (f"<ul>{reasons}</ul>" if reasons else "")
+            rows.append(
+                f"<tr class='{esc(status)}'><td>{esc(record.image_id)}</td><td>{esc(status)}</td>"
+                f"<td>{_img(record.source_uri) if with_pictures else ''}</td>"
+                f"<td>{_img(after_uri) if with_pictures and record.output_uri else ''}</td>"
+                f"<td class='metrics'>{_metric_cell(verdict.get('metrics', {}), {f['metric'] for f in failed})}</td>"
+                f"<td>{detail}</td></tr>"
+            )
+    outcome = {k: counts[k] for k in ("published", "quarantined", "failed")}
+    colours = {"published": "#3c9a5f", "quarantined": "#d99a29", "failed": "#c8483f"}
+    docs = "".join(f'<li><a href="{esc(uri)}">{esc(uri.rsplit("/data_docs/", 1)[-1])}</a></li>'
+                   for uri in quality.get("data_docs", []))
+    recipe = report["recipe"]["name"] if report["recipe"] else "-"
+    pass_rate = quality.get("pass_rate")
+    quality_line = (
+        f"<p>quality profile <b>{esc(', '.join(quality['profiles']))}</b> ({esc(', '.join(quality['intents']))} "
+        f"intent): pass rate <b>{pass_rate:.0%}</b></p>" if quality and pass_rate is not None else ""
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>catalog run {esc(str(report.get('run_id')))}</title>
+<style>body{{font-family:sans-serif;margin:2em;color:#222}} td{{padding:4px 8px;vertical-align:top;border-bottom:1px solid #eee}}
+img{{max-width:{THUMB_PX}px;max-height:{THUMB_PX}px;border:1px solid #ccc}} tr.failed td{{background:#fde8e8}}
+tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .metrics{{font-size:12px}}
+.charts{{display:flex;gap:3em}} .none{{color:#999}}</style></head>
+<body><h1>Catalog run {esc(str(report.get('run_id')))}</h1>
+<p>DAG <b>{esc(str(report.get('dag_id')))}</b>, recipe <b>{esc(recipe)}</b>, backend {esc(', '.join(report['backends']))}</p>
+<p>found {counts['found']} &middot; edited {counts['edited']} &middot; failed {counts['failed']}
+&middot; quarantined {counts['quarantined']} &middot; published {counts['published']}
+&middot; edit time {report['edit_seconds']} s</p>
+{quality_line}
+<div class="charts"><div><h3>Outcome</h3>{bar_chart(outcome, colours=colours)}</div>
+<div><h3>Failed expectations</h3>{bar_chart(quality.get('failed_expectations', {})) or '<p>none</p>'}</div></div>
+{f'<h3>Great Expectations Data Docs</h3><ul>{docs}</ul>' if docs else ''}
+<table><tr><th>image</th><th>status</th><th>before</th><th>after</th><th>metrics</th><th>reason</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""

@@ -1,0 +1,5 @@
+import sys
+
+from operators.service.server import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""Fault injection for the local edit service: deterministic, counted rules.
+
+A rule applies to the next ``count`` matching requests (``count: -1`` = all of them).
+Request faults (checked when a request arrives on a path starting with ``path``):
+
+- ``status``: answer ``status`` (429, 500, 503, 402, ...) with a provider-style error
+  body and, if given, ``retry_after_ms`` / ``retry_after`` headers;
+- ``drop``: start the response and close the connection mid-body;
+- ``hang``: wait ``seconds`` before answering (client timeouts);
+- ``latency``: add ``seconds`` to every matching request, then answer normally;
+- ``moderation``: OpenAI ``400 moderation_blocked``.
+
+Job fates (taken by the next ``count`` BFL submissions): ``bfl_pending`` (stays
+Pending), ``bfl_not_found`` (Task not found), ``bfl_error`` (Error),
+``request_moderated`` / ``content_moderated``, ``bfl_expired`` (the sample URL has
+expired when downloaded).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REQUEST_KINDS = ("status", "drop", "hang", "latency", "moderation")
+JOB_KINDS = ("bfl_pending", "bfl_not_found", "bfl_error", "request_moderated", "content_moderated", "bfl_expired")
+ERROR_CODES = {402: "insufficient_credits", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded",
+               500: "server_error", 502: "bad_gateway", 503: "service_unavailable"}
+
+
+@dataclass
+class Fault:
+    kind: str
+    count: int = 1
+    path: str = "/"
+    status: int = 500
+    retry_after_ms: int | None = None
+    retry_after: str | None = None
+    seconds: float = 0.0
+    code: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in REQUEST_KINDS + JOB_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r} (known: {', '.join(REQUEST_KINDS + JOB_KINDS)})")
+
+
+class FaultPlan:
+    """Thread-safe list of rules; ``take`` consumes one use of the first matching rule."""
+
+    def __init__(self, rules: list[Fault] | None = None):
+        self._lock = threading.Lock()
+        self._rules: list[Fault] = list(rules or [])
+
+    def set(self, rules: list[dict[str, Any] | Fault]) -> None:
+        with self._lock:
+            self._rules = [r if isinstance(r, Fault) else Fault(**r) for r in rules]
+
+    def add(self, **rule: Any) -> None:
+        with self._lock:
+            self._rules.append(Fault(**rule))
+
+    def take(self, path: str, kinds: tuple[str, ...]) -> Fault | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule.kind in kinds and path.startswith(rule.path) and rule.count != 0:
+                    if rule.count > 0:
+                        rule.count -= 1
+                    return rule
+        return None
+
+    def to_list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(r) for r in self._rules]
+
+
+def parse_fault(text: str) -> Fault:
+    """CLI form ``kind[:count][,key=value...]``, e.g. ``status:3,status=429,retry_after_ms=200``."""
+    head, *pairs = text.split(",")
+    kind, _, count = head.partition(":")
+    values: dict[str, Any] = {"kind": kind, "count": int(count) if count else 1}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        values[key] = value if key in ("path", "retry_after", "code") else float(value)
+    for key in ("status", "retry_after_ms"):
+        if key in values:
+            values[key] = int(values[key])
+    return Fault(**values)

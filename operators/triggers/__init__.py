@@ -1,0 +1,1 @@
+"""Triggers: poll asynchronous provider jobs without holding a worker slot."""

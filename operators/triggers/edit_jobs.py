@@ -1,0 +1,98 @@
+"""EditJobsTrigger: polls many asynchronous edit jobs at once (async httpx, never blocking).
+
+The deferrable :class:`~operators.operators.image_edit.ImageEditOperator` submits a
+chunk's jobs, records their ids in the chunk's jobs manifest, and defers here. The
+trigger polls every pending job concurrently through the backend the connection
+names (the key is read in the triggerer, never serialized), keeps transient poll
+errors (429/5xx/connection) as pending, and hands back to the operator when every
+job is finished, or as soon as a ready result has waited ``hold_ready`` seconds
+(signed result URLs expire: BFL's after 10 minutes), or at ``deadline`` (epoch
+seconds), when the outstanding jobs are cancelled where the provider allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class EditJobsTrigger(BaseTrigger):
+    """Poll asynchronous provider jobs until they finish.
+
+    :param conn_id: the ``image_edit`` connection (its backend polls the jobs).
+    :param jobs: ``{key: job}``, each job as the backend's ``asubmit`` returned it.
+    :param poll_interval: seconds between polling rounds.
+    :param deadline: epoch seconds after which outstanding jobs are cancelled and reported.
+    :param hold_ready: seconds a ready result may wait for the others before handing back.
+    """
+
+    def __init__(self, conn_id: str, jobs: dict[str, dict[str, Any]], poll_interval: float = 5.0,
+                 deadline: float | None = None, hold_ready: float = 120.0):
+        super().__init__()
+        self.conn_id = conn_id
+        self.jobs = jobs
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.hold_ready = hold_ready
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"conn_id": self.conn_id, "jobs": self.jobs, "poll_interval": self.poll_interval,
+                 "deadline": self.deadline, "hold_ready": self.hold_ready})
+
+    async def _backend(self):
+        from operators.backends import build_backend
+        from operators.hooks.image_edit import ImageEditHook
+
+        return build_backend(await ImageEditHook(self.conn_id).abackend_config())
+
+    async def _poll(self, backend, job: dict[str, Any]) -> dict[str, Any] | None:
+        from operators.backends.base import EditError
+
+        try:
+            return (await backend.apoll(job)).to_dict()
+        except EditError as exc:
+            if exc.retryable:  # transient: poll again next round
+                self.log.warning("poll of job %s failed transiently: %s", job.get("id"), exc)
+                return None
+            return {"state": "failed", "result": {}, "code": exc.code, "message": str(exc), "retryable": False}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        backend = await self._backend()
+        results: dict[str, dict[str, Any]] = {}
+        first_ready: float | None = None
+        try:
+            while True:
+                pending = [key for key in self.jobs if key not in results]
+                polled = await asyncio.gather(*(self._poll(backend, self.jobs[key]) for key in pending))
+                for key, status in zip(pending, polled, strict=True):
+                    if status is not None and status["state"] != "pending":
+                        results[key] = status
+                        if status["state"] == "ready" and first_ready is None:
+                            first_ready = time.monotonic()
+                outstanding = [key for key in self.jobs if key not in results]
+                if not outstanding or (first_ready is not None and time.monotonic() - first_ready >= self.hold_ready):
+                    break
+                if self.deadline is not None and time.time() >= self.deadline:
+                    for key in outstanding:
+                        cancelled = await backend.acancel(self.jobs[key])
+                        results[key] = {"state": "failed", "result": {}, "code": "timeout", "retryable": True,
+                                        "message": f"job {self.jobs[key].get('id')} not finished by the deadline"
+                                                   f"{' (cancelled)' if cancelled else ''}"}
+                    break
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            await backend.transport.aclose()
+        yield TriggerEvent({"status": "done", "results": results})
+
+    async def on_kill(self) -> None:
+        """The task was killed while deferred: cancel the jobs where the provider allows."""
+        backend = await self._backend()
+        try:
+            await asyncio.gather(*(backend.acancel(job) for job in self.jobs.values()), return_exceptions=True)
+        finally:
+            await backend.transport.aclose()

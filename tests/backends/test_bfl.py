@@ -1,0 +1,81 @@
+"""The BFL backend against the local edit service's submit/poll contract and its job faults."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from operators.backends.base import EditError, ImageContext
+from operators.backends.bfl import BFLBackend
+from operators.hooks.image_edit import ImageEditHook
+from operators.recipes import parse_recipe
+from operators.service.testing import product_png
+
+FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3,
+        "poll_interval": 0.02, "poll_timeout": 0.5}
+
+
+def bfl(service, monkeypatch, **extras) -> BFLBackend:
+    conn = {"conn_type": "image_edit", "host": service.url, "password": "bfl-key-7",
+            "extra": {"backend": "bfl", **FAST, **extras}}
+    monkeypatch.setenv("AIRFLOW_CONN_BFL_EDITS", json.dumps(conn))
+    return ImageEditHook("bfl_edits").get_backend()
+
+
+def recipe(tmp_path, steps=1, fmt="jpeg"):
+    return parse_recipe({"name": "t", "output": {"format": fmt}, "steps": [
+        {"id": f"s{i}", "prompt": "Apply a warm golden look.", "local": {"op": "look", "params": {"name": "warm"}}}
+        for i in range(steps)]}, origin=(tmp_path / "r.yaml").as_uri())
+
+
+def ctx(tmp_path):
+    return ImageContext("p", tmp_path.as_uri(), tmp_path.as_uri())
+
+
+def test_submit_poll_download(service, monkeypatch, tmp_path):
+    service.state.api_key = "bfl-key-7"
+    result = bfl(service, monkeypatch, model="flux-kontext-max", seed=7).edit(product_png(), recipe(tmp_path, 2),
+                                                                             ctx(tmp_path))
+    assert result.format == "jpeg" and result.data[:2] == b"\xff\xd8"
+    assert [u["credits"] for u in result.usage] == [8.0, 8.0] and result.usage[0]["provider"] == "bfl"
+    served = service.state.served
+    assert served["POST /v1/flux-kontext-max"] == 2 and served["GET /v1/get_result"] >= 2
+    assert sum(v for k, v in served.items() if k.startswith("GET /_delivery/")) == 2
+    assert result.attempts == served["total"]
+
+
+@pytest.mark.parametrize(("fate", "code", "retryable"), [
+    ("request_moderated", "request_moderated", False),
+    ("content_moderated", "content_moderated", False),
+    ("bfl_error", "provider_error", True),
+    ("bfl_not_found", "task_not_found", True),
+    ("bfl_expired", "sample_expired", True),
+    ("bfl_pending", "timeout", True),
+])
+def test_job_fates_end_in_the_right_error(service, monkeypatch, tmp_path, fate, code, retryable):
+    service.state.faults.add(kind=fate, path="/v1/flux")
+    with pytest.raises(EditError) as info:
+        bfl(service, monkeypatch).edit(product_png(), recipe(tmp_path), ctx(tmp_path))
+    assert info.value.code == code and info.value.retryable is retryable
+    assert service.state.served["POST /v1/flux-kontext-pro"] == 1  # never resubmitted (never paid twice)
+
+
+def test_out_of_credits_is_final(service, monkeypatch, tmp_path):
+    service.state.faults.add(kind="status", status=402, path="/v1/flux")
+    with pytest.raises(EditError) as info:
+        bfl(service, monkeypatch).edit(product_png(), recipe(tmp_path), ctx(tmp_path))
+    assert info.value.code == "insufficient_credits" and not info.value.retryable and info.value.attempts == 1
+
+
+async def test_job_interface(service, monkeypatch, tmp_path):
+    backend = bfl(service, monkeypatch)
+    job = await backend.asubmit(product_png(), recipe(tmp_path), 0, ctx(tmp_path))
+    assert set(job) >= {"id", "polling_url", "credits"} and "bfl-key-7" not in json.dumps(job)
+    status = await backend.apoll(job)
+    while status.state == "pending":
+        status = await backend.apoll(job)
+    data, usage = await backend.acollect(job, status)
+    assert data[:2] == b"\xff\xd8" and usage["job_id"] == job["id"]  # the final step: the recipe's jpeg
+    assert await backend.acancel(job) is False
+    await backend.transport.aclose()

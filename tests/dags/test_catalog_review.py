@@ -1,0 +1,128 @@
+"""Human review through Airflow's real human-in-the-loop path.
+
+``dag.test()`` parks the review task in ``awaiting_input`` exactly as a deployment does;
+the test answers the way the Airflow UI / REST API does (same model updates and
+``handle_event_submit``), from another thread, and the run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from operators.backends.local import LocalEngineBackend
+from operators.discovery import discover_images
+from operators.editing import edit_chunk
+from operators.manifest import ChunkManifest
+from operators.quality.gate import gate_chunk
+from operators.quality.profiles import load_profile
+from operators.recipes import load_recipe
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def _quarantine_everything(tmp_path: Path, sample_set) -> tuple[str, list[str]]:
+    """Real edits judged by a profile no image can pass: every edit ends in quarantine."""
+    images, _ = sample_set
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("ball_red.png", "can_soda.jpg", "jar_honey.png"):
+        (source / name).write_bytes((images / name).read_bytes())
+    strict = tmp_path / "impossible.yaml"
+    strict.write_text(yaml.safe_dump({"name": "impossible", "expectations": [
+        {"metric": "product_fill", "min": 0.99, "why": "test: nothing fills 99%"}]}))
+    found = discover_images(str(source))
+    recipe = load_recipe("marketplace_white_square")
+    workspace = str(tmp_path / "work")
+    edits = edit_chunk(ChunkManifest("run1", 0, found.source_root, found.items), recipe, LocalEngineBackend(),
+                       output_root=f"{workspace}/runs/run1/outputs")
+    gate = gate_chunk(edits, recipe, load_profile(str(strict)), source_root=found.source_root,
+                      quarantine_root=f"{workspace}/quarantine/run1", docs_root=None, ocr=False)
+    assert gate["counts"]["quarantined"] == 3
+    return workspace, [item["image_id"] for item in gate["items"]]
+
+
+def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: list, deadline_s: float = 120):
+    """Play the reviewer: wait for the parked task, then respond as the Core API does."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import handle_event_submit
+    from airflow.triggers.base import TriggerEvent
+    from airflow.utils import timezone
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    deadline = time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalars(select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
+                detail = session.get(HITLDetail, ti.id) if ti else None
+                if detail is not None:
+                    detail.responded_by = {"id": "7", "name": "reviewer@example.com"}
+                    detail.responded_at = timezone.utcnow()
+                    detail.chosen_options = chosen
+                    detail.params_input = params
+                    handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti,
+                                        session=session)
+                    return
+            time.sleep(0.2)
+        errors.append("the review task never asked for input")
+    except Exception as exc:  # surface in the test thread
+        errors.append(repr(exc))
+
+
+def _review_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "catalog_review.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["catalog_review"]
+
+
+def _warm_up_orm() -> None:
+    """Import and configure Airflow's ORM in this thread first: concurrent first imports deadlock."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        session.scalars(select(TaskInstance).limit(1)).first()
+        session.scalars(select(HITLDetail).limit(1)).first()
+
+
+def test_reviewer_approves_a_listed_subset(tmp_path: Path, sample_set):
+    workspace, ids = _quarantine_everything(tmp_path, sample_set)
+    published = tmp_path / "published"
+    dag = _review_dag()
+    _warm_up_orm()
+    errors: list = []
+    responder = threading.Thread(target=_answer_when_asked, args=(
+        "catalog_review", ["Approve listed, reject the rest"], {"approve_ids": ids[0], "note": "label is fine"},
+        errors))
+    responder.start()
+    dagrun = dag.test(run_conf={"workspace": workspace, "published": str(published)})
+    responder.join()
+    assert not errors, errors
+    assert dagrun.state == "success"
+
+    assert sorted(p.stem for p in published.iterdir()) == [ids[0]]
+    records = {p.stem: json.loads(p.read_text()) for p in Path(workspace, "quarantine", "run1").glob("*.json")}
+    assert records[ids[0]]["review"]["decision"] == "approved"
+    assert records[ids[0]]["review"]["by"] == "reviewer@example.com"
+    assert records[ids[0]]["review"]["note"] == "label is fine"
+    assert {records[i]["review"]["decision"] for i in ids[1:]} == {"rejected"}
+    state = json.loads(Path(workspace, "state", "published_manifest.json").read_text())
+    assert set(state["images"]) == {ids[0]}
+
+    # nothing left to review: the next run skips instead of asking
+    assert dag.test(run_conf={"workspace": workspace, "published": str(published)}).state == "success"

@@ -1,0 +1,125 @@
+"""EditJobsTrigger (serialize, run against the local edit service) and the operator's deferral loop."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from operators.discovery import discover_images
+from operators.manifest import ChunkManifest, EditManifest
+from operators.service.testing import product_png
+from operators.storage import read_json, write_json
+from operators.triggers.edit_jobs import EditJobsTrigger
+
+FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3}
+
+
+@pytest.fixture
+def bfl_conn(service, monkeypatch):
+    conn = {"conn_type": "image_edit", "host": service.url, "password": "bfl-key-9",
+            "extra": {"backend": "bfl", **FAST}}
+    monkeypatch.setenv("AIRFLOW_CONN_BFL_JOBS", json.dumps(conn))
+    return "bfl_jobs"
+
+
+def roundtrip(trigger: EditJobsTrigger) -> EditJobsTrigger:
+    path, kwargs = trigger.serialize()
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+
+
+async def first_event(trigger: EditJobsTrigger, timeout: float = 20):
+    async def one():
+        async for event in trigger.run():
+            return event.payload
+    return await asyncio.wait_for(one(), timeout)
+
+
+def test_serialize_round_trips_every_kwarg():
+    trigger = EditJobsTrigger("c", {"a": {"id": "1", "polling_url": "http://x/1"}}, poll_interval=0.5,
+                              deadline=123.0, hold_ready=7.0)
+    again = roundtrip(trigger)
+    assert again.serialize() == trigger.serialize()
+    assert trigger.serialize()[0] == "operators.triggers.edit_jobs.EditJobsTrigger"
+
+
+async def _submit(conn_id: str, count: int) -> dict:
+    from operators.backends.base import ImageContext
+    from operators.hooks.image_edit import ImageEditHook
+    from operators.recipes import parse_recipe
+
+    backend = ImageEditHook(conn_id).get_backend()
+    recipe = parse_recipe({"name": "t", "steps": [{"id": "s", "prompt": "warm golden look",
+                                                   "local": {"op": "look", "params": {"name": "warm"}}}]})
+    jobs = {f"img{i}": await backend.asubmit(product_png(), recipe, 0, ImageContext(f"img{i}", "", ""))
+            for i in range(count)}
+    await backend.transport.aclose()
+    return jobs
+
+
+async def test_polls_all_jobs_and_separates_permanent_from_transient(service, bfl_conn):
+    service.state.faults.add(kind="request_moderated", path="/v1/flux", count=1)
+    service.state.faults.add(kind="bfl_error", path="/v1/flux", count=1)
+    jobs = await _submit(bfl_conn, 4)
+    service.state.faults.add(kind="status", status=503, path="/v1/get_result", count=3)  # transient polls
+    payload = await first_event(roundtrip(EditJobsTrigger(bfl_conn, jobs, poll_interval=0.02)))
+    results = payload["results"]
+    assert payload["status"] == "done" and set(results) == set(jobs)
+    states = sorted((r["state"], r["code"], r["retryable"]) for r in results.values())
+    assert states == [("failed", "provider_error", True), ("failed", "request_moderated", False),
+                      ("ready", None, False), ("ready", None, False)]
+    assert all(r["result"]["sample"] for r in results.values() if r["state"] == "ready")
+
+
+async def test_deadline_reports_outstanding_jobs(service, bfl_conn):
+    service.state.faults.add(kind="bfl_pending", path="/v1/flux", count=1)
+    jobs = await _submit(bfl_conn, 2)
+    payload = await first_event(EditJobsTrigger(bfl_conn, jobs, poll_interval=0.02, deadline=time.time() + 0.5))
+    codes = sorted(str(r["code"]) for r in payload["results"].values())
+    assert codes == ["None", "timeout"]
+    stuck = next(r for r in payload["results"].values() if r["code"] == "timeout")
+    assert stuck["retryable"] and stuck["state"] == "failed"
+
+
+def test_operator_defers_persists_job_ids_and_finishes(service, bfl_conn, tmp_path: Path):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from operators.operators.image_edit import ImageEditOperator
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(3):
+        (source / f"p{i}.png").write_bytes(product_png(color=(60 * i, 90, 30)))
+    found = discover_images(source.as_uri())
+    chunk_uri = write_json((tmp_path / "chunk.json").as_uri(),
+                           ChunkManifest("run1", 0, found.source_root, found.items).to_dict())
+    service.state.faults.add(kind="content_moderated", path="/v1/flux", count=1)
+    op = ImageEditOperator(task_id="edit", chunk_manifest_uri=chunk_uri, recipe="campaign_style_look",
+                           workspace=tmp_path.as_uri(), backend_conn_id=bfl_conn, deferrable=True,
+                           poll_interval=0.02)
+    event, rounds = None, 0
+    while True:
+        try:
+            uri = op.execute({}) if event is None else op.execute_complete({}, event)
+            break
+        except TaskDeferred as deferred:
+            rounds += 1
+            jobs = read_json((tmp_path / "runs/run1/jobs/chunk-00000.json").as_uri())
+            assert set(jobs["pending"]) and all(e["job"]["id"] for e in jobs["pending"].values())
+            assert "bfl-key-9" not in json.dumps(jobs) and "bfl-key-9" not in json.dumps(deferred.trigger.serialize())
+            event = asyncio.run(first_event(roundtrip(deferred.trigger)))
+    manifest = EditManifest.from_dict(read_json(uri))
+    assert rounds == 3  # one deferral per recipe step (3 steps)
+    assert manifest.counts() == {"edited": 2, "failed": 1} and manifest.backend == "bfl"
+    failed = next(r for r in manifest.items if r.status == "failed")
+    assert failed.error_code == "content_moderated" and failed.retryable is False
+    for record in manifest.items:
+        if record.status == "edited":
+            assert len(record.usage) == 3 and all(u["credits"] == 4.0 for u in record.usage)
+            assert Path(record.output_uri[len("file://"):]).exists()
+    assert service.state.served["POST /v1/flux-kontext-pro"] == 7  # 3 + 2 + 2: never resubmitted
