@@ -53,7 +53,7 @@ def bar_chart(values: dict[str, int], *, colours: dict[str, str] | None = None, 
     peak = max(values.values()) or 1
     rows = []
     for i, (label, value) in enumerate(values.items()):
-        length = int((width - 190) * value / peak)
+        length = int((width - 230) * value / peak)  # room for the count after the bar
         colour = (colours or {}).get(label, "#4a78b5")
         rows.append(
             f'<text x="0" y="{i * 24 + 15}" font-size="12">{esc(label[:28])}</text>'

@@ -466,8 +466,10 @@ def blockiness(image: np.ndarray) -> float:
     # signed steps averaged along each 8 px block edge: a block step is coherent along the
     # edge, pixel noise (which a good JPEG encode smooths only inside blocks) averages out;
     # steps above BLOCK_STEP_CAP are image content (a box edge), clipped so they cannot dominate
-    dx = np.abs((g[:, 1:] - g[:, :-1]).reshape(h8 // 8, 8, w8 - 1).mean(axis=1)).clip(0, BLOCK_STEP_CAP)
-    dy = np.abs((g[1:] - g[:-1]).reshape(h8 - 1, w8 // 8, 8).mean(axis=2)).clip(0, BLOCK_STEP_CAP)
+    # INTER_AREA by an integer factor is exactly the mean over each group of 8 (and much faster)
+    dx = np.abs(cv2.resize(g[:, 1:] - g[:, :-1], (w8 - 1, h8 // 8), interpolation=cv2.INTER_AREA))
+    dy = np.abs(cv2.resize(g[1:] - g[:-1], (w8 // 8, h8 - 1), interpolation=cv2.INTER_AREA))
+    dx, dy = dx.clip(0, BLOCK_STEP_CAP), dy.clip(0, BLOCK_STEP_CAP)
     on_x, on_y = dx[:, 7::8], dy[7::8]
     boundary = float(on_x.sum() + on_y.sum())
     n_boundary = on_x.size + on_y.size
