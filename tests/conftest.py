@@ -47,3 +47,17 @@ def sample_set(tmp_path_factory) -> tuple[Path, Path]:
     images, truth = root / "samples", root / "samples_truth"
     make_samples(images, truth, with_broken=True)
     return images, truth
+
+
+def copy_samples(sample_set: tuple[Path, Path], dest: Path, names: tuple[str, ...]) -> Path:
+    """A small source folder with some of the sample images; returns it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (dest / name).write_bytes((sample_set[0] / name).read_bytes())
+    return dest
+
+
+def write_strict_profile(path: Path, min_fill: float = 0.99) -> Path:
+    """A quality profile no marketplace edit passes (product fill at 85% < ``min_fill``)."""
+    path.write_text(f"name: strict\nexpectations:\n  - {{metric: product_fill, min: {min_fill}, why: test}}\n")
+    return path

@@ -56,7 +56,7 @@ def fit_background(image: np.ndarray, band: np.ndarray) -> np.ndarray:
     return np.clip(terms @ coef, 1.0, 255.0)
 
 
-def _deviation(image: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def backdrop_deviation(image: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (chroma distance, brightness ratio) of pixels vs the predicted backdrop.
 
     A shadow scales all channels by the same factor: ratio < 1, chroma ~ 0.
@@ -67,7 +67,7 @@ def _deviation(image: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.nda
     return chroma, ratio
 
 
-def _border_band(h: int, w: int) -> np.ndarray:
+def border_band(h: int, w: int) -> np.ndarray:
     b = max(2, int(round(min(h, w) * _BORDER_FRAC)))
     band = np.zeros((h, w), bool)
     band[:b], band[-b:], band[:, :b], band[:, -b:] = True, True, True, True
@@ -118,9 +118,9 @@ def _fill_holes(mask: np.ndarray, bg_like: np.ndarray) -> np.ndarray:
 def _seed_mask(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GrabCut trimap from the backdrop model; also returns the 'looks like backdrop' map."""
     h, w = small.shape[:2]
-    band = _border_band(h, w)
+    band = border_band(h, w)
     model = fit_background(small, band)
-    chroma, ratio = _deviation(small, model)
+    chroma, ratio = backdrop_deviation(small, model)
     noise = float(np.median(chroma[band])) + 1.0
     # chroma relative to the (possibly shadowed) backdrop brightness: shadows stay near 0
     rel = chroma / np.clip(ratio, 0.25, None)
@@ -153,7 +153,7 @@ def _work_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _backdrop_fit(small: np.ndarray) -> float:
-    band = _border_band(*small.shape[:2])
+    band = border_band(*small.shape[:2])
     model = fit_background(small, band)
     residual = np.abs(small.astype(np.float32) - model).max(axis=-1)[band]
     return float((residual < BACKDROP_TOLERANCE).mean())

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from operators.engine._common import bbox, dilate, resize
-from operators.engine.subject import fit_background
+from operators.engine.subject import backdrop_deviation, border_band, fit_background
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, like the engine's ``bbox``
 
@@ -26,7 +26,6 @@ CANVAS_TOLERANCE = 8
 BACKGROUND_MARGIN_PX = 3
 #: longest side of the copy the source segmentation runs on
 SEGMENT_SIDE = 160
-_BORDER_FRAC = 0.04
 #: threshold factor for the full-resolution edge refinement (see ``_is_product``)
 EDGE_SENSITIVITY = 0.35
 
@@ -48,14 +47,6 @@ def near_colour(image: np.ndarray, colour: tuple[int, int, int], tolerance: int)
     c = np.asarray(colour, np.int32)
     lo, hi = np.clip(c - tolerance, 0, 255), np.clip(c + tolerance, 0, 255)
     return cv2.inRange(np.ascontiguousarray(image), lo.astype(np.uint8), hi.astype(np.uint8))
-
-
-def _deviation(image: np.ndarray, model: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Chroma distance and brightness ratio vs the backdrop model; a shadow has ratio < 1 and chroma ~ 0."""
-    img = image.astype(np.float32)
-    ratio = np.einsum("...c,...c->...", img, model) / np.maximum(np.einsum("...c,...c->...", model, model), 1.0)
-    rest = img - ratio[..., None] * model
-    return np.sqrt(np.einsum("...c,...c->...", rest, rest)), ratio
 
 
 def _is_product(chroma: np.ndarray, ratio: np.ndarray, model: np.ndarray, noise: float) -> np.ndarray:
@@ -102,7 +93,7 @@ def _refine_edges(
             (strip.shape[1], strip.shape[0]),
             interpolation=cv2.INTER_LINEAR,
         )
-        chroma, ratio = _deviation(strip, mod)
+        chroma, ratio = backdrop_deviation(strip, mod)
         hit = _is_product(chroma, ratio, mod, noise)
         hit = cv2.morphologyEx(hit.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).any(axis=axis)
         idx = np.flatnonzero(hit)
@@ -135,11 +126,9 @@ def source_product_box(source: np.ndarray) -> Box | None:
     scale = min(1.0, SEGMENT_SIDE / max(h, w))
     sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
     small = cv2.resize(source, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else source
-    b = max(2, int(round(min(sh, sw) * _BORDER_FRAC)))
-    band = np.zeros((sh, sw), bool)
-    band[:b], band[-b:], band[:, :b], band[:, -b:] = True, True, True, True
+    band = border_band(sh, sw)
     model = _poly_model(small, band)
-    chroma, ratio = _deviation(small, model)
+    chroma, ratio = backdrop_deviation(small, model)
     noise = float(np.median(chroma[band])) + 1.0
     fg = _is_product(chroma, ratio, model, noise) & ~band
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))

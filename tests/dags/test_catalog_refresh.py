@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_samples, write_strict_profile
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -109,13 +109,8 @@ def test_empty_source_publishes_nothing_and_reports_it(tmp_path: Path):
 
 
 def test_low_pass_rate_fails_the_run_after_quarantining(tmp_path: Path, sample_set):
-    images, _ = sample_set
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("ball_red.png", "box_tea.jpg", "can_soda.jpg"):
-        (source / name).write_bytes((images / name).read_bytes())
-    strict = tmp_path / "strict.yaml"
-    strict.write_text("name: strict\nexpectations:\n  - {metric: product_fill, min: 0.99, why: test}\n")
+    source = copy_samples(sample_set, tmp_path / "source", ("ball_red.png", "box_tea.jpg", "can_soda.jpg"))
+    strict = write_strict_profile(tmp_path / "strict.yaml")
 
     dagrun, report = _run(tmp_path, source, quality_profile=str(strict), min_pass_rate=0.5)
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from operators.backends.local import LocalEngineBackend
 from operators.discovery import discover_images
@@ -22,21 +21,15 @@ from operators.manifest import ChunkManifest
 from operators.quality.gate import gate_chunk
 from operators.quality.profiles import load_profile
 from operators.recipes import load_recipe
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_samples, write_strict_profile
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
 def _quarantine_everything(tmp_path: Path, sample_set) -> tuple[str, list[str]]:
     """Real edits judged by a profile no image can pass: every edit ends in quarantine."""
-    images, _ = sample_set
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("ball_red.png", "can_soda.jpg", "jar_honey.png"):
-        (source / name).write_bytes((images / name).read_bytes())
-    strict = tmp_path / "impossible.yaml"
-    strict.write_text(yaml.safe_dump({"name": "impossible", "expectations": [
-        {"metric": "product_fill", "min": 0.99, "why": "test: nothing fills 99%"}]}))
+    source = copy_samples(sample_set, tmp_path / "source", ("ball_red.png", "can_soda.jpg", "jar_honey.png"))
+    strict = write_strict_profile(tmp_path / "impossible.yaml")
     found = discover_images(str(source))
     recipe = load_recipe("marketplace_white_square")
     workspace = str(tmp_path / "work")
