@@ -38,6 +38,8 @@ with DAG(
         "chunk_size": Param(25, type="integer", minimum=1, maximum=10_000, description="images per mapped edit task"),
         "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
         "min_pass_rate": Param(0.8, type="number", minimum=0, maximum=1, description="fail a chunk below this pass rate"),
+        "deferrable": Param(False, type="boolean", description="poll asynchronous backends (bfl, firefly, openai_batch) "
+                            "from the triggerer instead of a worker slot"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -52,6 +54,7 @@ with DAG(
         recipe="{{ params.recipe }}",
         workspace="{{ params.workspace }}",
         backend_conn_id="{{ params.backend_conn_id }}",
+        deferrable="{{ params.deferrable }}",  # templated: rendered to "True"/"False", read at runtime
         max_active_tis_per_dag=8,
     ).expand(chunk_manifest_uri=discover.output)
     quality_gate = QualityGateOperator.partial(

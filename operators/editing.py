@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from operators.backends.base import EditBackend, EditError, EditResult, ImageContext
+from operators.backends.imaging import image_size
 from operators.manifest import (
     STATUS_EDITED,
     STATUS_FAILED,
@@ -167,14 +168,46 @@ def _source_context(record: EditRecord, chunk: ChunkManifest, recipe: Recipe, ca
     return ImageContext(record.image_id, chunk.source_root, recipe.recipe_dir, cache=cache)
 
 
-async def _submit(backend: Any, record: EditRecord, image: bytes, step: int, context: ImageContext,
-                  recipe: Recipe, pending: dict[str, Any], run_root: str) -> None:
-    job = await backend.asubmit(image, recipe, step, context)
-    record.job_id = job["id"]
-    entry = {"step": step, "job": job}
-    if step:
-        entry["image_uri"] = write_bytes(join_uri(run_root, "intermediate", f"{record.image_id}.step{step}"), image)
-    pending[record.image_id] = entry
+class _Submissions:
+    """Submits recipe steps as jobs and records them as pending.
+
+    Backends with ``asubmit_many`` (the OpenAI Batch API) get every step queued by
+    :meth:`add` in one call at :meth:`flush` (one batch); others submit at once.
+    """
+
+    def __init__(self, backend: Any, recipe: Recipe, pending: dict[str, Any], run_root: str):
+        self.backend, self.recipe, self.pending, self.run_root = backend, recipe, pending, run_root
+        self.queued: list[tuple[EditRecord, bytes, int, ImageContext]] = []
+
+    def _record(self, record: EditRecord, job: dict[str, Any], image: bytes, step: int) -> None:
+        record.job_id = job["id"]
+        entry = {"step": step, "job": job}
+        if step:
+            uri = join_uri(self.run_root, "intermediate", f"{record.image_id}.step{step}")
+            entry["image_uri"] = write_bytes(uri, image)
+        self.pending[record.image_id] = entry
+
+    async def add(self, record: EditRecord, image: bytes, step: int, context: ImageContext) -> None:
+        if hasattr(self.backend, "asubmit_many"):
+            self.queued.append((record, image, step, context))
+            return
+        self._record(record, await self.backend.asubmit(image, self.recipe, step, context), image, step)
+
+    async def flush(self) -> None:
+        queued, self.queued = self.queued, []
+        if not queued:
+            return
+        try:
+            jobs = await self.backend.asubmit_many([(r.image_id, image, step, ctx) for r, image, step, ctx in queued],
+                                                   self.recipe)
+        except Exception as exc:  # the whole batch was refused: every image in it fails with the reason
+            for record, *_ in queued:
+                with _failing(record):
+                    raise exc
+            return
+        for record, image, step, _ in queued:
+            with _failing(record):
+                self._record(record, jobs[record.image_id], image, step)
 
 
 async def start_jobs(chunk: ChunkManifest, recipe: Recipe, backend: Any, *, run_root: str) -> dict[str, Any]:
@@ -184,15 +217,18 @@ async def start_jobs(chunk: ChunkManifest, recipe: Recipe, backend: Any, *, run_
     records = {item.image_id: EditRecord(item.image_id, item.source_uri, item.source_sha256, STATUS_FAILED,
                                          started_at=_now()) for item in chunk.items}
 
+    submissions = _Submissions(backend, recipe, pending, run_root)
+
     async def one(item: SourceItem) -> None:
         record = records[item.image_id]
         with _failing(record):
             source = read_source(item)
-            await _submit(backend, record, source, 0, _source_context(record, chunk, recipe, cache), recipe,
-                          pending, run_root)
+            image_size(source)  # an unreadable upload fails here, before a job is paid for
+            await submissions.add(record, source, 0, _source_context(record, chunk, recipe, cache))
 
     try:
         await asyncio.gather(*(one(item) for item in chunk.items))
+        await submissions.flush()
     finally:
         await backend.transport.aclose()
     return {"kind": "jobs", "run_key": chunk.run_key, "chunk_index": chunk.chunk_index,
@@ -209,6 +245,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
     pending = dict(state["pending"])
     cache: dict[str, bytes] = {}
     output_root = join_uri(run_root, "outputs")
+    submissions = _Submissions(backend, recipe, pending, run_root)
 
     async def one(key: str, result: dict[str, Any]) -> None:
         entry, record = pending.pop(key), records[key]
@@ -223,7 +260,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
                                  "job_id": entry["job"]["id"]})
             if entry["step"] + 1 < len(recipe.steps):
                 context = _source_context(record, chunk, recipe, cache)
-                await _submit(backend, record, image, entry["step"] + 1, context, recipe, pending, run_root)
+                await submissions.add(record, image, entry["step"] + 1, context)
                 return
             output = recipe.step_output(recipe.steps[-1])
             data, width, height = conform(image, output)
@@ -233,6 +270,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
 
     try:
         await asyncio.gather(*(one(key, result) for key, result in results.items() if key in pending))
+        await submissions.flush()
     finally:
         await backend.transport.aclose()
     return {**state, "records": [asdict(r) for r in records.values()], "pending": pending}

@@ -40,10 +40,12 @@ def build_backend(config) -> EditBackend:
         from operators.backends.local import MAX_PIXELS, LocalEngineBackend
 
         return LocalEngineBackend(max_pixels=int(extras.get("max_pixels", MAX_PIXELS)))
-    if config.backend == "openai":
+    if config.backend in ("openai", "openai_batch"):
+        from operators.backends.openai_batch import OpenAIBatchBackend
         from operators.backends.openai_images import OpenAIImagesBackend
 
-        return OpenAIImagesBackend(openai_transport(config), **_options(
+        cls = OpenAIBatchBackend if config.backend == "openai_batch" else OpenAIImagesBackend
+        return cls(openai_transport(config, config.backend), **_options(
             extras, "model", "size", "quality", "background", "input_fidelity", "n", "user"))
     settings = HttpSettings.from_extras(config.base_url, extras)
     if config.backend == "bfl":
@@ -51,4 +53,15 @@ def build_backend(config) -> EditBackend:
 
         transport = HttpTransport("bfl", settings, auth_headers={"x-key": config.api_key or ""})
         return BFLBackend(transport, **_options(extras, "model", "safety_tolerance", "seed", "aspect_ratio"))
+    if config.backend == "firefly":
+        from operators.backends.firefly import FireflyBackend
+
+        transport = HttpTransport("firefly", settings, auth_headers={"x-api-key": str(extras.get("client_id") or "")})
+        return FireflyBackend(transport, client_id=str(extras.get("client_id") or ""),
+                              client_secret=config.api_key or "", **_options(extras, "token_url", "scopes", "seed"))
+    if config.backend == "recraft":
+        from operators.backends.recraft import RecraftBackend
+
+        transport = HttpTransport("recraft", settings, auth_headers={"Authorization": f"Bearer {config.api_key or ''}"})
+        return RecraftBackend(transport, **_options(extras, "model", "strength", "style"))
     raise ValueError(f"unknown backend {config.backend!r}")

@@ -20,7 +20,7 @@ from collections.abc import Generator
 from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext, JobStatus
-from operators.backends.http import HttpTransport, Request, Wait
+from operators.backends.http import HttpTransport, PlanDriven, Request, poll_plan
 from operators.backends.imaging import conform, image_size
 from operators.recipes import Recipe, RecipeStep
 
@@ -33,7 +33,7 @@ RETRYABLE = {"Error": "provider_error", "Task not found": "task_not_found"}
 OUT_OF_CREDITS = "insufficient_credits"
 
 
-class BFLBackend:
+class BFLBackend(PlanDriven):
     """FLUX Kontext / FLUX.2 through the BFL API (sync ``edit``, async ``aedit`` and the job interface).
 
     :param transport: the shared :class:`~operators.backends.http.HttpTransport` (``x-key`` auth).
@@ -124,12 +124,8 @@ class BFLBackend:
             response = yield self.submit_request(step, image, context, index == len(recipe.steps) - 1,
                                                  output.format)
             job = self.job_from(step, response.json())
-            deadline = time.monotonic() + self.transport.settings.poll_timeout
-            while (status := self.status_from((yield self.poll_request(job)).json())).state == "pending":
-                if time.monotonic() > deadline:
-                    raise EditError(f"bfl job {job['id']}: still Pending after "
-                                    f"{self.transport.settings.poll_timeout:.0f}s", retryable=True, code="timeout")
-                yield Wait(self.transport.settings.poll_interval)
+            status = yield from poll_plan(self.poll_request(job), self.status_from, self.transport.settings,
+                                          f"bfl job {job['id']}")
             if status.state == "failed":
                 self.raise_failed(status, job)
             try:
@@ -141,12 +137,6 @@ class BFLBackend:
                           **({"mask_ignored": True} if job["mask_ignored"] else {})})
         data, width, height = conform(image, output)
         return EditResult(data, output.format, width, height, usage=usage, steps=steps)
-
-    def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
-        return self.transport.run(self.plan(source, recipe, context))
-
-    async def aedit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
-        return await self.transport.arun(self.plan(source, recipe, context))
 
     # -- the job interface (deferrable operator + trigger) ----------------------------------
     async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict:

@@ -103,7 +103,7 @@ class Request:
     data: dict[str, Any] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     content: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry a bearer token
     auth: bool = True
     timeout: float | None = None
 
@@ -429,6 +429,20 @@ class HttpTransport:
             plan.close()
 
 
+def poll_plan(poll: Request, status_of, settings: HttpSettings, what: str) -> Generator[Any, Any, Any]:
+    """Poll an asynchronous job (sub-plan): ``status_of(response)`` until it is not ``pending``.
+
+    Waits ``poll_interval`` between polls; after ``poll_timeout`` fails ``timeout`` (retryable).
+    """
+    deadline = time.monotonic() + settings.poll_timeout
+    while (status := status_of((yield poll).json())).state == "pending":
+        if time.monotonic() > deadline:
+            raise EditError(f"{what}: still pending after {settings.poll_timeout:.0f}s", retryable=True,
+                            code="timeout")
+        yield Wait(settings.poll_interval)
+    return status
+
+
 def _advance(plan: Generator, reply: Any, error: EditError | None, attempts: int) -> Any:
     try:
         return plan.throw(error) if error is not None else plan.send(reply)
@@ -441,3 +455,15 @@ def _finish(result: Any, attempts: int) -> Any:
     if hasattr(result, "attempts"):
         result.attempts = attempts
     return result
+
+
+class PlanDriven:
+    """``edit`` / ``aedit`` for backends that describe a recipe as a sans-IO ``plan``."""
+
+    transport: HttpTransport
+
+    def edit(self, source: bytes, recipe, context):
+        return self.transport.run(self.plan(source, recipe, context))
+
+    async def aedit(self, source: bytes, recipe, context):
+        return await self.transport.arun(self.plan(source, recipe, context))

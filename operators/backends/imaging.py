@@ -61,6 +61,14 @@ def alpha_mask_png(region) -> bytes:
     return _png(Image.fromarray(rgba, "RGBA"))
 
 
+def white_mask_png(region) -> bytes:
+    """A grayscale PNG mask, white (255) where the edit goes, black elsewhere (Firefly, Recraft)."""
+    import numpy as np
+    from PIL import Image
+
+    return _png(Image.fromarray(np.where(region, 255, 0).astype(np.uint8), "L"))
+
+
 def conform(data: bytes, output: OutputSpec) -> tuple[bytes, int, int]:
     """Make a provider's image match the recipe's output (size padded, never cropped; format)."""
     from PIL import Image
@@ -76,3 +84,12 @@ def conform(data: bytes, output: OutputSpec) -> tuple[bytes, int, int]:
     if (width, height) != wanted:
         image = apply_op("fit_canvas", image, {"width": wanted[0], "height": wanted[1], "product_fill": 0})
     return encode_image(image, format=output.format, quality=output.quality), wanted[0], wanted[1]
+
+
+def final_result(image: bytes, recipe, usage: list, steps: list):
+    """The last step's image conformed to the recipe's output, as an :class:`EditResult`."""
+    from operators.backends.base import EditResult
+
+    output = recipe.step_output(recipe.steps[-1])
+    data, width, height = conform(image, output)
+    return EditResult(data, output.format, width, height, usage=usage, steps=steps)

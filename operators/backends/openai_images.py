@@ -17,7 +17,7 @@ from collections.abc import Generator
 from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext
-from operators.backends.http import HttpTransport, Request
+from operators.backends.http import HttpTransport, PlanDriven, Request
 from operators.backends.imaging import alpha_mask_png, conform, edit_region, image_size
 from operators.recipes import OutputSpec, Recipe, RecipeStep
 
@@ -64,7 +64,7 @@ def nearest_size(model: str, width: int, height: int) -> str:
     return validate_size(model, f"{w}x{h}")
 
 
-class OpenAIImagesBackend:
+class OpenAIImagesBackend(PlanDriven):
     """The OpenAI Images edits backend (sync ``edit`` and async ``aedit``).
 
     :param transport: the shared :class:`~operators.backends.http.HttpTransport`.
@@ -126,29 +126,42 @@ class OpenAIImagesBackend:
             data["user"] = self.user
         return data
 
+    @staticmethod
+    def step_inputs(step: RecipeStep, image: bytes, context: ImageContext) -> tuple[list[bytes], bytes | None]:
+        """The step's input images (the image, then its references) and its mask as OpenAI wants it."""
+        region = edit_region(step, image, context)
+        return [image, *context.references(step)], (alpha_mask_png(region) if region is not None else None)
+
     def step_request(self, step: RecipeStep, image: bytes, context: ImageContext, output: OutputSpec,
                      size: str) -> Request:
-        files = [("image[]", ("image.png", image, "image/png"))]
+        images, mask = self.step_inputs(step, image, context)
+        files = [("image[]", ("image.png", images[0], "image/png"))]
         files += [("image[]", (f"reference-{i}", ref, "application/octet-stream"))
-                  for i, ref in enumerate(context.references(step), 1)]
-        region = edit_region(step, image, context)
-        if region is not None:
-            files.append(("mask", ("mask.png", alpha_mask_png(region), "image/png")))
+                  for i, ref in enumerate(images[1:], 1)]
+        if mask is not None:
+            files.append(("mask", ("mask.png", mask, "image/png")))
         return Request("POST", "images/edits", op=f"images.edit[{step.id}]",
                        data=self.form(step, output, size), files=files)
 
-    def parse(self, step: RecipeStep, body: Any) -> tuple[bytes, dict[str, Any]]:
+    def step_setup(self, recipe: Recipe, index: int) -> tuple[RecipeStep, OutputSpec, str]:
+        """A step, the output it asks for (png between steps) and the request size."""
+        step = recipe.steps[index]
+        final = index == len(recipe.steps) - 1
+        output = recipe.step_output(step) if final or step.output else OutputSpec(format="png")
+        return step, output, self._size_for(output if (final or step.output) else None)
+
+    def parse(self, step_id: str, body: Any, *, batch: bool = False) -> tuple[bytes, dict[str, Any]]:
         try:
             image = base64.b64decode(body["data"][0]["b64_json"], validate=True)
         except (KeyError, IndexError, TypeError, binascii.Error, ValueError):
-            raise EditError(f"openai images.edit[{step.id}]: response has no data[0].b64_json",
+            raise EditError(f"openai images.edit[{step_id}]: response has no data[0].b64_json",
                             retryable=True, code="bad_response") from None
-        return image, self.usage_record(step, body.get("usage") or {}, batch=False)
+        return image, self.usage_record(step_id, body.get("usage") or {}, batch=batch)
 
-    def usage_record(self, step: RecipeStep, usage: dict[str, Any], *, batch: bool) -> dict[str, Any]:
+    def usage_record(self, step_id: str, usage: dict[str, Any], *, batch: bool) -> dict[str, Any]:
         details = usage.get("input_tokens_details") or {}
         return {
-            "step": step.id, "provider": "openai", "model": self.model, "images": self.n, "batch": batch,
+            "step": step_id, "provider": "openai", "model": self.model, "images": self.n, "batch": batch,
             "input_tokens": usage.get("input_tokens"), "input_image_tokens": details.get("image_tokens"),
             "input_text_tokens": details.get("text_tokens"), "output_tokens": usage.get("output_tokens"),
             "total_tokens": usage.get("total_tokens"),
@@ -157,20 +170,11 @@ class OpenAIImagesBackend:
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Request, Any, EditResult]:
         image_size(source)  # an unreadable upload fails here, before anything is paid for
         image, usage, steps = source, [], []
-        last = len(recipe.steps) - 1
-        for index, step in enumerate(recipe.steps):
-            final = index == last
-            output = recipe.step_output(step) if final or step.output else OutputSpec(format="png")
-            size = self._size_for(output if (final or step.output) else None)
+        for index in range(len(recipe.steps)):
+            step, output, size = self.step_setup(recipe, index)
             response = yield self.step_request(step, image, context, output, size)
-            image, record = self.parse(step, response.json())
+            image, record = self.parse(step.id, response.json())
             usage.append(record)
             steps.append({"id": step.id, "model": self.model, "size": size})
         data, width, height = conform(image, recipe.step_output(recipe.steps[-1]))
         return EditResult(data, recipe.step_output(recipe.steps[-1]).format, width, height, usage=usage, steps=steps)
-
-    def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
-        return self.transport.run(self.plan(source, recipe, context))
-
-    async def aedit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
-        return await self.transport.arun(self.plan(source, recipe, context))

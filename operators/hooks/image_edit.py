@@ -7,10 +7,13 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-BACKENDS = ("local", "openai", "bfl")
+BACKENDS = ("local", "openai", "openai_batch", "bfl", "firefly", "recraft")
 DEFAULT_URLS = {
     "openai": "https://api.openai.com/v1",
+    "openai_batch": "https://api.openai.com/v1",
     "bfl": "https://api.bfl.ai",
+    "firefly": "https://firefly-api.adobe.io",
+    "recraft": "https://external.api.recraft.ai",
 }
 EXTRA_EXAMPLE = (
     '{"backend": "openai", "model": "gpt-image-2", "quality": "medium", "timeout": 180, '
@@ -58,8 +61,8 @@ class ImageEditHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"host": "Base URL", "password": "API key"},
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "Base URL", "login": "Client ID (Firefly)", "password": "API key / client secret"},
             "placeholders": {
                 "host": "https://api.openai.com/v1 (empty: the backend's default)",
                 "password": "the provider's API key (never logged)",
@@ -80,6 +83,8 @@ class ImageEditHook(BaseHook):
         api_key = conn.password or extras.pop("api_key", None) or None
         if api_key:
             mask_secret(api_key)
+        if conn.login:  # Firefly: the client id (the password is the client secret)
+            extras.setdefault("client_id", conn.login)
         for key in ("organization", "project"):
             extras.setdefault(key, client_kwargs.get(key))
         base_url = conn.host or client_kwargs.get("base_url") or DEFAULT_URLS.get(backend, "")

@@ -12,6 +12,17 @@ from airflow.sdk import BaseOperator, conf
 from operators.hooks.image_edit import ImageEditHook
 
 FATAL_CODES = ("insufficient_credits",)  # the account cannot pay: alert, do not retry
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "", "none")
+
+
+def as_bool(value: Any) -> bool:
+    """A bool from a bool or a rendered template (``"True"``, ``"false"``, ``"1"``, ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE or text in FALSE:
+        return text in TRUE
+    raise ValueError(f"deferrable: expected a boolean, got {value!r}")
 
 
 class ImageEditOperator(BaseOperator):
@@ -35,13 +46,14 @@ class ImageEditOperator(BaseOperator):
     :param workspace: URI prefix where run state lives.
     :param backend_conn_id: ``image_edit`` connection that selects the backend.
     :param deferrable: poll asynchronous providers from the triggerer (default:
-        ``[operators] default_deferrable``).
+        ``[operators] default_deferrable``). Templated: a bool, or a string such as
+        ``"{{ params.deferrable }}"`` that renders to ``True`` / ``False`` at runtime.
     :param poll_interval: seconds between polls of pending jobs (deferrable mode).
     :param job_timeout: how long a chunk's jobs may run before the outstanding ones are
         cancelled (where the provider allows) and fail as retryable.
     """
 
-    template_fields: Sequence[str] = ("chunk_manifest_uri", "recipe", "workspace", "backend_conn_id")
+    template_fields: Sequence[str] = ("chunk_manifest_uri", "recipe", "workspace", "backend_conn_id", "deferrable")
 
     def __init__(
         self,
@@ -50,7 +62,7 @@ class ImageEditOperator(BaseOperator):
         recipe: str,
         workspace: str,
         backend_conn_id: str = ImageEditHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         job_timeout: timedelta = timedelta(hours=1),
         **kwargs: Any,
@@ -63,6 +75,11 @@ class ImageEditOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.job_timeout = job_timeout
+
+    @property
+    def is_deferrable(self) -> bool:
+        """``deferrable`` as rendered at runtime (templates render to strings)."""
+        return as_bool(self.deferrable)
 
     @cached_property
     def hook(self) -> ImageEditHook:
@@ -91,7 +108,7 @@ class ImageEditOperator(BaseOperator):
             "chunk %d: %d images, recipe %s (%d steps), backend %s",
             chunk.chunk_index, len(chunk.items), recipe.name, len(recipe.steps), backend.model,
         )
-        if self.deferrable and hasattr(backend, "asubmit"):
+        if (self.is_deferrable and hasattr(backend, "asubmit")) or getattr(backend, "jobs_only", False):
             return self._run_jobs(chunk, recipe, backend, run_root)
         return self._finish(edit_chunk(chunk, recipe, backend, output_root=join_uri(run_root, "outputs")), run_root)
 
@@ -107,27 +124,34 @@ class ImageEditOperator(BaseOperator):
             self.log.info("resuming %d recorded jobs of chunk %d", len(state["pending"]), chunk.chunk_index)
         except StorageError:
             state = asyncio.run(start_jobs(chunk, recipe, backend, run_root=run_root))
-            state["deadline"] = time.time() + self.job_timeout.total_seconds()
+            # a batch backend's completion window (24 h) outlasts a shorter job_timeout
+            timeout = max(self.job_timeout.total_seconds(), getattr(backend, "job_timeout_s", 0))
+            state["deadline"] = time.time() + timeout
         return self._defer_or_finish(state, chunk, recipe, backend, run_root)
 
     def _defer_or_finish(self, state: dict, chunk, recipe, backend, run_root: str) -> str:
+        """Defer to the trigger until no job is pending; not deferrable: poll from this worker."""
+        import asyncio
         import time
 
-        from operators.editing import finish_jobs
+        from operators.editing import advance_jobs, finish_jobs
         from operators.storage import write_json
-        from operators.triggers.edit_jobs import EditJobsTrigger
+        from operators.triggers.edit_jobs import EditJobsTrigger, first_event
 
-        write_json(self._jobs_uri(run_root, chunk), state)  # job ids persist before any wait
-        if not state["pending"]:
-            return self._finish(finish_jobs(state, chunk, recipe, backend), run_root)
-        jobs = {key: entry["job"] for key, entry in state["pending"].items()}
-        self.log.info("chunk %d: %d jobs pending; deferring", chunk.chunk_index, len(jobs))
-        self.defer(
-            trigger=EditJobsTrigger(self.backend_conn_id, jobs, poll_interval=self.poll_interval,
-                                    deadline=state["deadline"]),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=max(state["deadline"] - time.time(), 0) + 600),
-        )
+        while True:
+            write_json(self._jobs_uri(run_root, chunk), state)  # job ids persist before any wait
+            if not state["pending"]:
+                return self._finish(finish_jobs(state, chunk, recipe, backend), run_root)
+            jobs = {key: entry["job"] for key, entry in state["pending"].items()}
+            trigger = EditJobsTrigger(self.backend_conn_id, jobs, poll_interval=self.poll_interval,
+                                      deadline=state["deadline"])
+            if self.is_deferrable:
+                self.log.info("chunk %d: %d jobs pending; deferring", chunk.chunk_index, len(jobs))
+                self.defer(trigger=trigger, method_name="execute_complete",
+                           timeout=timedelta(seconds=max(state["deadline"] - time.time(), 0) + 600))
+            self.log.info("chunk %d: %d jobs pending; polling from the worker", chunk.chunk_index, len(jobs))
+            event = asyncio.run(first_event(trigger))
+            state = asyncio.run(advance_jobs(state, event["results"], chunk, recipe, backend, run_root=run_root))
 
     def execute_complete(self, context, event: dict[str, Any]) -> str:
         import asyncio

@@ -1,4 +1,4 @@
-"""The local edit service's ASGI app: OpenAI images/edits and BFL submit/poll.
+"""The local edit service's ASGI app: OpenAI images/edits, Files + Batch, and BFL submit/poll.
 
 Backed by the local engine; answers with realistic ``usage`` and ``x-ratelimit-*``
 headers; counts every request it serves; injects the faults of its :class:`FaultPlan`.
@@ -68,6 +68,8 @@ class ServiceState:
     faults: FaultPlan = field(default_factory=FaultPlan)
     served: Counter = field(default_factory=Counter)
     jobs: dict[str, Job] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # OpenAI Files: metadata + "content"
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # OpenAI Batch objects
     log: deque = field(default_factory=lambda: deque(maxlen=200))  # request shapes, never key values
     _window: deque = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,6 +100,8 @@ class ServiceState:
         with self._lock:
             self.served.clear()
             self.jobs.clear()
+            self.files.clear()
+            self.batches.clear()
             self._window.clear()
             self.log.clear()
         self.faults.set([])
@@ -207,6 +211,13 @@ async def _edit_request(form) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate an images/edits form and run it; returns the response body and headers."""
     parts = [("image[]", p) for p in form.getlist("image[]")] + [("image", p) for p in form.getlist("image")]
     images = [await part.read() for _, part in parts]
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    mask = await form.get("mask").read() if form.get("mask") is not None else None
+    return await run_edit(images, mask, fields), {"x-request-id": f"req_{secrets.token_hex(8)}"}
+
+
+async def run_edit(images: list[bytes], mask_png: bytes | None, form: dict[str, Any]) -> dict[str, Any]:
+    """Validate one images/edits request (multipart fields or a JSON body) and run it: the response body."""
     prompt = str(form.get("prompt") or "")
     model = str(form.get("model") or "gpt-image-2")
     if not images:
@@ -224,9 +235,7 @@ async def _edit_request(form) -> tuple[dict[str, Any], dict[str, str]]:
     check_size(model, size)
     output_format = str(form.get("output_format") or "png")
     sizes = [_image_size(data) for data in images]
-    mask = None
-    if form.get("mask") is not None:
-        mask = _decode_mask(await form.get("mask").read(), sizes[0])
+    mask = _decode_mask(mask_png, sizes[0]) if mask_png is not None else None
     compression = int(form.get("output_compression") or 92)
     try:
         data, width, height = await run_in_threadpool(
@@ -244,7 +253,7 @@ async def _edit_request(form) -> tuple[dict[str, Any], dict[str, str]]:
         "output_format": output_format,
         "usage": editor.usage(sizes, prompt, (width, height), quality=quality, high_fidelity=high, n=n),
     }
-    return body, {"x-request-id": f"req_{secrets.token_hex(8)}"}
+    return body
 
 
 def build_app(state: ServiceState) -> Any:
@@ -276,6 +285,7 @@ def build_app(state: ServiceState) -> Any:
         state.reset()
         return JSONResponse({"ok": True})
 
+    from operators.service.batches import batch_routes
     from operators.service.bfl import bfl_routes
 
     routes = [
@@ -283,9 +293,10 @@ def build_app(state: ServiceState) -> Any:
         Route(CONTROL + "stats", stats, methods=["GET"]),
         Route(CONTROL + "faults", set_faults, methods=["POST"]),
         Route(CONTROL + "reset", reset, methods=["POST"]),
+        *batch_routes(state),
         *bfl_routes(state),
     ]
     return FaultsAndCounting(Starlette(routes=routes), state)
 
 
-__all__ = ["JOB_KINDS", "BadRequest", "Job", "ServiceState", "build_app", "check_size", "openai_error"]
+__all__ = ["JOB_KINDS", "BadRequest", "Job", "ServiceState", "build_app", "check_size", "openai_error", "run_edit"]

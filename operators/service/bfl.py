@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from operators.service import editor
-from operators.service.app import BFL_CREDITS, JOB_KINDS, Job, ServiceState
+from operators.service.app import BFL_CREDITS, Job, ServiceState
+from operators.service.faults import BFL_KINDS
 
 MODELS = tuple(BFL_CREDITS)
 
@@ -65,7 +66,7 @@ def bfl_routes(state: ServiceState) -> list[Route]:
         output_format = body.get("output_format") or "jpeg"
         if output_format not in ("jpeg", "png"):
             return _detail(422, "output_format: must be jpeg or png")
-        fault = state.faults.take(request.url.path, JOB_KINDS)
+        fault = state.faults.take(request.url.path, BFL_KINDS)
         job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format)
         state.jobs[job.id] = job
         if job.fate not in ("bfl_pending", "bfl_error", "request_moderated"):

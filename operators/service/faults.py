@@ -13,7 +13,10 @@ Request faults (checked when a request arrives on a path starting with ``path``)
 Job fates (taken by the next ``count`` BFL submissions): ``bfl_pending`` (stays
 Pending), ``bfl_not_found`` (Task not found), ``bfl_error`` (Error),
 ``request_moderated`` / ``content_moderated``, ``bfl_expired`` (the sample URL has
-expired when downloaded).
+expired when downloaded). Batch fates: ``batch_line_error`` (taken per batch line: the
+line fails ``400`` with ``code`` or ``invalid_image`` and lands in the error file),
+``batch_expired`` / ``batch_failed`` (taken when a batch is created: it ends ``expired``
+with every line ``batch_expired`` in the error file, or ``failed`` validation).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 REQUEST_KINDS = ("status", "drop", "hang", "latency", "moderation")
-JOB_KINDS = ("bfl_pending", "bfl_not_found", "bfl_error", "request_moderated", "content_moderated", "bfl_expired")
+BFL_KINDS = ("bfl_pending", "bfl_not_found", "bfl_error", "request_moderated", "content_moderated", "bfl_expired")
+BATCH_KINDS = ("batch_expired", "batch_failed")
+LINE_KINDS = ("batch_line_error",)
+JOB_KINDS = BFL_KINDS + BATCH_KINDS + LINE_KINDS
 ERROR_CODES = {402: "insufficient_credits", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded",
                500: "server_error", 502: "bad_gateway", 503: "service_unavailable"}
 

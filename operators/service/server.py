@@ -16,15 +16,15 @@ from operators.service.app import ServiceState, build_app
 from operators.service.faults import parse_fault
 
 
-class LocalEditService:
-    """The service on a loopback port, served by uvicorn in a daemon thread.
+class LoopbackServer:
+    """Any ASGI app on a loopback port, served by uvicorn in a daemon thread (tests, demos).
 
+    :param app: the ASGI app (subclasses may build it in :meth:`build`).
     :param port: 0 picks a free port.
-    :param state: shared :class:`ServiceState` (faults, counters, api_key).
     """
 
-    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", state: ServiceState | None = None):
-        self.state = state or ServiceState()
+    def __init__(self, app=None, port: int = 0, *, host: str = "127.0.0.1"):
+        self.app = app
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
@@ -36,17 +36,15 @@ class LocalEditService:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def openai_base_url(self) -> str:
-        return f"{self.url}/v1"
+    def build(self):
+        return self.app
 
     def _config(self):
         import uvicorn
 
-        return uvicorn.Config(build_app(self.state), log_level="warning", timeout_graceful_shutdown=1,
-                              lifespan="off")
+        return uvicorn.Config(self.build(), log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
 
-    def start(self, timeout: float = 10.0) -> LocalEditService:
+    def start(self, timeout: float = 10.0):
         import uvicorn
 
         self._server = uvicorn.Server(self._config())
@@ -66,11 +64,30 @@ class LocalEditService:
             self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> LocalEditService:
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class LocalEditService(LoopbackServer):
+    """The local edit service on a loopback port.
+
+    :param port: 0 picks a free port.
+    :param state: shared :class:`ServiceState` (faults, counters, api_key).
+    """
+
+    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", state: ServiceState | None = None):
+        self.state = state or ServiceState()
+        super().__init__(None, port, host=host)
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def build(self):
+        return build_app(self.state)
 
 
 def served(url: str) -> dict:

@@ -20,6 +20,18 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
+def _final(exc) -> dict[str, Any]:
+    """A permanent poll error as a failed job result."""
+    return {"state": "failed", "result": {}, "code": exc.code, "message": str(exc), "retryable": False}
+
+
+async def first_event(trigger: BaseTrigger) -> dict[str, Any]:
+    """Run a trigger in this process until its first event (the non-deferrable path)."""
+    async for event in trigger.run():
+        return event.payload
+    raise RuntimeError(f"{type(trigger).__name__} ended without an event")
+
+
 class EditJobsTrigger(BaseTrigger):
     """Poll asynchronous provider jobs until they finish.
 
@@ -59,7 +71,22 @@ class EditJobsTrigger(BaseTrigger):
             if exc.retryable:  # transient: poll again next round
                 self.log.warning("poll of job %s failed transiently: %s", job.get("id"), exc)
                 return None
-            return {"state": "failed", "result": {}, "code": exc.code, "message": str(exc), "retryable": False}
+            return _final(exc)
+
+    async def _poll_round(self, backend, keys: list[str]) -> list[dict[str, Any] | None]:
+        """One round: the backend's ``apoll_many`` (one request per batch) or one ``apoll`` per job."""
+        from operators.backends.base import EditError
+
+        if not hasattr(backend, "apoll_many"):
+            return list(await asyncio.gather(*(self._poll(backend, self.jobs[key]) for key in keys)))
+        try:
+            statuses = await backend.apoll_many({key: self.jobs[key] for key in keys})
+        except EditError as exc:
+            if exc.retryable:
+                self.log.warning("poll of %d jobs failed transiently: %s", len(keys), exc)
+                return [None] * len(keys)
+            return [_final(exc)] * len(keys)
+        return [statuses[key].to_dict() for key in keys]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backend = await self._backend()
@@ -68,7 +95,7 @@ class EditJobsTrigger(BaseTrigger):
         try:
             while True:
                 pending = [key for key in self.jobs if key not in results]
-                polled = await asyncio.gather(*(self._poll(backend, self.jobs[key]) for key in pending))
+                polled = await self._poll_round(backend, pending)
                 for key, status in zip(pending, polled, strict=True):
                     if status is not None and status["state"] != "pending":
                         results[key] = status

@@ -1,0 +1,98 @@
+"""The recraft backend against a loopback server speaking Recraft's REST contract (inpaint, imageToImage)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from operators.backends.base import EditError, ImageContext
+from operators.hooks.image_edit import ImageEditHook
+from operators.recipes import parse_recipe
+from operators.service.server import LoopbackServer
+from operators.service.testing import product_png
+
+KEY = "recraft-key-8"
+FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3}
+
+
+class Recraft:
+    def __init__(self):
+        self.served, self.forms, self.fates = Counter(), [], []
+
+    def app(self):
+        async def edit(request: Request):
+            self.served[request.url.path] += 1
+            if request.headers.get("authorization") != f"Bearer {KEY}":
+                return JSONResponse({"code": "unauthorized", "message": "invalid token"}, status_code=401)
+            fate = self.fates.pop(0) if self.fates else "ok"
+            if fate == "busy":
+                return JSONResponse({"code": "too_many_requests", "message": "rate limited"}, status_code=429,
+                                    headers={"retry-after": "0"})
+            if fate == "bad":
+                return JSONResponse({"code": "invalid_image", "message": "image sides must be >= 256"},
+                                    status_code=400)
+            async with request.form() as form:
+                self.forms.append({k: (v if isinstance(v, str) else (v.content_type, v.size))
+                                   for k, v in form.multi_items()})
+                image = await form["image"].read()
+            item = {"b64_json": base64.b64encode(image).decode()} if fate == "ok" else \
+                {"url": f"{str(request.base_url).rstrip('/')}/files/out.png"}
+            self.last = image
+            return JSONResponse({"created": 1, "credits": 40, "data": [item]})
+
+        async def download(request: Request):
+            assert "authorization" not in request.headers
+            return Response(self.last, media_type="image/png")
+
+        return Starlette(routes=[Route("/v1/images/inpaint", edit, methods=["POST"]),
+                                 Route("/v1/images/imageToImage", edit, methods=["POST"]),
+                                 Route("/files/out.png", download, methods=["GET"])])
+
+
+@pytest.fixture
+def recraft(monkeypatch):
+    fake = Recraft()
+    with LoopbackServer(fake.app()) as server:
+        conn = {"conn_type": "image_edit", "host": server.url, "password": KEY,
+                "extra": {"backend": "recraft", "strength": 0.3, **FAST}}
+        monkeypatch.setenv("AIRFLOW_CONN_RECRAFT_EDITS", json.dumps(conn))
+        yield fake, ImageEditHook("recraft_edits").get_backend()
+
+
+def recipe(tmp_path):
+    return parse_recipe({"name": "t", "output": {"format": "png"}, "steps": [
+        {"id": "look", "prompt": "Apply a warm golden look.", "local": {"op": "look", "params": {"name": "warm"}}},
+        {"id": "bg", "prompt": "Pure white background.", "mask": "background",
+         "local": {"op": "white_background", "params": {}}}]}, origin=(tmp_path / "r.yaml").as_uri())
+
+
+def ctx(tmp_path):
+    return ImageContext("p", tmp_path.as_uri(), tmp_path.as_uri())
+
+
+def test_image_to_image_then_inpaint(recraft, tmp_path):
+    fake, backend = recraft
+    fake.fates[:] = ["ok", "url"]
+    result = backend.edit(product_png(), recipe(tmp_path), ctx(tmp_path))
+    assert result.data[:4] == b"\x89PNG"
+    assert [u["credits"] for u in result.usage] == [40, 40] and result.usage[0]["provider"] == "recraft"
+    first, second = fake.forms
+    assert first["strength"] == "0.3" and first["model"] == "recraftv3" and first["response_format"] == "b64_json"
+    assert "mask" not in first and second["mask"][0] == "image/png" and second["prompt"] == "Pure white background."
+    assert fake.served == {"/v1/images/imageToImage": 1, "/v1/images/inpaint": 1}
+
+
+def test_retryable_then_final_error(recraft, tmp_path):
+    fake, backend = recraft
+    fake.fates[:] = ["busy", "bad"]
+    with pytest.raises(EditError) as info:
+        backend.edit(product_png(), recipe(tmp_path), ctx(tmp_path))
+    assert info.value.code == "invalid_image" and not info.value.retryable and info.value.attempts == 2
+    assert KEY not in str(info.value) and KEY not in repr(backend)
