@@ -148,6 +148,6 @@ def test_chunk_faults_end_in_per_image_statuses(service, monkeypatch, tmp_path, 
     moderated = [r for r in manifest.items if r.error_code == "moderation_blocked"]
     assert len(moderated) == 1 and moderated[0].retryable is False and moderated[0].attempts == 1
     assert "moderation_blocked" in moderated[0].error
-    assert by_id["bad"].status == "failed" and "not a readable image" in by_id["bad"].error
+    assert by_id["bad"].status == "failed" and "not an image" in by_id["bad"].error
     assert sum(r.attempts for r in manifest.items) == service.state.requests() == 6  # 4 images + 2 retries
     assert "sk-test-key-42" not in caplog.text and "sk-test-key-42" not in json.dumps(manifest.to_dict())

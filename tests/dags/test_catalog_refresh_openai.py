@@ -21,7 +21,9 @@ def _source(tmp_path: Path, images: Path) -> Path:
     source.mkdir()
     for name in SAMPLES:
         (source / name).write_bytes((images / name).read_bytes())
-    (source / "garbled.png").write_bytes(b"\x89PNG not really an image")  # fails before any request
+    # a truncated upload whose header still reads: it must fail before any (paid) request
+    jpeg = (images / "box_tea.jpg").read_bytes()
+    (source / "garbled.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3])
     return source
 
 
