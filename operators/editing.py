@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from operators.backends.base import EditBackend, EditError, EditResult, ImageContext
+from operators.backends.imaging import preflight
 from operators.manifest import (
     STATUS_EDITED,
     STATUS_FAILED,
@@ -76,13 +77,6 @@ def read_source(item: SourceItem) -> bytes:
     return source
 
 
-def preflight(source: bytes) -> None:
-    """Decode the whole upload before a paid call: a corrupt or truncated image fails here, free."""
-    from operators.engine import decode_image
-
-    decode_image(source)
-
-
 def store_result(record: EditRecord, recipe: Recipe, result: EditResult, output_root: str) -> None:
     """Write an edited image and fill its record (status ``edited``)."""
     output_uri = join_uri(output_root, f"{record.image_id}.{recipe.step_output(recipe.steps[-1]).extension}")
@@ -110,7 +104,6 @@ async def aedit_image(
     """:func:`edit_image` through the backend's ``aedit`` (its limiter bounds the concurrency)."""
     with _recording(item) as record:
         source = read_source(item)
-        preflight(source)
         context = ImageContext(item.image_id, source_root, recipe.recipe_dir, cache=cache)
         store_result(record, recipe, await backend.aedit(source, recipe, context), output_root)
     return record
@@ -230,7 +223,7 @@ async def start_jobs(chunk: ChunkManifest, recipe: Recipe, backend: Any, *, run_
         record = records[item.image_id]
         with _failing(record):
             source = read_source(item)
-            preflight(source)
+            preflight(source)  # before a job is paid for
             await submissions.add(record, source, 0, _source_context(record, chunk, recipe, cache))
 
     try:

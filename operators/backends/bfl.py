@@ -21,7 +21,7 @@ from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext, JobStatus
 from operators.backends.http import HttpTransport, PlanDriven, Request, poll_plan
-from operators.backends.imaging import conform, image_size
+from operators.backends.imaging import conform
 from operators.recipes import Recipe, RecipeStep
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,6 @@ class BFLBackend(PlanDriven):
 
     # -- the whole recipe, polling in the caller (sync edit / async aedit) ------------------
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
-        image_size(source)
         image, usage, steps = source, [], []
         output = recipe.step_output(recipe.steps[-1])
         for index, step in enumerate(recipe.steps):

@@ -20,7 +20,7 @@ from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext, JobStatus
 from operators.backends.http import HttpTransport, PlanDriven, Request, poll_plan
-from operators.backends.imaging import edit_region, final_result, image_size, white_mask_png
+from operators.backends.imaging import edit_region, final_result, white_mask_png
 from operators.recipes import Recipe, RecipeStep
 
 TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
@@ -131,7 +131,6 @@ class FireflyBackend(PlanDriven):
 
     # -- the whole recipe --------------------------------------------------------------------------
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
-        image_size(source)
         image, usage, steps = source, [], []
         for step in recipe.steps:
             job = yield from self.submit_plan(step, image, context)

@@ -458,12 +458,22 @@ def _finish(result: Any, attempts: int) -> Any:
 
 
 class PlanDriven:
-    """``edit`` / ``aedit`` for backends that describe a recipe as a sans-IO ``plan``."""
+    """``edit`` / ``aedit`` for backends that describe a recipe as a sans-IO ``plan``.
+
+    Both decode the upload first (:func:`~operators.backends.imaging.preflight`), so no backend
+    pays for, or even sends, an image that cannot be read.
+    """
 
     transport: HttpTransport
 
     def edit(self, source: bytes, recipe, context):
+        from operators.backends.imaging import preflight
+
+        preflight(source)
         return self.transport.run(self.plan(source, recipe, context))
 
     async def aedit(self, source: bytes, recipe, context):
+        from operators.backends.imaging import preflight
+
+        preflight(source)
         return await self.transport.arun(self.plan(source, recipe, context))

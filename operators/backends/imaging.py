@@ -19,6 +19,16 @@ def image_size(data: bytes) -> tuple[int, int]:
         raise EditError(f"not a readable image: {exc}") from None
 
 
+def preflight(source: bytes) -> None:
+    """Decode the whole upload before a paid call: a corrupt or truncated image fails here, free.
+
+    (:func:`image_size` reads only the header, which a truncated JPEG still has.)
+    """
+    from operators.engine import decode_image
+
+    decode_image(source)
+
+
 def _png(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")

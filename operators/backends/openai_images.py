@@ -18,7 +18,7 @@ from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext
 from operators.backends.http import HttpTransport, PlanDriven, Request
-from operators.backends.imaging import alpha_mask_png, conform, edit_region, image_size
+from operators.backends.imaging import alpha_mask_png, conform, edit_region
 from operators.recipes import OutputSpec, Recipe, RecipeStep
 
 DEFAULT_MODEL = "gpt-image-2"
@@ -168,7 +168,6 @@ class OpenAIImagesBackend(PlanDriven):
         }
 
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Request, Any, EditResult]:
-        image_size(source)  # an unreadable upload fails here, before anything is paid for
         image, usage, steps = source, [], []
         for index in range(len(recipe.steps)):
             step, output, size = self.step_setup(recipe, index)

@@ -17,7 +17,7 @@ from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext
 from operators.backends.http import HttpTransport, PlanDriven, Request
-from operators.backends.imaging import edit_region, final_result, image_size, white_mask_png
+from operators.backends.imaging import edit_region, final_result, white_mask_png
 from operators.recipes import Recipe, RecipeStep
 
 DEFAULT_MODEL = "recraftv3"
@@ -69,7 +69,6 @@ class RecraftBackend(PlanDriven):
                         code="bad_response")
 
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
-        image_size(source)
         image, usage, steps = source, [], []
         for step in recipe.steps:
             request = self.step_request(step, image, context)
