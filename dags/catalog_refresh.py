@@ -35,7 +35,13 @@ with DAG(
         "published": Param(str(CATALOG_HOME / "published"), type="string", description="where passing images are published"),
         "recipe": Param("marketplace_white_square", type="string", description="shipped recipe name or recipe file"),
         "backend_conn_id": Param("image_edit_default", type="string", description="image_edit connection"),
-        "chunk_size": Param(25, type="integer", minimum=1, maximum=10_000, description="images per mapped edit task"),
+        "chunk_size": Param(50, type="integer", minimum=1, maximum=10_000, description="images per mapped edit task"),
+        "concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=256,
+                             description="images in flight per chunk; empty = the connection's max_concurrency"),
+        "max_failure_rate": Param(0.5, type="number", minimum=0, maximum=1,
+                                  description="fail an edit chunk when more than this share fails finally"),
+        "only_changed": Param(True, type="boolean",
+                              description="edit only images not yet published from the same bytes and recipe"),
         "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
         "min_pass_rate": Param(0.8, type="number", minimum=0, maximum=1, description="fail a chunk below this pass rate"),
         "deferrable": Param(False, type="boolean", description="poll asynchronous backends (bfl, firefly, openai_batch) "
@@ -48,6 +54,8 @@ with DAG(
         source="{{ params.source }}",
         workspace="{{ params.workspace }}",
         chunk_size="{{ params.chunk_size }}",
+        recipe="{{ params.recipe }}",
+        only_changed="{{ params.only_changed }}",
     )
     edit = ImageEditOperator.partial(
         task_id="edit",
@@ -55,6 +63,8 @@ with DAG(
         workspace="{{ params.workspace }}",
         backend_conn_id="{{ params.backend_conn_id }}",
         deferrable="{{ params.deferrable }}",  # templated: rendered to "True"/"False", read at runtime
+        concurrency="{{ params.concurrency }}",
+        max_failure_rate="{{ params.max_failure_rate }}",
         max_active_tis_per_dag=8,
     ).expand(chunk_manifest_uri=discover.output)
     quality_gate = QualityGateOperator.partial(

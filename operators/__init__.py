@@ -22,6 +22,9 @@ def get_provider_info() -> dict:
                 ],
             }
         ],
+        "sensors": [
+            {"integration-name": "Image Catalog", "python-modules": ["operators.sensors.new_images"]}
+        ],
         "hooks": [
             {"integration-name": "Image Catalog", "python-modules": ["operators.hooks.image_edit"]}
         ],
@@ -33,7 +36,7 @@ def get_provider_info() -> dict:
             }
         ],
         "triggers": [
-            {"integration-name": "Image Catalog", "python-modules": ["operators.triggers.edit_jobs"]}
+            {"integration-name": "Image Catalog", "python-modules": ["operators.triggers.edit_jobs", "operators.triggers.new_objects"]}
         ],
         "integrations": [
             {

@@ -1,35 +1,48 @@
-"""Edit one chunk of images through a backend; every image ends with a recorded status.
+"""Edit one chunk of images through a backend; every image ends with a recorded, durable state.
 
-A bad image (corrupt, truncated, unsupported, huge, missing mask) fails alone with
-a clear reason; the rest of the chunk goes on.
+Per image: a recorded final result from an earlier try is kept; a result-cache hit is
+reused for free; otherwise the upload is prepared (downscaled, converted, stripped),
+the state ``submitted`` is written, the paid call is made (its requests carry
+idempotency keys derived from the cache key), and the output goes to the cache, the
+run's outputs and the state (``edited``), or the failure is recorded
+(``failed_retryable`` / ``failed_final``). A bad image fails alone; the chunk goes on.
+Images run concurrently, bounded by ``concurrency`` (and each backend's own limiter).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from operators.backends.base import EditBackend, EditError, EditResult, ImageContext
-from operators.backends.imaging import preflight
+from operators.backends.base import EditError, EditResult, ImageContext, backend_identity
+from operators.cache import CachedResult, ResultCache, cache_key
 from operators.manifest import (
+    FAILED_STATUSES,
     STATUS_EDITED,
-    STATUS_FAILED,
+    STATUS_FAILED_FINAL,
+    STATUS_FAILED_RETRYABLE,
+    STATUS_PENDING,
+    STATUS_SUBMITTED,
     ChunkManifest,
     EditManifest,
     EditRecord,
     SourceItem,
     sha256_hex,
 )
-from operators.recipes import Recipe
+from operators.recipes import AUTO_MASKS, Recipe
+from operators.state import ChunkState
 from operators.storage import StorageError, join_uri, read_bytes, write_bytes
 
 log = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_CONCURRENCY = max(1, os.cpu_count() or 1)
 
 
 def _now() -> str:
@@ -43,31 +56,35 @@ def _is_expected(exc: BaseException) -> bool:
     return isinstance(exc, EngineError | EditError | StorageError)
 
 
+def _is_retryable(exc: BaseException) -> bool:
+    """Could a rerun succeed? Provider errors say so; storage hiccups and bugs (after a fix) may."""
+    if isinstance(exc, EditError):
+        return exc.retryable
+    from operators.engine import EngineError
+
+    return not isinstance(exc, EngineError)
+
+
 @contextmanager
 def _failing(record: EditRecord) -> Iterator[EditRecord]:
-    """Any error inside ends ``record`` ``failed`` with its reason, the provider's code and retryability."""
+    """Any error inside ends ``record`` failed (retryable or final) with its reason and the provider's code."""
     try:
         yield record
     except (Exception, MemoryError) as exc:  # one image must never sink its chunk
         expected = _is_expected(exc)
-        record.status = STATUS_FAILED
+        record.retryable = _is_retryable(exc)
+        record.status = STATUS_FAILED_RETRYABLE if record.retryable else STATUS_FAILED_FINAL
         record.error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, EditError):
-            record.error_code, record.retryable = exc.code, exc.retryable
+            record.error_code = exc.code
             record.attempts = exc.attempts or record.attempts
-        log.warning("image %s failed: %s", record.image_id, record.error, exc_info=not expected)
+        log.warning("image %s %s: %s", record.image_id, record.status, record.error, exc_info=not expected)
         record.finished_at = record.finished_at or _now()
 
 
-@contextmanager
-def _recording(item: SourceItem) -> Iterator[EditRecord]:
-    """A record for one image, timed; any error inside ends it ``failed`` (see :func:`_failing`)."""
-    record = EditRecord(item.image_id, item.source_uri, item.source_sha256, STATUS_FAILED, started_at=_now())
-    started = time.perf_counter()
-    with _failing(record):
-        yield record
-    record.finished_at = _now()
-    record.seconds = round(time.perf_counter() - started, 4)
+def new_record(item: SourceItem) -> EditRecord:
+    return EditRecord(item.image_id, item.source_uri, item.source_sha256, STATUS_PENDING,
+                      started_at=_now(), source_bytes=item.bytes, source_etag=item.etag)
 
 
 def read_source(item: SourceItem) -> bytes:
@@ -77,58 +94,202 @@ def read_source(item: SourceItem) -> bytes:
     return source
 
 
-def store_result(record: EditRecord, recipe: Recipe, result: EditResult, output_root: str) -> None:
-    """Write an edited image and fill its record (status ``edited``)."""
-    output_uri = join_uri(output_root, f"{record.image_id}.{recipe.step_output(recipe.steps[-1]).extension}")
-    record.output_uri = write_bytes(output_uri, result.data)
+def output_uri_for(record: EditRecord, recipe: Recipe, output_root: str) -> str:
+    return join_uri(output_root, f"{record.image_id}.{recipe.step_output(recipe.steps[-1]).extension}")
+
+
+def store_result(record: EditRecord, recipe: Recipe, result: EditResult | CachedResult, output_root: str) -> None:
+    """Write an edited image to the run's outputs and fill its record (status ``edited``)."""
+    record.output_uri = write_bytes(output_uri_for(record, recipe, output_root), result.data)
     record.output_sha256 = sha256_hex(result.data)
     record.output_format = result.format
     record.width, record.height = result.width, result.height
-    record.steps, record.usage, record.attempts = result.steps, result.usage, result.attempts
-    record.status = STATUS_EDITED
+    record.steps, record.usage, record.rounds = list(result.steps), list(result.usage), list(result.rounds)
+    record.attempts = getattr(result, "attempts", 0)
+    record.status, record.error, record.error_code, record.retryable = STATUS_EDITED, None, None, None
 
 
-def edit_image(
-    item: SourceItem, recipe: Recipe, backend: EditBackend, *, source_root: str, output_root: str, cache: dict
-) -> EditRecord:
-    with _recording(item) as record:
-        source = read_source(item)
-        context = ImageContext(item.image_id, source_root, recipe.recipe_dir, cache=cache)
-        store_result(record, recipe, backend.edit(source, recipe, context), output_root)
-    return record
+def _cached(result: EditResult, recipe: Recipe, run: dict[str, Any]) -> CachedResult:
+    return CachedResult(
+        data=result.data, format=result.format, extension=recipe.step_output(recipe.steps[-1]).extension,
+        width=result.width, height=result.height, sha256=sha256_hex(result.data), usage=result.usage,
+        steps=result.steps, rounds=result.rounds, created_by=run,
+    )
 
 
-async def aedit_image(
-    item: SourceItem, recipe: Recipe, backend: Any, *, source_root: str, output_root: str, cache: dict
-) -> EditRecord:
-    """:func:`edit_image` through the backend's ``aedit`` (its limiter bounds the concurrency)."""
-    with _recording(item) as record:
-        source = read_source(item)
-        context = ImageContext(item.image_id, source_root, recipe.recipe_dir, cache=cache)
-        store_result(record, recipe, await backend.aedit(source, recipe, context), output_root)
-    return record
+def _output_intact(record: EditRecord) -> bool:
+    """A kept ``edited`` record still has its output (an earlier try's write may not have landed)."""
+    if record.status != STATUS_EDITED:
+        return True
+    try:
+        return sha256_hex(read_bytes(record.output_uri)) == record.output_sha256
+    except StorageError:
+        return False
 
 
 def _log_record(record: EditRecord) -> None:
-    log.info("%s %s (%.2fs)%s", record.status, record.image_id, record.seconds or 0.0,
+    how = " (cache hit)" if record.cache_hit else ""
+    log.info("%s %s%s (%.2fs)%s", record.status, record.image_id, how, record.seconds or 0.0,
              f": {record.error}" if record.error else "")
 
 
-async def _aedit_all(chunk: ChunkManifest, recipe: Recipe, backend: Any, output_root: str) -> list[EditRecord]:
-    cache: dict[str, bytes] = {}
+# -- the per-chunk runner -----------------------------------------------------------------------
+
+
+@dataclass
+class ChunkRun:
+    """Everything one chunk's edit needs; ``workspace`` None disables the result cache."""
+
+    chunk: ChunkManifest
+    recipe: Recipe
+    backend: Any
+    run_root: str
+    workspace: str | None = None
+    concurrency: int | None = None
+    refs: dict[str, bytes] = field(default_factory=dict, repr=False)  # masks / references, read once per chunk
+
+    def __post_init__(self) -> None:
+        self.state = ChunkState(self.run_root, self.chunk.chunk_index)
+        self.cache = ResultCache(self.workspace) if self.workspace else None
+        self.output_root = join_uri(self.run_root, "outputs")
+        self.identity = backend_identity(self.backend)
+        if self.concurrency is None:
+            transport = getattr(self.backend, "transport", None)
+            self.concurrency = transport.settings.max_concurrency if transport else DEFAULT_LOCAL_CONCURRENCY
+
+    def context(self, item: SourceItem, source_size: tuple[int, int] | None = None) -> ImageContext:
+        return ImageContext(item.image_id, self.chunk.source_root, self.recipe.recipe_dir, cache=self.refs,
+                            source_size=source_size)
+
+    def key_for(self, item: SourceItem) -> str:
+        """The image's content address: source, each step's mask and references, recipe, backend."""
+        context = self.context(item)
+        inputs = []
+        for step in self.recipe.steps:
+            mask = step.mask if step.mask in (None, *AUTO_MASKS) else sha256_hex(context.read(step.mask))
+            inputs.append({"mask": mask, "references": [sha256_hex(r) for r in context.references(step)]})
+        return cache_key(source_sha256=item.source_sha256, recipe_fingerprint=self.recipe.fingerprint,
+                         backend=self.identity, inputs=inputs)
+
+    def run_facts(self) -> dict[str, Any]:
+        return {"run_key": self.chunk.run_key, "chunk_index": self.chunk.chunk_index}
+
+
+async def _call(backend: Any, image: bytes, recipe: Recipe, context: ImageContext, scope: str) -> EditResult:
+    """One backend call for ``recipe`` on ``image``; its paid requests are keyed under ``scope``."""
+    from operators.backends.http import idempotency_scope
+
+    with idempotency_scope(scope):
+        if hasattr(backend, "aedit"):
+            return await backend.aedit(image, recipe, context)
+        return await asyncio.to_thread(backend.edit, image, recipe, context)
+
+
+async def run_recipe(backend: Any, upload: bytes, recipe: Recipe, context: ImageContext, key: str) -> EditResult:
+    """The whole recipe on ``upload``; with drift control, round by round (see :class:`DriftControl`)."""
+    if recipe.drift is None or len(recipe.steps) == 1:
+        return await _call(backend, upload, recipe, context, key[:32])
+    from operators.engine import decode_image
+    from operators.quality.drift import measure_drift
+
+    source = await asyncio.to_thread(decode_image, upload)
+    prompt_driven = getattr(backend, "prompt_driven", True)
+    image, usage, steps, rounds, attempts, regenerations = upload, [], [], [], 0, 0
+    result: EditResult | None = None
+    for index, step in enumerate(recipe.steps):
+        result = await _call(backend, image, recipe.round(index), context, f"{key[:32]}-r{index}")
+        figures = await asyncio.to_thread(measure_drift, source, await asyncio.to_thread(decode_image, result.data))
+        entry: dict[str, Any] = {"round": index + 1, "step": step.id, **figures, "decision": "continue"}
+        spent = [result]
+        if recipe.drift.exceeded(figures):
+            if regenerations < recipe.drift.max_regenerations:
+                regenerations += 1
+                regeneration = recipe.regeneration(index, prompt_driven=prompt_driven)
+                result = await _call(backend, upload, regeneration, context, f"{key[:32]}-g{index}")
+                after = await asyncio.to_thread(measure_drift, source,
+                                                await asyncio.to_thread(decode_image, result.data))
+                entry.update(decision="regenerated_from_source", regenerated=after,
+                             instruction=regeneration.steps[0].prompt if prompt_driven else
+                             [s.id for s in regeneration.steps])
+                spent.append(result)
+            else:
+                entry["decision"] = "over_threshold_kept"
+        log.info("%s round %d (%s): phash %d, ssim %.3f: %s", context.image_id, index + 1, step.id,
+                 figures["phash_distance"], figures["product_ssim"], entry["decision"])
+        for paid in spent:
+            usage += paid.usage
+            steps += paid.steps
+            attempts += paid.attempts
+        rounds.append(entry)
+        image = result.data
+    assert result is not None
+    return EditResult(result.data, result.format, result.width, result.height, usage=usage, steps=steps,
+                      attempts=attempts, rounds=rounds)
+
+
+def prepare_source(backend: Any, source: bytes) -> tuple[bytes, dict[str, Any] | None]:
+    """The upload a provider needs, and what was done to get it (None: sent as is)."""
+    from operators.backends.prepare import limits_for, prepare_upload
+
+    upload, facts = prepare_upload(source, limits_for(backend.name, backend.model))
+    return upload, (facts if facts.get("actions") else None)
+
+
+async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | None) -> EditRecord:
+    """One image, from its earlier state (if any) to a final recorded state."""
+    if earlier is not None:
+        kept = ChunkState.record_of(earlier)
+        if kept.done and await asyncio.to_thread(_output_intact, kept):
+            log.info("%s: kept %s from an earlier try", item.image_id, kept.status)
+            return kept
+    record = new_record(item)
+    started = time.perf_counter()
+    with _failing(record):
+        source = await asyncio.to_thread(read_source, item)
+        record.cache_key = key = await asyncio.to_thread(run.key_for, item)
+        hit = await asyncio.to_thread(run.cache.get, key) if run.cache else None
+        if hit is not None:
+            await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
+            record.cache_hit = True
+        else:
+            upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
+            size = tuple(record.preparation["source"][k] for k in ("width", "height")) if record.preparation else None
+            record.status = STATUS_SUBMITTED
+            await asyncio.to_thread(run.state.save, record)  # durable before the paid call
+            result = await run_recipe(run.backend, upload, run.recipe, run.context(item, size), key)
+            if run.cache:
+                await asyncio.to_thread(run.cache.put, key, _cached(result, run.recipe, run.run_facts()))
+            await asyncio.to_thread(store_result, record, run.recipe, result, run.output_root)
+    record.finished_at = _now()
+    record.seconds = round(time.perf_counter() - started, 4)
     try:
-        records = await asyncio.gather(*(
-            aedit_image(item, recipe, backend, source_root=chunk.source_root, output_root=output_root, cache=cache)
-            for item in chunk.items
-        ))
+        await asyncio.to_thread(run.state.save, record)  # durable after the paid call
+    except StorageError as exc:  # the output is in the cache: a rerun finds it for free
+        log.warning("%s: could not record its state (%s)", item.image_id, exc)
+    return record
+
+
+async def aedit_chunk(run: ChunkRun) -> list[EditRecord]:
+    earlier = await asyncio.to_thread(run.state.load)
+    await asyncio.to_thread(run.state.start)
+    slots = asyncio.Semaphore(max(1, int(run.concurrency)))
+
+    async def bounded(item: SourceItem) -> EditRecord:
+        async with slots:
+            return await edit_one(run, item, earlier.get(item.image_id))
+
+    transport = getattr(run.backend, "transport", None)
+    try:
+        records = await asyncio.gather(*(bounded(item) for item in run.chunk.items))
     finally:
-        await backend.transport.aclose()
+        if transport is not None:
+            await transport.aclose()
     for record in records:
         _log_record(record)
     return list(records)
 
 
-def new_manifest(chunk: ChunkManifest, recipe: Recipe, backend: EditBackend, records: list[EditRecord]) -> EditManifest:
+def new_manifest(chunk: ChunkManifest, recipe: Recipe, backend: Any, records: list[EditRecord]) -> EditManifest:
     return EditManifest(
         run_key=chunk.run_key,
         chunk_index=chunk.chunk_index,
@@ -139,113 +300,140 @@ def new_manifest(chunk: ChunkManifest, recipe: Recipe, backend: EditBackend, rec
     )
 
 
-def edit_chunk(chunk: ChunkManifest, recipe: Recipe, backend: EditBackend, *, output_root: str) -> EditManifest:
-    """Edit every image of ``chunk``; outputs go under ``output_root``, named by image id.
+def edit_chunk(chunk: ChunkManifest, recipe: Recipe, backend: Any, *, run_root: str, workspace: str | None = None,
+               concurrency: int | None = None) -> EditManifest:
+    """Edit every image of ``chunk``; outputs go under ``run_root/outputs``, named by image id.
 
-    Backends with an async ``aedit`` edit the chunk's images concurrently (bounded by
-    their limiter); others one after the other.
+    Rerunning with the same ``run_root`` keeps every image already final; ``workspace``
+    enables the result cache shared by every run.
     """
-    if hasattr(backend, "aedit"):
-        return new_manifest(chunk, recipe, backend, asyncio.run(_aedit_all(chunk, recipe, backend, output_root)))
-    cache: dict[str, bytes] = {}
-    records = []
-    for item in chunk.items:
-        record = edit_image(
-            item, recipe, backend, source_root=chunk.source_root, output_root=output_root, cache=cache
-        )
-        _log_record(record)
-        records.append(record)
-    return new_manifest(chunk, recipe, backend, records)
+    run = ChunkRun(chunk, recipe, backend, run_root, workspace, concurrency)
+    return new_manifest(chunk, recipe, backend, asyncio.run(aedit_chunk(run)))
 
 
 # -- asynchronous providers, deferrable: submit -> (trigger polls) -> collect -> next step ------
-# The jobs manifest (``runs/<run>/jobs/chunk-NNNNN.json``) records every image's record so
-# far and its pending job id *before* the task defers, so a timeout, a kill or a rerun never
-# loses (or pays twice for) a job that was submitted.
-
-
-def _source_context(record: EditRecord, chunk: ChunkManifest, recipe: Recipe, cache: dict) -> ImageContext:
-    return ImageContext(record.image_id, chunk.source_root, recipe.recipe_dir, cache=cache)
+# Every submission is recorded in the image's durable state (with its job id) as soon as the
+# provider answers, and the jobs manifest (``runs/<run>/jobs/chunk-NNNNN.json``) holds the
+# pending jobs before the task defers, so a timeout, a kill or a rerun collects a submitted
+# job instead of paying for it again.
 
 
 class _Submissions:
-    """Submits recipe steps as jobs and records them as pending.
+    """Submits recipe steps as jobs and records them as pending (in the jobs manifest and the state).
 
     Backends with ``asubmit_many`` (the OpenAI Batch API) get every step queued by
     :meth:`add` in one call at :meth:`flush` (one batch); others submit at once.
     """
 
-    def __init__(self, backend: Any, recipe: Recipe, pending: dict[str, Any], run_root: str):
-        self.backend, self.recipe, self.pending, self.run_root = backend, recipe, pending, run_root
+    def __init__(self, run: ChunkRun, pending: dict[str, Any]):
+        self.run, self.pending = run, pending
         self.queued: list[tuple[EditRecord, bytes, int, ImageContext]] = []
 
     def _record(self, record: EditRecord, job: dict[str, Any], image: bytes, step: int) -> None:
-        record.job_id = job["id"]
+        record.job_id, record.status = job["id"], STATUS_SUBMITTED
         entry = {"step": step, "job": job}
         if step:
-            uri = join_uri(self.run_root, "intermediate", f"{record.image_id}.step{step}")
+            uri = join_uri(self.run.run_root, "intermediate", f"{record.image_id}.step{step}")
             entry["image_uri"] = write_bytes(uri, image)
         self.pending[record.image_id] = entry
+        self.run.state.save(record, pending_job=entry)
 
     async def add(self, record: EditRecord, image: bytes, step: int, context: ImageContext) -> None:
-        if hasattr(self.backend, "asubmit_many"):
+        from operators.backends.http import idempotency_scope
+
+        if hasattr(self.run.backend, "asubmit_many"):
             self.queued.append((record, image, step, context))
             return
-        self._record(record, await self.backend.asubmit(image, self.recipe, step, context), image, step)
+        with idempotency_scope(f"{record.cache_key[:32]}-s{step}"):
+            job = await self.run.backend.asubmit(image, self.run.recipe, step, context)
+        await asyncio.to_thread(self._record, record, job, image, step)
 
     async def flush(self) -> None:
+        from operators.backends.http import idempotency_scope
+
         queued, self.queued = self.queued, []
         if not queued:
             return
+        scope = sha256_hex("".join(f"{r.cache_key}:{step}" for r, _, step, _ in queued).encode())[:32]
         try:
-            jobs = await self.backend.asubmit_many([(r.image_id, image, step, ctx) for r, image, step, ctx in queued],
-                                                   self.recipe)
+            with idempotency_scope(scope):
+                jobs = await self.run.backend.asubmit_many(
+                    [(r.image_id, image, step, ctx) for r, image, step, ctx in queued], self.run.recipe)
         except Exception as exc:  # the whole batch was refused: every image in it fails with the reason
             for record, *_ in queued:
                 with _failing(record):
                     raise exc
+                self.run.state.save(record)
             return
         for record, image, step, _ in queued:
             with _failing(record):
                 self._record(record, jobs[record.image_id], image, step)
 
 
-async def start_jobs(chunk: ChunkManifest, recipe: Recipe, backend: Any, *, run_root: str) -> dict[str, Any]:
-    """Submit the first recipe step of every image; returns the jobs manifest to persist."""
-    cache: dict[str, bytes] = {}
-    pending: dict[str, Any] = {}
-    records = {item.image_id: EditRecord(item.image_id, item.source_uri, item.source_sha256, STATUS_FAILED,
-                                         started_at=_now()) for item in chunk.items}
+def _records_dict(records: dict[str, EditRecord]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in records.values()]
 
-    submissions = _Submissions(backend, recipe, pending, run_root)
+
+async def start_jobs(run: ChunkRun) -> dict[str, Any]:
+    """Submit the first recipe step of every image without a final result or a job already out.
+
+    Returns the jobs manifest to persist. An image's earlier state decides: a final result is
+    kept, a recorded job is resumed (collected, never resubmitted), a cache hit is free.
+    """
+    earlier = await asyncio.to_thread(run.state.load)
+    await asyncio.to_thread(run.state.start)
+    pending: dict[str, Any] = {}
+    records: dict[str, EditRecord] = {}
+    submissions = _Submissions(run, pending)
 
     async def one(item: SourceItem) -> None:
-        record = records[item.image_id]
+        state = earlier.get(item.image_id)
+        if state is not None:
+            kept = ChunkState.record_of(state)
+            if kept.done or state.get("pending_job"):
+                records[item.image_id] = kept
+                if state.get("pending_job") and not kept.done:
+                    pending[item.image_id] = state["pending_job"]
+                    log.info("%s: resuming recorded job %s", item.image_id, kept.job_id)
+                return
+        record = records[item.image_id] = new_record(item)
         with _failing(record):
-            source = read_source(item)
-            preflight(source)  # before a job is paid for
-            await submissions.add(record, source, 0, _source_context(record, chunk, recipe, cache))
+            source = await asyncio.to_thread(read_source, item)
+            record.cache_key = key = await asyncio.to_thread(run.key_for, item)
+            hit = await asyncio.to_thread(run.cache.get, key) if run.cache else None
+            if hit is not None:
+                await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
+                record.cache_hit, record.finished_at = True, _now()
+                await asyncio.to_thread(run.state.save, record)
+                return
+            from operators.backends.imaging import preflight
+
+            upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
+            await asyncio.to_thread(preflight, upload)  # before a job is paid for
+            size = tuple(record.preparation["source"][k] for k in ("width", "height")) if record.preparation else None
+            await submissions.add(record, upload, 0, run.context(item, size))
+        if record.status in FAILED_STATUSES:
+            await asyncio.to_thread(run.state.save, record)
 
     try:
-        await asyncio.gather(*(one(item) for item in chunk.items))
+        await asyncio.gather(*(one(item) for item in run.chunk.items))
         await submissions.flush()
     finally:
-        await backend.transport.aclose()
-    return {"kind": "jobs", "run_key": chunk.run_key, "chunk_index": chunk.chunk_index,
-            "records": [asdict(r) for r in records.values()], "pending": pending}
+        await run.backend.transport.aclose()
+    return {"kind": "jobs", "run_key": run.chunk.run_key, "chunk_index": run.chunk.chunk_index,
+            "records": _records_dict({i.image_id: records[i.image_id] for i in run.chunk.items}), "pending": pending}
 
 
-async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]], chunk: ChunkManifest,
-                       recipe: Recipe, backend: Any, *, run_root: str) -> dict[str, Any]:
+async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]], run: ChunkRun) -> dict[str, Any]:
     """Apply a trigger's results: download ready images (at once), submit next steps, record failures."""
     from operators.backends.base import JobStatus
-    from operators.backends.imaging import conform
+    from operators.backends.imaging import final_result
 
     records = {r["image_id"]: EditRecord(**r) for r in state["records"]}
     pending = dict(state["pending"])
-    cache: dict[str, bytes] = {}
-    output_root = join_uri(run_root, "outputs")
-    submissions = _Submissions(backend, recipe, pending, run_root)
+    items = {item.image_id: item for item in run.chunk.items}
+    submissions = _Submissions(run, pending)
+    recipe, backend = run.recipe, run.backend
 
     async def one(key: str, result: dict[str, Any]) -> None:
         entry, record = pending.pop(key), records[key]
@@ -259,25 +447,28 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
             record.steps.append({"id": recipe.steps[entry["step"]].id, "model": backend.model,
                                  "job_id": entry["job"]["id"]})
             if entry["step"] + 1 < len(recipe.steps):
-                context = _source_context(record, chunk, recipe, cache)
-                await submissions.add(record, image, entry["step"] + 1, context)
+                await submissions.add(record, image, entry["step"] + 1, run.context(items[key]))
                 return
-            output = recipe.step_output(recipe.steps[-1])
-            data, width, height = conform(image, output)
-            store_result(record, recipe, EditResult(data, output.format, width, height, usage=record.usage,
-                                                    steps=record.steps), output_root)
+            edited = await asyncio.to_thread(final_result, image, recipe, record.usage, record.steps)
+            if run.cache and record.cache_key:
+                await asyncio.to_thread(run.cache.put, record.cache_key, _cached(edited, recipe, run.run_facts()))
+            await asyncio.to_thread(store_result, record, recipe, edited, run.output_root)
             record.finished_at = _now()
+        if record.status != STATUS_SUBMITTED:
+            await asyncio.to_thread(run.state.save, record)
 
     try:
         await asyncio.gather(*(one(key, result) for key, result in results.items() if key in pending))
         await submissions.flush()
     finally:
         await backend.transport.aclose()
-    return {**state, "records": [asdict(r) for r in records.values()], "pending": pending}
+    return {**state, "records": _records_dict(records), "pending": pending}
 
 
-def finish_jobs(state: dict[str, Any], chunk: ChunkManifest, recipe: Recipe, backend: Any) -> EditManifest:
+def finish_jobs(state: dict[str, Any], run: ChunkRun) -> EditManifest:
     records = [EditRecord(**r) for r in state["records"]]
     for record in records:
         _log_record(record)
-    return new_manifest(chunk, recipe, backend, records)
+    return new_manifest(run.chunk, run.recipe, run.backend, records)
+
+

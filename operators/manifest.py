@@ -15,9 +15,17 @@ from typing import Any
 SCHEMA_VERSION = 1
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
+# Per-image states, recorded durably before and after each paid call. No record = pending.
+STATUS_PENDING = "pending"
+STATUS_SUBMITTED = "submitted"  # a paid call (or job) is out; its key / job id is recorded
 STATUS_EDITED = "edited"
-STATUS_FAILED = "failed"
-FINAL_STATUSES = (STATUS_EDITED, STATUS_FAILED)
+STATUS_FAILED_RETRYABLE = "failed_retryable"  # a rerun may succeed (throttling, outage, timeout)
+STATUS_FAILED_FINAL = "failed_final"  # the image or request itself is at fault; a rerun would fail again
+STATUS_SKIPPED_BUDGET = "skipped_budget"  # not submitted: the run's budget was spent
+#: the states a chunk manifest ends with; a rerun redoes every image not in DONE_STATUSES
+FINAL_STATUSES = (STATUS_EDITED, STATUS_FAILED_RETRYABLE, STATUS_FAILED_FINAL, STATUS_SKIPPED_BUDGET)
+DONE_STATUSES = (STATUS_EDITED, STATUS_FAILED_FINAL)
+FAILED_STATUSES = (STATUS_FAILED_RETRYABLE, STATUS_FAILED_FINAL)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -56,6 +64,7 @@ class SourceItem:
     source_uri: str
     source_sha256: str
     bytes: int
+    etag: str | None = None
 
 
 @dataclass
@@ -98,6 +107,17 @@ class EditRecord:
     retryable: bool | None = None
     attempts: int = 0
     job_id: str | None = None  # asynchronous providers: the (last) provider job id
+    cache_key: str | None = None  # content address of (source, masks, references, recipe, backend)
+    cache_hit: bool = False  # the output came from the result cache: nothing was paid this run
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # multi-round recipes: drift and decisions
+    preparation: dict[str, Any] | None = None  # what was done to the upload (downscale, convert, strip)
+    source_bytes: int | None = None
+    source_etag: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """A final result this run need not redo (an edit, or a failure a rerun cannot fix)."""
+        return self.status in DONE_STATUSES
 
 
 @dataclass
@@ -112,7 +132,7 @@ class EditManifest:
     schema_version: int = SCHEMA_VERSION
 
     def counts(self) -> dict[str, int]:
-        counts = {status: 0 for status in FINAL_STATUSES}
+        counts = dict.fromkeys(FINAL_STATUSES, 0)
         for item in self.items:
             counts[item.status] = counts.get(item.status, 0) + 1
         return counts

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from operators.manifest import STATUS_EDITED, EditManifest, sha256_hex
+from operators.manifest import FINAL_STATUSES, STATUS_EDITED, EditManifest, sha256_hex
 from operators.storage import (
     StorageError,
     join_uri,
@@ -77,7 +77,8 @@ def publish_run(
         for record in result.edit.items:
             verdict = verdicts.get(record.image_id, {})
             if record.status != STATUS_EDITED:
-                failures.append({"image_id": record.image_id, "source_uri": record.source_uri, "error": record.error})
+                failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
+                                 "status": record.status, "error_code": record.error_code, "error": record.error})
                 continue
             if verdict.get("verdict") == "quarantined":
                 quarantined.append({
@@ -90,10 +91,13 @@ def publish_run(
                 published.append(publish_image(
                     record.image_id, record.output_uri, record.output_sha256, published_root,
                     source_uri=record.source_uri, source_sha256=record.source_sha256,
+                    source_bytes=record.source_bytes, source_etag=record.source_etag,
+                    recipe_fingerprint=result.edit.recipe.get("fingerprint"),
                     width=record.width, height=record.height,
                 ))
             except StorageError as exc:
-                failures.append({"image_id": record.image_id, "source_uri": record.source_uri, "error": str(exc)})
+                failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
+                                 "status": "publish_failed", "error": str(exc)})
     record_published(workspace, published, run)
     found = sum(len(r.edit.items) for r in results)
     edited = sum(r.edit.counts().get(STATUS_EDITED, 0) for r in results)
@@ -112,6 +116,7 @@ def publish_run(
             "failed": found - edited,
             "quarantined": len(quarantined),
             "published": len(published),
+            **_state_counts(results),
         },
         "quality": _quality_summary(gates, edited),
         "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
@@ -124,6 +129,18 @@ def publish_run(
     write_json(report["report_json"], report)
     write_bytes(report["report_html"], render_html(report, results).encode())
     return report
+
+
+def _state_counts(results: list[ChunkResult]) -> dict[str, int]:
+    """How each image ended (``failed_retryable`` ones are redone by a rerun) and how many came from the cache."""
+    counts = dict.fromkeys(FINAL_STATUSES[1:], 0)
+    counts["cache_hits"] = 0
+    for result in results:
+        for record in result.edit.items:
+            if record.status in counts:
+                counts[record.status] += 1
+            counts["cache_hits"] += record.cache_hit
+    return counts
 
 
 def _quality_summary(gates: list[dict[str, Any]], edited: int) -> dict[str, Any] | None:

@@ -28,6 +28,9 @@ os.environ.update(
 )
 os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)
 
+# fixtures for every test folder, imported once the environment above is in place
+from operators.service.testing import edit_service, service  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:

@@ -46,3 +46,16 @@ def test_too_many_chunks_is_a_clear_error(tmp_path: Path):
     _tree(src, {f"p{i}.jpg": b"x" for i in range(MAX_MAPPED_CHUNKS + 1)})
     with pytest.raises(ValueError, match="raise chunk_size"):
         write_chunk_manifests(discover_images(str(src)), run_root=str(tmp_path), run_key="r", chunk_size=1)
+
+
+def test_images_published_from_the_same_bytes_and_recipe_are_left_out(tmp_path: Path):
+    _tree(tmp_path, {"a.jpg": b"a-bytes", "b.jpg": b"b-bytes", "c.jpg": b"c-bytes"})
+    published = {
+        "a": {"source_sha256": sha256_hex(b"a-bytes"), "recipe_fingerprint": "r1"},
+        "b": {"source_sha256": sha256_hex(b"old b"), "recipe_fingerprint": "r1"},  # changed since
+    }
+    found = discover_images(str(tmp_path), published=published, recipe_fingerprint="r1")
+    assert [i.image_id for i in found.items] == ["b", "c"] and found.unchanged == ["a"]
+    # a changed recipe re-edits everything; no recipe given compares the bytes only
+    assert found.unchanged == discover_images(str(tmp_path), published=published).unchanged
+    assert discover_images(str(tmp_path), published=published, recipe_fingerprint="r2").unchanged == []

@@ -44,10 +44,10 @@ def test_bad_inputs_fail_alone_with_clear_reasons(tmp_path: Path, few_samples: P
     (few_samples / "huge.png").write_bytes(huge.getvalue())
 
     manifest = edit_chunk(_chunk(few_samples), load_recipe("marketplace_white_square"),
-                          LocalEngineBackend(), output_root=str(tmp_path / "out"))
+                          LocalEngineBackend(), run_root=str(tmp_path / "run"))
 
     by_id = {r.image_id: r for r in manifest.items}
-    assert manifest.counts() == {"edited": len(good), "failed": 4}
+    assert manifest.counts() == {"edited": len(good), "failed_retryable": 0, "failed_final": 4, "skipped_budget": 0}
     assert "truncat" in by_id["truncated"].error.lower()
     assert "not an image" in by_id["text"].error.lower() or "identif" in by_id["text"].error.lower()
     assert "empty" in by_id["empty"].error.lower()
@@ -69,8 +69,8 @@ def test_source_changed_after_discovery_is_not_edited(tmp_path: Path, few_sample
     victim = Path(chunk.items[0].source_uri[len("file://"):])
     victim.write_bytes(victim.read_bytes() + b"\0")
     manifest = edit_chunk(chunk, load_recipe("campaign_style_look"), LocalEngineBackend(),
-                          output_root=str(tmp_path / "out"))
-    assert manifest.items[0].status == "failed" and "changed since discovery" in manifest.items[0].error
+                          run_root=str(tmp_path / "run"))
+    assert manifest.items[0].status == "failed_final" and "changed since discovery" in manifest.items[0].error
     assert all(r.status == "edited" for r in manifest.items[1:])
 
 
@@ -84,7 +84,7 @@ def test_every_shipped_recipe_runs_on_a_sample(tmp_path: Path, few_samples: Path
             mask.paste(255, (w // 10, h // 10, w // 10 + w // 12, h // 10 + h // 12))
             (few_samples / "masks").mkdir(exist_ok=True)
             mask.save(few_samples / "masks" / f"{item.image_id}.png")
-    manifest = edit_chunk(_chunk(few_samples), recipe, LocalEngineBackend(), output_root=str(tmp_path / "out"))
+    manifest = edit_chunk(_chunk(few_samples), recipe, LocalEngineBackend(), run_root=str(tmp_path / "run"))
     assert manifest.counts()["edited"] == 3, [r.error for r in manifest.items]
     for record in manifest.items:
         out = Image.open(io.BytesIO(read_bytes(record.output_uri)))
@@ -97,6 +97,7 @@ def test_every_shipped_recipe_runs_on_a_sample(tmp_path: Path, few_samples: Path
 
 def test_missing_per_image_mask_fails_that_image(tmp_path: Path, few_samples: Path):
     manifest = edit_chunk(_chunk(few_samples), load_recipe("object_removal"), LocalEngineBackend(),
-                          output_root=str(tmp_path / "out"))
-    assert manifest.counts() == {"edited": 0, "failed": 3}
+                          run_root=str(tmp_path / "run"))
+    # a missing input may be uploaded before a rerun: retryable, not final
+    assert manifest.counts() == {"edited": 0, "failed_retryable": 3, "failed_final": 0, "skipped_budget": 0}
     assert all("masks/" in r.error and "cannot read" in r.error for r in manifest.items)

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from operators.manifest import (
+    FINAL_STATUSES,
     ChunkManifest,
     EditManifest,
     EditRecord,
@@ -44,10 +45,10 @@ def test_chunk_manifest_round_trip(chunk_items, index):
     assert ChunkManifest.from_dict(manifest.to_dict()) == manifest
 
 
-@given(st.lists(st.sampled_from(["edited", "failed"]), max_size=8))
+@given(st.lists(st.sampled_from(FINAL_STATUSES), max_size=8))
 def test_edit_manifest_round_trip_and_counts(statuses):
     records = [EditRecord(f"img{i}", "file:///s", "0" * 64, status) for i, status in enumerate(statuses)]
     manifest = EditManifest("run", 0, {"name": "r"}, "local", "local-engine/0", records)
     data = manifest.to_dict()
-    assert data["counts"] == {"edited": statuses.count("edited"), "failed": statuses.count("failed")}
+    assert data["counts"] == {status: statuses.count(status) for status in FINAL_STATUSES}
     assert EditManifest.from_dict(data) == manifest

@@ -143,3 +143,44 @@ def test_any_valid_output_spec_is_accepted(fmt, quality, w, h):
     recipe = parse_recipe(_with("output", {"format": fmt, "quality": quality, "size": f"{w}x{h}"}))
     assert recipe.output.format in ("jpeg", "png", "webp")
     assert recipe.output.size == f"{w}x{h}" and recipe.output.quality == quality
+
+
+def test_drift_section_parses_and_is_part_of_the_fingerprint(tmp_path: Path):
+    from operators.recipes import DriftControl, RecipeError, parse_recipe
+
+    data = {"name": "two", "steps": [
+        {"id": "a", "prompt": "Make the background white.", "local": {"op": "white_background"}},
+        {"id": "b", "prompt": "Warm golden grade.", "local": {"op": "look", "params": {"name": "golden_hour"}}}]}
+    plain = parse_recipe(data)
+    controlled = parse_recipe({**data, "drift": {"max_phash_distance": 8, "min_product_ssim": 0.7}})
+    assert plain.drift is None and controlled.drift == DriftControl(8, 0.7, 1)
+    assert plain.fingerprint != controlled.fingerprint
+    assert controlled.drift.exceeded({"phash_distance": 9, "product_ssim": 0.9})
+    assert controlled.drift.exceeded({"phash_distance": 2, "product_ssim": 0.5})
+    assert not controlled.drift.exceeded({"phash_distance": 8, "product_ssim": 0.7})
+    with pytest.raises(RecipeError, match=r"drift.max_phash_distance: must be between 0 and 64"):
+        parse_recipe({**data, "drift": {"max_phash_distance": 99}})
+    with pytest.raises(RecipeError, match=r"drift: unknown field 'threshold'"):
+        parse_recipe({**data, "drift": {"threshold": 1}})
+
+
+def test_rounds_and_regeneration_from_source():
+    from operators.recipes import parse_recipe
+
+    recipe = parse_recipe({"name": "three", "output": {"format": "jpeg", "size": "512x512"}, "steps": [
+        {"id": "a", "prompt": "Make the background white.", "local": {"op": "white_background"}, "mask": "subject"},
+        {"id": "b", "prompt": "Brighten a little.", "local": {"op": "exposure", "params": {"stops": 0.3}},
+         "mask": "subject"},
+        {"id": "c", "prompt": "Warm grade.", "local": {"op": "look", "params": {"name": "golden_hour"}}}],
+        "drift": {}})
+    first = recipe.round(0)
+    assert [s.id for s in first.steps] == ["a"] and first.drift is None
+    assert first.step_output(first.steps[0]).format == "png"  # intermediate rounds stay lossless
+    last = recipe.round(2)
+    assert last.step_output(last.steps[0]) == recipe.output
+    merged = recipe.regeneration(1, prompt_driven=True)
+    assert len(merged.steps) == 1 and merged.steps[0].mask == "subject"
+    assert "1. Make the background white." in merged.steps[0].prompt
+    assert "2. Brighten a little." in merged.steps[0].prompt
+    assert [s.id for s in recipe.regeneration(1, prompt_driven=False).steps] == ["a", "b"]
+    assert recipe.regeneration(2, prompt_driven=True).steps[0].mask is None  # masks differ: none

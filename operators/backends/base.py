@@ -43,6 +43,7 @@ class EditResult:
     usage: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0  # HTTP attempts spent (0 for the local engine)
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # multi-round recipes: drift per round
 
 
 @dataclass
@@ -57,6 +58,8 @@ class ImageContext:
     source_root: str
     recipe_dir: str
     cache: dict[str, bytes] = field(default_factory=dict, repr=False)  # shared by a chunk
+    #: the source's size when the upload was downscaled: masks drawn for it are scaled to match
+    source_size: tuple[int, int] | None = None
 
     def resolve(self, template: str) -> str:
         from operators.storage import join_uri, normalize_uri
@@ -99,6 +102,15 @@ class EditBackend(Protocol):
     model: str
 
     def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult: ...
+
+
+def backend_identity(backend: Any) -> dict[str, Any]:
+    """What about a backend determines its output: provider, model and ``IDENTITY_FIELDS`` settings.
+
+    Part of the result cache key; never includes credentials or endpoints.
+    """
+    settings = {name: getattr(backend, name, None) for name in getattr(backend, "IDENTITY_FIELDS", ())}
+    return {"backend": backend.name, "model": backend.model, **settings}
 
 
 @dataclass

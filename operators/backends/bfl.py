@@ -44,6 +44,7 @@ class BFLBackend(PlanDriven):
     """
 
     name = "bfl"
+    IDENTITY_FIELDS = ("safety_tolerance", "seed", "aspect_ratio")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, safety_tolerance: int = 2,
                  seed: int | None = None, aspect_ratio: str | None = None):

@@ -45,6 +45,7 @@ class FireflyBackend(PlanDriven):
     """
 
     name = "firefly"
+    IDENTITY_FIELDS = ("seed",)  # settings that change the output (cache key)
     model = MODEL
 
     def __init__(self, transport: HttpTransport, *, client_id: str, client_secret: str, token_url: str = TOKEN_URL,

@@ -29,7 +29,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -106,6 +108,43 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry a bearer token
     auth: bool = True
     timeout: float | None = None
+
+
+@dataclass
+class _KeyScope:
+    base: str
+    sent: int = 0
+
+    def next_key(self) -> str:
+        self.sent += 1
+        return f"{self.base}-{self.sent}"
+
+
+_IDEMPOTENCY: ContextVar[_KeyScope | None] = ContextVar("image_edit_idempotency", default=None)
+
+
+@contextmanager
+def idempotency_scope(base: str) -> Iterator[None]:
+    """Number the paid requests (authenticated POSTs) sent inside with ``Idempotency-Key: <base>-<n>``.
+
+    ``base`` comes from the image's cache key, and a backend's plan sends the same requests
+    in the same order for the same inputs, so a rerun after a crash sends the same keys:
+    a provider or gateway that honours them (the local edit service does) replays the
+    first answer instead of doing, and billing, the work twice. Every retry of one request
+    reuses its key. Scopes follow asyncio tasks (a ContextVar), so concurrent images never mix.
+    """
+    token = _IDEMPOTENCY.set(_KeyScope(base))
+    try:
+        yield
+    finally:
+        _IDEMPOTENCY.reset(token)
+
+
+def _idempotency_headers(req: Request) -> dict[str, str]:
+    scope = _IDEMPOTENCY.get()
+    if scope is None or req.method != "POST" or not req.auth or "Idempotency-Key" in req.headers:
+        return {}
+    return {"Idempotency-Key": scope.next_key()}
 
 
 @dataclass
@@ -312,8 +351,8 @@ class HttpTransport:
             await client.aclose()
 
     # -- one request ---------------------------------------------------------------------
-    def _request_kwargs(self, req: Request) -> dict[str, Any]:
-        headers = {**(self._auth_headers if req.auth else {}), **req.headers}
+    def _request_kwargs(self, req: Request, extra_headers: dict[str, str]) -> dict[str, Any]:
+        headers = {**(self._auth_headers if req.auth else {}), **req.headers, **extra_headers}
         params = {**(self._params if req.auth else {}), **(req.params or {})} or None
         url = req.url.lstrip("/") if "://" not in req.url else req.url
         kwargs: dict[str, Any] = {"headers": headers, "params": params, "timeout": self._timeout(req.timeout)}
@@ -355,14 +394,14 @@ class HttpTransport:
 
     def send(self, req: Request) -> tuple[httpx.Response, int]:
         """Send with retries; returns the response and the number of attempts."""
-        attempts = 0
+        attempts, extra = 0, _idempotency_headers(req)
 
         def once() -> httpx.Response:
             nonlocal attempts
             attempts += 1
             with self.limiter.slot():
                 try:
-                    response = self.client.request(**self._request_kwargs(req))
+                    response = self.client.request(**self._request_kwargs(req, extra))
                 except httpx.TransportError as exc:
                     raise self._transport_error(req, exc) from None
             return self._checked(req, response)
@@ -374,14 +413,14 @@ class HttpTransport:
             raise
 
     async def asend(self, req: Request) -> tuple[httpx.Response, int]:
-        attempts = 0
+        attempts, extra = 0, _idempotency_headers(req)
 
         async def once() -> httpx.Response:
             nonlocal attempts
             attempts += 1
             async with self.limiter.aslot():
                 try:
-                    response = await self.aclient.request(**self._request_kwargs(req))
+                    response = await self.aclient.request(**self._request_kwargs(req, extra))
                 except httpx.TransportError as exc:
                     raise self._transport_error(req, exc) from None
             return self._checked(req, response)
@@ -475,5 +514,5 @@ class PlanDriven:
     async def aedit(self, source: bytes, recipe, context):
         from operators.backends.imaging import preflight
 
-        preflight(source)
+        await asyncio.to_thread(preflight, source)  # decoding is CPU work: keep the event loop free
         return await self.transport.arun(self.plan(source, recipe, context))

@@ -53,6 +53,8 @@ def edit_region(step: RecipeStep, image: bytes, context: ImageContext):
         return subject if step.mask == "subject" else ~subject
     want = image_size(image)
     with Image.open(io.BytesIO(context.read(step.mask))) as mask:
+        if mask.size != want and mask.size == context.source_size:  # the upload was downscaled
+            mask = mask.resize(want, Image.Resampling.NEAREST)
         if mask.size != want:
             raise EditError(f"step {step.id}: mask {context.resolve(step.mask)} is {mask.size[0]}x{mask.size[1]}, "
                             f"image is {want[0]}x{want[1]}", code="invalid_mask")

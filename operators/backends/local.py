@@ -22,6 +22,7 @@ SUBJECT_MASK_OPS = frozenset({"white_background", "replace_background"})
 class LocalEngineBackend:
     name = "local"
     model = f"local-engine/{__version__}"
+    prompt_driven = False  # runs each step's operation, not its prompt
 
     def __init__(self, *, max_pixels: int = MAX_PIXELS):
         self.max_pixels = max_pixels

@@ -79,6 +79,7 @@ class OpenAIImagesBackend(PlanDriven):
     """
 
     name = "openai"
+    IDENTITY_FIELDS = ("size", "quality", "background", "input_fidelity", "n")  # settings that change the output (cache key)
 
     def __init__(
         self,

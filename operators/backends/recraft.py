@@ -33,6 +33,7 @@ class RecraftBackend(PlanDriven):
     """
 
     name = "recraft"
+    IDENTITY_FIELDS = ("strength", "style")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, strength: float = 0.5,
                  style: str | None = None):

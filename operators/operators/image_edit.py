@@ -10,21 +10,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, conf
 
 from operators.hooks.image_edit import ImageEditHook
+from operators.params import as_bool
 
 FATAL_CODES = ("insufficient_credits",)  # the account cannot pay: alert, do not retry
-TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "", "none")
-
-
-def as_bool(value: Any) -> bool:
-    """A bool from a bool or a rendered template (``"True"``, ``"false"``, ``"1"``, ...)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in TRUE or text in FALSE:
-        return text in TRUE
-    raise ValueError(f"deferrable: expected a boolean, got {value!r}")
-
-
 class ImageEditOperator(BaseOperator):
     """Edit every image of a chunk manifest and write the outputs and an edit manifest.
 
@@ -51,9 +39,17 @@ class ImageEditOperator(BaseOperator):
     :param poll_interval: seconds between polls of pending jobs (deferrable mode).
     :param job_timeout: how long a chunk's jobs may run before the outstanding ones are
         cancelled (where the provider allows) and fail as retryable.
+    :param concurrency: images of the chunk in flight at once (default: the connection's
+        ``max_concurrency`` for network backends, the CPU count for the local engine).
+    :param max_failure_rate: the task fails when more than this share of the chunk's images
+        failed finally (``failed_final``); below it, it succeeds and reports the failures.
+    :param use_cache: reuse results from the workspace's content-addressed cache.
     """
 
-    template_fields: Sequence[str] = ("chunk_manifest_uri", "recipe", "workspace", "backend_conn_id", "deferrable")
+    template_fields: Sequence[str] = (
+        "chunk_manifest_uri", "recipe", "workspace", "backend_conn_id", "deferrable", "concurrency",
+        "max_failure_rate",
+    )
 
     def __init__(
         self,
@@ -65,6 +61,9 @@ class ImageEditOperator(BaseOperator):
         deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         job_timeout: timedelta = timedelta(hours=1),
+        concurrency: int | str | None = None,
+        max_failure_rate: float | str = 0.5,
+        use_cache: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,61 +74,72 @@ class ImageEditOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.job_timeout = job_timeout
+        self.concurrency = concurrency
+        self.max_failure_rate = max_failure_rate
+        self.use_cache = use_cache
 
     @property
     def is_deferrable(self) -> bool:
         """``deferrable`` as rendered at runtime (templates render to strings)."""
-        return as_bool(self.deferrable)
+        return as_bool(self.deferrable, "deferrable")
 
     @cached_property
     def hook(self) -> ImageEditHook:
         return ImageEditHook(image_edit_conn_id=self.backend_conn_id)
 
     def _load(self):
+        """The chunk's :class:`~operators.editing.ChunkRun`: chunk, recipe, backend, run root, cache."""
+        from operators.editing import ChunkRun
         from operators.manifest import ChunkManifest
         from operators.recipes import load_recipe
         from operators.storage import join_uri, read_json
 
         chunk = ChunkManifest.from_dict(read_json(self.chunk_manifest_uri))
-        return chunk, load_recipe(self.recipe), self.hook.get_backend(), join_uri(self.workspace, "runs", chunk.run_key)
+        concurrency = int(self.concurrency) if self.concurrency not in (None, "", "None") else None
+        return ChunkRun(chunk, load_recipe(self.recipe), self.hook.get_backend(),
+                        join_uri(self.workspace, "runs", chunk.run_key),
+                        workspace=self.workspace if as_bool(self.use_cache, "use_cache") else None, concurrency=concurrency)
 
     @staticmethod
-    def _jobs_uri(run_root: str, chunk) -> str:
+    def _jobs_uri(run) -> str:
         from operators.storage import join_uri
 
-        return join_uri(run_root, "jobs", f"chunk-{chunk.chunk_index:05d}.json")
+        return join_uri(run.run_root, "jobs", f"chunk-{run.chunk.chunk_index:05d}.json")
 
     def execute(self, context) -> str:
-        from operators.editing import edit_chunk
-        from operators.storage import join_uri
+        import asyncio
 
-        chunk, recipe, backend, run_root = self._load()
+        from operators.editing import aedit_chunk, new_manifest
+
+        run = self._load()
         self.log.info(
-            "chunk %d: %d images, recipe %s (%d steps), backend %s",
-            chunk.chunk_index, len(chunk.items), recipe.name, len(recipe.steps), backend.model,
+            "chunk %d: %d images, recipe %s (%d steps), backend %s, %d in flight",
+            run.chunk.chunk_index, len(run.chunk.items), run.recipe.name, len(run.recipe.steps), run.backend.model,
+            run.concurrency,
         )
-        if (self.is_deferrable and hasattr(backend, "asubmit")) or getattr(backend, "jobs_only", False):
-            return self._run_jobs(chunk, recipe, backend, run_root)
-        return self._finish(edit_chunk(chunk, recipe, backend, output_root=join_uri(run_root, "outputs")), run_root)
+        if (self.is_deferrable and hasattr(run.backend, "asubmit")) or getattr(run.backend, "jobs_only", False):
+            return self._run_jobs(run)
+        return self._finish(new_manifest(run.chunk, run.recipe, run.backend, asyncio.run(aedit_chunk(run))), run)
 
-    def _run_jobs(self, chunk, recipe, backend, run_root: str) -> str:
+    def _run_jobs(self, run) -> str:
         import asyncio
         import time
 
         from operators.editing import start_jobs
-        from operators.storage import StorageError, read_json
+        from operators.storage import read_json, storage_for
 
-        try:
-            state = read_json(self._jobs_uri(run_root, chunk))  # a rerun resumes the recorded jobs
-            self.log.info("resuming %d recorded jobs of chunk %d", len(state["pending"]), chunk.chunk_index)
-        except StorageError:
-            state = asyncio.run(start_jobs(chunk, recipe, backend, run_root=run_root))
+        uri = self._jobs_uri(run)
+        if storage_for(uri).exists(uri):  # a rerun resumes the recorded jobs
+            state = read_json(uri)
+            self.log.info("resuming %d recorded jobs of chunk %d", len(state["pending"]), run.chunk.chunk_index)
+        else:
+            state = asyncio.run(start_jobs(run))
             # a batch backend's completion window (24 h) outlasts a shorter job_timeout
-            timeout = max(self.job_timeout.total_seconds(), getattr(backend, "job_timeout_s", 0))
+            timeout = max(self.job_timeout.total_seconds(), getattr(run.backend, "job_timeout_s", 0))
             state["deadline"] = time.time() + timeout
-        return self._defer_or_finish(state, chunk, recipe, backend, run_root)
+        return self._defer_or_finish(state, run)
 
-    def _defer_or_finish(self, state: dict, chunk, recipe, backend, run_root: str) -> str:
+    def _defer_or_finish(self, state: dict, run) -> str:
         """Defer to the trigger until no job is pending; not deferrable: poll from this worker."""
         import asyncio
         import time
@@ -139,19 +149,19 @@ class ImageEditOperator(BaseOperator):
         from operators.triggers.edit_jobs import EditJobsTrigger, first_event
 
         while True:
-            write_json(self._jobs_uri(run_root, chunk), state)  # job ids persist before any wait
+            write_json(self._jobs_uri(run), state)  # job ids persist before any wait
             if not state["pending"]:
-                return self._finish(finish_jobs(state, chunk, recipe, backend), run_root)
+                return self._finish(finish_jobs(state, run), run)
             jobs = {key: entry["job"] for key, entry in state["pending"].items()}
             trigger = EditJobsTrigger(self.backend_conn_id, jobs, poll_interval=self.poll_interval,
                                       deadline=state["deadline"])
             if self.is_deferrable:
-                self.log.info("chunk %d: %d jobs pending; deferring", chunk.chunk_index, len(jobs))
+                self.log.info("chunk %d: %d jobs pending; deferring", run.chunk.chunk_index, len(jobs))
                 self.defer(trigger=trigger, method_name="execute_complete",
                            timeout=timedelta(seconds=max(state["deadline"] - time.time(), 0) + 600))
-            self.log.info("chunk %d: %d jobs pending; polling from the worker", chunk.chunk_index, len(jobs))
+            self.log.info("chunk %d: %d jobs pending; polling from the worker", run.chunk.chunk_index, len(jobs))
             event = asyncio.run(first_event(trigger))
-            state = asyncio.run(advance_jobs(state, event["results"], chunk, recipe, backend, run_root=run_root))
+            state = asyncio.run(advance_jobs(state, event["results"], run))
 
     def execute_complete(self, context, event: dict[str, Any]) -> str:
         import asyncio
@@ -159,22 +169,32 @@ class ImageEditOperator(BaseOperator):
         from operators.editing import advance_jobs
         from operators.storage import read_json
 
-        chunk, recipe, backend, run_root = self._load()
-        state = read_json(self._jobs_uri(run_root, chunk))
-        state = asyncio.run(advance_jobs(state, event["results"], chunk, recipe, backend, run_root=run_root))
-        return self._defer_or_finish(state, chunk, recipe, backend, run_root)
+        run = self._load()
+        state = read_json(self._jobs_uri(run))
+        state = asyncio.run(advance_jobs(state, event["results"], run))
+        return self._defer_or_finish(state, run)
 
-    def _finish(self, manifest, run_root: str) -> str:
+    def _finish(self, manifest, run) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from operators.manifest import STATUS_FAILED_FINAL
         from operators.storage import join_uri, write_json
 
-        uri = write_json(join_uri(run_root, "edits", f"chunk-{manifest.chunk_index:05d}.json"), manifest.to_dict())
-        self.log.info("chunk %d done: %s; manifest %s", manifest.chunk_index, manifest.counts(), uri)
+        uri = write_json(join_uri(run.run_root, "edits", f"chunk-{manifest.chunk_index:05d}.json"),
+                         manifest.to_dict())
+        counts = manifest.counts()
+        hits = sum(r.cache_hit for r in manifest.items)
+        self.log.info("chunk %d done: %s (%d from the result cache); manifest %s", manifest.chunk_index, counts,
+                      hits, uri)
         fatal = [r for r in manifest.items if r.error_code in FATAL_CODES]
         if fatal:
             raise AirflowFailException(f"{manifest.backend}: {fatal[0].error_code} ({len(fatal)} images not edited): "
                                        f"{fatal[0].error}; manifest {uri}")
+        failed, total = counts.get(STATUS_FAILED_FINAL, 0), len(manifest.items)
+        if total and failed / total > float(self.max_failure_rate):
+            raise AirflowFailException(
+                f"chunk {manifest.chunk_index}: {failed} of {total} images failed finally, more than the allowed "
+                f"{float(self.max_failure_rate):.0%}; manifest {uri}")
         return uri
 
     def on_kill(self) -> None:
@@ -183,9 +203,10 @@ class ImageEditOperator(BaseOperator):
 
         from operators.storage import StorageError, read_json
 
-        chunk, _, backend, run_root = self._load()
+        run = self._load()
+        backend = run.backend
         try:
-            pending = read_json(self._jobs_uri(run_root, chunk))["pending"]
+            pending = read_json(self._jobs_uri(run))["pending"]
         except StorageError:
             return
 

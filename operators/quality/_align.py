@@ -115,13 +115,8 @@ def _refine_edges(
     return ny0, ny1, nx0, nx1
 
 
-def source_product_box(source: np.ndarray) -> Box | None:
-    """Bounding box of the product in a catalog photo on a smooth backdrop (fast, no GrabCut).
-
-    Segments a <= 160 px copy (backdrop polynomial fitted to the border, shadows explained
-    as darker backdrop, morphology, largest component), then refines the four edges at
-    full resolution so the alignment error stays ~1 px instead of one low-res pixel.
-    """
+def _small_foreground(source: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """The product on a <= ``SEGMENT_SIDE`` copy: mask, scale, backdrop model and noise level."""
     h, w = source.shape[:2]
     scale = min(1.0, SEGMENT_SIDE / max(h, w))
     sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
@@ -133,7 +128,28 @@ def source_product_box(source: np.ndarray) -> Box | None:
     fg = _is_product(chroma, ratio, model, noise) & ~band
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    fg = _largest_component(fg)
+    return _largest_component(fg), scale, model, noise
+
+
+def source_product_mask(source: np.ndarray) -> np.ndarray | None:
+    """The product's pixels in a catalog photo (fast, low-res segmentation scaled up), or None."""
+    fg = _small_foreground(source)[0]
+    if not fg.any():
+        return None
+    h, w = source.shape[:2]
+    return cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def source_product_box(source: np.ndarray) -> Box | None:
+    """Bounding box of the product in a catalog photo on a smooth backdrop (fast, no GrabCut).
+
+    Segments a <= 160 px copy (backdrop polynomial fitted to the border, shadows explained
+    as darker backdrop, morphology, largest component), then refines the four edges at
+    full resolution so the alignment error stays ~1 px instead of one low-res pixel.
+    """
+    h, w = source.shape[:2]
+    fg, scale, model, noise = _small_foreground(source)
+    sh, sw = fg.shape
     box = bbox(fg)
     if box is None:
         return None

@@ -69,12 +69,32 @@ class QualitySpec:
 
 
 @dataclass(frozen=True)
+class DriftControl:
+    """Multi-round recipes: how far the product may drift from the source before the chain restarts.
+
+    After each round the product region of the result is compared with the source's
+    (perceptual-hash distance, SSIM); past either limit the chain is regenerated from
+    the source with every instruction so far in one request, at most
+    ``max_regenerations`` times per image, instead of compounding the error.
+    """
+
+    max_phash_distance: int = 12
+    min_product_ssim: float = 0.75
+    max_regenerations: int = 1
+
+    def exceeded(self, figures: dict[str, Any]) -> bool:
+        return (figures["phash_distance"] > self.max_phash_distance
+                or figures["product_ssim"] < self.min_product_ssim)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
     steps: tuple[RecipeStep, ...]
     output: OutputSpec
     quality: QualitySpec = QualitySpec()
+    drift: DriftControl | None = None
     origin: str = ""
     version: int = 1
     fingerprint: str = field(default="", compare=False)
@@ -85,6 +105,33 @@ class Recipe:
 
     def step_output(self, step: RecipeStep) -> OutputSpec:
         return step.output or self.output
+
+    def round(self, index: int) -> Recipe:
+        """Step ``index`` alone, as a one-step recipe; rounds before the last are kept lossless (PNG)."""
+        step = self.steps[index]
+        if index < len(self.steps) - 1:
+            size = step.output.size if step.output else None
+            step = replace(step, output=OutputSpec(format="png", size=size))
+        return replace(self, steps=(step,), drift=None)
+
+    def regeneration(self, upto: int, *, prompt_driven: bool) -> Recipe:
+        """Steps ``0..upto`` redone from the source in one request.
+
+        A prompt-driven backend gets one step whose prompt lists every instruction so far
+        (masks kept when the steps share one, references merged); the local engine, which
+        runs operations rather than prompts, gets the steps themselves in one call.
+        """
+        steps = self.steps[: upto + 1]
+        last = self.round(upto).steps[0]
+        if not prompt_driven or len(steps) == 1:
+            return replace(self, steps=(*steps[:-1], last), drift=None)
+        masks = {step.mask for step in steps}
+        references = tuple(dict.fromkeys(ref for step in steps for ref in step.reference_images))[:MAX_REFERENCES]
+        prompt = "Starting from the original image, apply all of these edits in one pass:\n" + "\n".join(
+            f"{number}. {step.prompt}" for number, step in enumerate(steps, 1))
+        merged = replace(last, id=f"regenerate-{last.id}"[:64], prompt=prompt[:MAX_PROMPT_CHARS],
+                         mask=masks.pop() if len(masks) == 1 else None, reference_images=references)
+        return replace(self, steps=(merged,), drift=None)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -148,6 +195,21 @@ def _parse_quality(origin: str, data: Any) -> QualitySpec:
     if intent is not None and intent not in INTENTS:
         fields.fail(f"must be one of {', '.join(INTENTS)}, got {intent!r}", "intent")
     return QualitySpec(profile=fields.get("profile", str, QualitySpec.profile), intent=intent)
+
+
+def _parse_drift(origin: str, data: Any) -> DriftControl:
+    fields = _Fields(origin, "drift", data, ("max_phash_distance", "min_product_ssim", "max_regenerations"), ())
+    default = DriftControl()
+    distance = fields.get("max_phash_distance", int, default.max_phash_distance)
+    if not 0 <= distance <= 64:
+        fields.fail(f"must be between 0 and 64 (bits of a 64-bit hash), got {distance}", "max_phash_distance")
+    ssim = float(fields.get("min_product_ssim", (int, float), default.min_product_ssim))
+    if not 0 <= ssim <= 1:
+        fields.fail(f"must be between 0 and 1, got {ssim}", "min_product_ssim")
+    regenerations = fields.get("max_regenerations", int, default.max_regenerations)
+    if not 0 <= regenerations <= 5:
+        fields.fail(f"must be between 0 and 5, got {regenerations}", "max_regenerations")
+    return DriftControl(distance, ssim, regenerations)
 
 
 def _check_template(fields: _Fields, name: str, value: str) -> str:
@@ -229,7 +291,7 @@ def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
     """Validate a loaded recipe document and build a :class:`Recipe`."""
     label = origin.rsplit("/", 1)[-1]
     fields = _Fields(
-        label, "", data, ("version", "name", "description", "output", "steps", "quality"), ("name", "steps")
+        label, "", data, ("version", "name", "description", "output", "steps", "quality", "drift"), ("name", "steps")
     )
     version = fields.get("version", int, 1)
     if version != 1:
@@ -249,6 +311,7 @@ def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
         steps=steps,
         output=output,
         quality=_parse_quality(label, data.get("quality") or {}),
+        drift=None if data.get("drift") is None else _parse_drift(label, data["drift"]),
         origin=origin,
         version=version,
     )

@@ -6,6 +6,7 @@ object, processed in the background by the local engine line by line; ``GET /v1/
 ``POST /v1/batches/{id}/cancel``. Successful lines go to the output file, failed ones to the
 error file, each ``{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}``.
 Faults: ``batch_line_error`` per line, ``batch_expired`` / ``batch_failed`` per batch.
+Each line executed is recorded as performed (``batch.line``) and takes ``latency_s``.
 """
 
 from __future__ import annotations
@@ -52,14 +53,17 @@ async def _run_line(state: ServiceState, line: dict[str, Any]) -> tuple[bool, di
     result: dict[str, Any] = {"id": f"batch_req_{secrets.token_hex(8)}", "custom_id": line.get("custom_id"),
                               "response": None, "error": None}
     request_id = f"req_{secrets.token_hex(8)}"
-    fault = state.faults.take(str(line.get("url", "")), LINE_KINDS)
+    body = line.get("body") or {}
+    fault = state.faults.take(str(line.get("url", "")), LINE_KINDS, prompt=str(body.get("prompt") or ""))
     try:
         if fault is not None:
             raise BadRequest(fault.code or "invalid_image", "injected fault: the image could not be processed")
-        body = line.get("body") or {}
         images = [_data_url(item, "images") for item in body.get("images") or []]
         mask = _data_url(body["mask"], "mask") if body.get("mask") else None
-        answer = await run_edit(images, mask, {k: v for k, v in body.items() if k not in ("images", "mask")})
+        if state.latency_s > 0:
+            await asyncio.sleep(state.latency_s)
+        answer = await run_edit(images, mask, {k: v for k, v in body.items() if k not in ("images", "mask")},
+                                state=state, kind="batch.line")
     except BadRequest as exc:
         error = {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": exc.code}
         result["response"] = {"status_code": 400, "request_id": request_id, "body": {"error": error}}

@@ -5,7 +5,9 @@ JSON ``prompt``, ``input_image`` (base64), ``input_image_2``.. (references),
 ``output_format`` -> ``{id, polling_url, cost}``. ``GET /v1/get_result?id=`` ->
 ``Pending`` / ``Ready`` (``result.sample``) / ``Request Moderated`` /
 ``Content Moderated`` / ``Error`` / ``Task not found``. Samples expire after
-``sample_ttl_s``.
+``sample_ttl_s``. A created job is the paid work (``bfl.submit`` in
+``ServiceState.performed``, BFL charges at submit); a submit with an ``Idempotency-Key``
+already answered gets the same job back (the app's :class:`~operators.service.app.Idempotency`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _detail(status: int, message: str) -> JSONResponse:
 async def _process(job: Job, images: list[bytes]) -> None:
     try:
         job.data, _, _ = await run_in_threadpool(editor.edit_pixels, images, job.prompt,
-                                                 output_format=job.output_format)
+                                                 output_format=job.output_format, drift=job.drift)
     except Exception as exc:  # the engine refused the image: BFL reports "Error"
         job.error = str(exc)
     job.done, job.ready_at = True, time.monotonic()
@@ -66,10 +68,12 @@ def bfl_routes(state: ServiceState) -> list[Route]:
         output_format = body.get("output_format") or "jpeg"
         if output_format not in ("jpeg", "png"):
             return _detail(422, "output_format: must be jpeg or png")
-        fault = state.faults.take(request.url.path, BFL_KINDS)
+        fault = state.faults.take(request.url.path, BFL_KINDS, prompt=prompt)
         job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format)
         state.jobs[job.id] = job
+        state.record("bfl.submit", images[0], prompt, model, request.headers.get("idempotency-key"))
         if job.fate not in ("bfl_pending", "bfl_error", "request_moderated"):
+            job.drift = state.take_drift(request.url.path, prompt)  # only a job that yields an image drifts
             task = asyncio.create_task(_process(job, images))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -2,7 +2,8 @@
 
 A prompt is mapped to an engine operation: first by exact match against the shipped
 recipes' step prompts (so a recipe run through the ``openai`` backend against this
-service edits like the ``local`` backend), then by keywords.
+service edits like the ``local`` backend), then by keywords. A ``drift`` fault
+additionally rotates and hue-shifts the product (:func:`drift_product`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ _KEYWORDS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
     (("brighten",), "exposure", {"stops": 0.33}),
     (("background",), "replace_background", {"mode": "color", "color": "#DDE6EE"}),
 )
+#: the ``drift`` fault: the product turns by this much and its hue moves by this much (degrees)
+DRIFT_DEGREES = 15.0
+DRIFT_HUE_DEGREES = 60.0
+#: a pixel is product when a channel differs from the fitted backdrop by more than this
+DRIFT_PRODUCT_LEVELS = 24.0
 
 
 def _normal(text: str) -> str:
@@ -72,8 +78,12 @@ def edit_pixels(
     size: str | None = None,
     output_format: str = "png",
     quality: int = 92,
+    drift: bool = False,
 ) -> tuple[bytes, int, int]:
-    """Run the engine: ``images[0]`` is edited, the rest are references; ``mask`` is a bool array."""
+    """Run the engine: ``images[0]`` is edited, the rest are references; ``mask`` is a bool array.
+
+    ``drift`` (the fault) drifts the edited product before encoding, see :func:`drift_product`.
+    """
     from operators.engine import apply_op, decode_image, encode_image
 
     decoded = [decode_image(data) for data in images]
@@ -82,7 +92,40 @@ def edit_pixels(
     wanted = parse_size(size)
     if wanted and image.shape[:2] != (wanted[1], wanted[0]):
         image = apply_op("fit_canvas", image, {"width": wanted[0], "height": wanted[1], "product_fill": 0})
+    if drift:
+        image = drift_product(image)
     return encode_image(image, format=output_format, quality=quality), image.shape[1], image.shape[0]
+
+
+def drift_product(image: Any, degrees: float = DRIFT_DEGREES, hue_degrees: float = DRIFT_HUE_DEGREES) -> Any:
+    """The product rotated about its centre and hue-shifted, on the unchanged backdrop, same size.
+
+    What a generative model's identity drift looks like to a quality gate: the product's
+    perceptual hash and SSIM change while size, framing and backdrop stay plausible. The
+    backdrop is the engine's smooth polynomial model fitted to the border, so gradients and
+    vignettes survive where the product used to be. No product found: only the hue shifts.
+    """
+    import cv2
+    import numpy as np
+
+    from operators.engine._common import bbox
+    from operators.engine.subject import border_band, fit_background
+
+    h, w = image.shape[:2]
+    backdrop = fit_background(image, border_band(h, w))
+    product = (np.abs(image.astype(np.float32) - backdrop).max(axis=-1) > DRIFT_PRODUCT_LEVELS).astype(np.uint8)
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + round(hue_degrees / 2)) % 180  # OpenCV hue is 0..179
+    shifted = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    box = bbox(product.view(bool))
+    if box is None:
+        return shifted
+    y0, y1, x0, x1 = box
+    turn = cv2.getRotationMatrix2D(((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2), degrees, 1.0)
+    moved = cv2.warpAffine(shifted, turn, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(product.astype(np.float32), turn, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+    plain = np.where(product[..., None].astype(bool), backdrop, image.astype(np.float32))
+    return np.clip(alpha * moved + (1 - alpha) * plain + 0.5, 0, 255).astype(np.uint8)
 
 
 def image_tokens(width: int, height: int, *, high_fidelity: bool) -> int:

@@ -1,6 +1,8 @@
 """Run the local edit service: in a background thread (tests, demos) or from the command line.
 
-``python -m operators.service --port 8765`` serves on 127.0.0.1:8765 until Ctrl-C.
+``python -m operators.service --port 8765`` serves on 127.0.0.1:8765 until Ctrl-C; ``--latency 2``
+makes every edit take 2 s longer, ``--enforce-rate-limit --rpm 60`` answers 429 beyond 60
+edit requests a minute.
 """
 
 from __future__ import annotations
@@ -89,10 +91,19 @@ class LocalEditService(LoopbackServer):
     def build(self):
         return build_app(self.state)
 
+    def stats(self) -> dict:
+        """What ``/_service/stats`` answers: requests served, edits performed, replays, duplicates..."""
+        return self.state.stats()
+
+
+def stats(url: str) -> dict:
+    """``/_service/stats`` of a running service (another process's too)."""
+    return httpx.get(f"{url.rstrip('/')}/_service/stats", timeout=5).json()
+
 
 def served(url: str) -> dict:
     """The request counts of a running service (another process's too)."""
-    return httpx.get(f"{url.rstrip('/')}/_service/stats", timeout=5).json()["served"]
+    return stats(url)["served"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,15 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="TCP port on --host (0 = a free port)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--api-key", default=None, help="require this key (default: accept any)")
-    parser.add_argument("--rpm", type=int, default=600, help="requests per minute in x-ratelimit-* headers")
+    parser.add_argument("--rpm", type=int, default=600,
+                        help="edit requests per minute in the x-ratelimit-* headers (enforced with --enforce-rate-limit)")
+    parser.add_argument("--enforce-rate-limit", action="store_true",
+                        help="answer 429 rate_limit_exceeded beyond --rpm edit requests in a sliding minute")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="add SECONDS to every edit (a client that disconnects meanwhile abandons it)")
     parser.add_argument("--fault", action="append", default=[], metavar="RULE",
                         help="inject a fault, e.g. status:3,status=429,retry_after_ms=200 (repeatable)")
     args = parser.parse_args(argv)
-    state = ServiceState(api_key=args.api_key, requests_per_minute=args.rpm)
+    state = ServiceState(api_key=args.api_key, requests_per_minute=args.rpm, latency_s=args.latency,
+                         enforce_rate_limit=args.enforce_rate_limit)
     state.faults.set([parse_fault(text) for text in args.fault])
     service = LocalEditService(args.port, host=args.host, state=state)
     print(f"local edit service on {service.url} (OpenAI base URL {service.openai_base_url})", flush=True)
     import uvicorn
 
-    uvicorn.Server(service._config()).run(sockets=[service._socket])
+    try:
+        uvicorn.Server(service._config()).run(sockets=[service._socket])
+    finally:
+        service._socket.close()
     return 0

@@ -2,7 +2,8 @@
 
 Every location the pipeline reads or writes (sources, outputs, manifests, reports)
 is a URI. ``file://`` (or a plain absolute path) is the embedded default; other
-schemes are added as backends register in :data:`BACKENDS`.
+schemes are added as backends register in :data:`BACKENDS`: ``s3://`` is always
+registered, and imports boto3 only when first used.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from operators.storage.base import (
     storage_for,
 )
 from operators.storage.local import LocalStorage
+from operators.storage.s3 import S3Storage, S3StorageError
 
 __all__ = [
     "BACKENDS",
     "LocalStorage",
     "ObjectInfo",
+    "S3Storage",
+    "S3StorageError",
     "Storage",
     "StorageError",
     "join_uri",
     "normalize_uri",
+    "delete",
+    "exists",
     "read_bytes",
     "read_json",
     "write_bytes",
@@ -45,6 +51,15 @@ def write_bytes(uri: str, data: bytes) -> str:
 
 def list_objects(prefix: str) -> list[ObjectInfo]:
     return storage_for(prefix).list(prefix)
+
+
+def exists(uri: str) -> bool:
+    return storage_for(uri).exists(uri)
+
+
+def delete(uri: str) -> None:
+    """Remove one object; missing is fine."""
+    storage_for(uri).delete(uri)
 
 
 def read_json(uri: str):

@@ -15,8 +15,11 @@ class StorageError(OSError):
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """One listed object. ``etag`` (quotes stripped) is filled by backends that have one (S3)."""
+
     uri: str
     size: int
+    etag: str | None = None
 
 
 class Storage(Protocol):
@@ -28,13 +31,22 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> list[ObjectInfo]: ...
 
+    def delete(self, uri: str) -> None:
+        """Remove one object; a missing object is not an error (reruns delete twice)."""
+        ...
+
 
 #: scheme -> factory; ``file`` is always present, other schemes register themselves.
 BACKENDS: dict[str, type] = {}
 
 
 def normalize_uri(location: str | Path) -> str:
-    """Turn a plain path into a ``file://`` URI; leave other URIs alone."""
+    """Turn a plain path into a ``file://`` URI; leave other URIs alone.
+
+    ``file://`` URIs are percent-encoded (``Path.as_uri``); ``s3://`` URIs carry the
+    key as it is (spaces, unicode), so ``uri[len(root):]`` of a listed object is its key
+    relative to ``root``.
+    """
     text = str(location)
     scheme = urlsplit(text).scheme
     if scheme and len(scheme) > 1:  # len 1 would be a Windows drive letter

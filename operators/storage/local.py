@@ -46,6 +46,13 @@ class LocalStorage:
     def exists(self, uri: str) -> bool:
         return uri_to_path(uri).is_file()
 
+    def delete(self, uri: str) -> None:
+        """Remove one file; a missing file is fine (idempotent, like S3's DeleteObject)."""
+        try:
+            uri_to_path(uri).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {uri}: {exc.strerror or exc}") from exc
+
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Every regular file under ``prefix``, sorted, hidden files and temp files skipped."""
         root = uri_to_path(prefix)

@@ -56,8 +56,8 @@ def test_batch_per_step_maps_results_and_failed_lines_by_custom_id(service, batc
     service.state.faults.add(kind="batch_line_error", path="/v1/images/edits", count=1)
     manifest = _manifest(_operator(tmp_path, batch_conn).execute({}))  # not deferrable: polls from the worker
 
-    assert manifest.backend == "openai_batch" and manifest.counts() == {"edited": 2, "failed": 1}
-    failed = next(r for r in manifest.items if r.status == "failed")
+    assert manifest.backend == "openai_batch" and manifest.counts() == {"edited": 2, "failed_retryable": 0, "failed_final": 1, "skipped_budget": 0}
+    failed = next(r for r in manifest.items if r.status == "failed_final")
     assert failed.error_code == "invalid_image" and failed.retryable is False
     for record in manifest.items:
         if record.status == "edited":
@@ -83,7 +83,7 @@ def test_batch_per_step_maps_results_and_failed_lines_by_custom_id(service, batc
 def test_expired_batch_fails_every_image_retryably(service, batch_conn, tmp_path):
     service.state.faults.add(kind="batch_expired", path="/v1/batches", count=1)
     manifest = _manifest(_operator(tmp_path, batch_conn, count=2).execute({}))
-    assert manifest.counts() == {"edited": 0, "failed": 2}
+    assert manifest.counts() == {"edited": 0, "failed_retryable": 2, "failed_final": 0, "skipped_budget": 0}
     assert all(r.error_code == "batch_expired" and r.retryable for r in manifest.items)
     assert service.state.served["POST /v1/batches"] == 1
 
@@ -104,7 +104,7 @@ def test_deferrable_persists_the_batch_id_before_waiting(service, batch_conn, tm
             assert len(ids) == 1 and next(iter(ids)) in service.state.batches  # one batch, recorded
             batch_ids += ids
             event = asyncio.run(first_event(deferred.trigger))
-    assert len(set(batch_ids)) == 2 and _manifest(uri).counts() == {"edited": 2, "failed": 0}
+    assert len(set(batch_ids)) == 2 and _manifest(uri).counts() == {"edited": 2, "failed_retryable": 0, "failed_final": 0, "skipped_budget": 0}
     assert service.state.served["GET /v1/batches/" + batch_ids[0]] >= 1
 
 

@@ -142,12 +142,12 @@ def test_chunk_faults_end_in_per_image_statuses(service, monkeypatch, tmp_path, 
     service.state.faults.add(kind="moderation", path="/v1/images/edits", count=1)
     service.state.faults.add(kind="status", status=429, retry_after_ms=10, path="/v1/images/edits", count=2)
     manifest = edit_chunk(chunk, recipe(tmp_path), backend(service, monkeypatch, max_concurrency=1),
-                          output_root=(tmp_path / "out").as_uri())
+                          run_root=(tmp_path / "run").as_uri())
     by_id = {r.image_id: r for r in manifest.items}
-    assert manifest.backend == "openai" and manifest.counts() == {"edited": 3, "failed": 2}
+    assert manifest.backend == "openai" and manifest.counts() == {"edited": 3, "failed_retryable": 0, "failed_final": 2, "skipped_budget": 0}
     moderated = [r for r in manifest.items if r.error_code == "moderation_blocked"]
     assert len(moderated) == 1 and moderated[0].retryable is False and moderated[0].attempts == 1
     assert "moderation_blocked" in moderated[0].error
-    assert by_id["bad"].status == "failed" and "not an image" in by_id["bad"].error
+    assert by_id["bad"].status == "failed_final" and "not an image" in by_id["bad"].error
     assert sum(r.attempts for r in manifest.items) == service.state.requests() == 6  # 4 images + 2 retries
     assert "sk-test-key-42" not in caplog.text and "sk-test-key-42" not in json.dumps(manifest.to_dict())

@@ -58,7 +58,7 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
     (source / "corrupt.jpg").write_bytes((images / "photo_coffee.jpg").read_bytes()[:3000])
     (source / "notes.txt").write_text("not an image")
 
-    dagrun, report = _run(tmp_path, source, chunk_size=4)
+    dagrun, report = _run(tmp_path, source, chunk_size=4, max_failure_rate=1.0)  # a chunk of 4 scene photos
 
     assert dagrun.state == "success"
     images = {p.stem for p in source.iterdir() if p.suffix in (".jpg", ".png")}
@@ -68,7 +68,8 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
     assert len(scenes) == 4
     counts = report["counts"]
     assert counts == {"found": total, "edited": total - len(expected_failures), "failed": len(expected_failures),
-                      "quarantined": 0, "published": total - len(expected_failures)}
+                      "failed_final": len(expected_failures), "failed_retryable": 0, "skipped_budget": 0,
+                      "cache_hits": 0, "quarantined": 0, "published": total - len(expected_failures)}
     quality = report["quality"]
     assert quality["profiles"] == ["amazon_main"] and quality["intents"] == ["reframe"]
     assert quality["pass_rate"] == 1.0 and quality["passed"] == total - len(expected_failures)
@@ -105,7 +106,8 @@ def test_empty_source_publishes_nothing_and_reports_it(tmp_path: Path):
     source.mkdir()
     dagrun, report = _run(tmp_path, source)
     assert dagrun.state == "success"
-    assert report["counts"] == {"found": 0, "edited": 0, "failed": 0, "quarantined": 0, "published": 0}
+    assert report["counts"] == {"found": 0, "edited": 0, "failed": 0, "quarantined": 0, "published": 0,
+                                "failed_final": 0, "failed_retryable": 0, "skipped_budget": 0, "cache_hits": 0}
 
 
 def test_low_pass_rate_fails_the_run_after_quarantining(tmp_path: Path, sample_set):

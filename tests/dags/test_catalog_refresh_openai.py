@@ -58,7 +58,7 @@ def test_openai_backend_through_the_dag(tmp_path: Path, sample_set, service, mon
     records = _edit_records(tmp_path)
     for image_id, record in records.items():
         if image_id == "garbled":
-            assert record["status"] == "failed" and record["usage"] == []
+            assert record["status"] == "failed_final" and record["usage"] == []
             continue
         assert [u["step"] for u in record["usage"]] == ["white_background", "square_canvas"]
         for usage in record["usage"]:

@@ -34,7 +34,7 @@ def _quarantine_everything(tmp_path: Path, sample_set) -> tuple[str, list[str]]:
     recipe = load_recipe("marketplace_white_square")
     workspace = str(tmp_path / "work")
     edits = edit_chunk(ChunkManifest("run1", 0, found.source_root, found.items), recipe, LocalEngineBackend(),
-                       output_root=f"{workspace}/runs/run1/outputs")
+                       run_root=f"{workspace}/runs/run1")
     gate = gate_chunk(edits, recipe, load_profile(str(strict)), source_root=found.source_root,
                       quarantine_root=f"{workspace}/quarantine/run1", docs_root=None, ocr=False)
     assert gate["counts"]["quarantined"] == 3

@@ -32,7 +32,7 @@ def test_damaged_edit_is_quarantined_and_the_rest_pass(tmp_path: Path, sample_se
     found = discover_images(str(source))
     recipe = load_recipe("marketplace_white_square")
     manifest = edit_chunk(ChunkManifest("r", 0, found.source_root, found.items), recipe, LocalEngineBackend(),
-                          output_root=str(tmp_path / "out"))
+                          run_root=str(tmp_path / "run"))
     # damage one edit after the fact: an off-white (RGB 245) background, as a sloppy model returns
     victim = next(r for r in manifest.items if r.image_id == "box_tea")
     path = Path(victim.output_uri[len("file://"):])

@@ -115,8 +115,8 @@ def test_operator_defers_persists_job_ids_and_finishes(service, bfl_conn, tmp_pa
             event = asyncio.run(first_event(roundtrip(deferred.trigger)))
     manifest = EditManifest.from_dict(read_json(uri))
     assert rounds == 3  # one deferral per recipe step (3 steps)
-    assert manifest.counts() == {"edited": 2, "failed": 1} and manifest.backend == "bfl"
-    failed = next(r for r in manifest.items if r.status == "failed")
+    assert manifest.counts() == {"edited": 2, "failed_retryable": 0, "failed_final": 1, "skipped_budget": 0} and manifest.backend == "bfl"
+    failed = next(r for r in manifest.items if r.status == "failed_final")
     assert failed.error_code == "content_moderated" and failed.retryable is False
     for record in manifest.items:
         if record.status == "edited":

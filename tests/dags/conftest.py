@@ -1,1 +1,0 @@
-from operators.service.testing import edit_service, service  # noqa: F401  (fixtures)
