@@ -36,19 +36,28 @@ def main() -> int:
         print("".join(log_path.read_text().splitlines(keepends=True)[-60:]))
         print(f"catalog_refresh FAILED (exit {proc.returncode}); full log: {log_path}")
         return proc.returncode or 1
-    report = json.loads(max(reports, key=lambda p: p.stat().st_mtime).read_text())
+    latest = max(reports, key=lambda p: p.stat().st_mtime)
+    report = json.loads(latest.read_text())
+    discovery = json.loads((latest.parent / "discovery.json").read_text())
     counts = report["counts"]
     print()
-    print(f"catalog_refresh run {report['run_id']}: recipe {report['recipe']['name']}, {', '.join(report['backends'])}")
+    recipe = report["recipe"]["name"] if report["recipe"] else "-"
+    print(f"catalog_refresh run {report['run_id']}: recipe {recipe}, {', '.join(report['backends']) or 'no backend call'}")
+    print(f"  discovery: {discovery['images']} new or changed images; {discovery['unchanged']} unchanged since "
+          f"published and {len(discovery.get('refused_before', []))} refused before with the same bytes: "
+          f"skipped, no edit call")
+    if not discovery["images"]:
+        print("  (nothing changed since the last run: `make clean` starts the catalog over)")
     print(f"  images found {counts['found']} / edited {counts['edited']} / failed {counts['failed']} "
-          f"/ quarantined {counts['quarantined']} / published {counts['published']}   "
+          f"/ quarantined {counts['quarantined']} / published {counts['published']} "
+          f"/ from the result cache {counts.get('cache_hits', 0)}   "
           f"wall time {wall:.1f} s (edit time {report['edit_seconds']:.1f} s)")
     quality = report.get("quality")
     if quality and quality["pass_rate"] is not None:
         print(f"  quality gate ({', '.join(quality['profiles'])}): pass rate {quality['pass_rate']:.0%}, "
               f"{quality['quarantined']} quarantined")
     for failure in report["failures"]:
-        print(f"  failed: {failure['image_id']}: {failure['error']}")
+        print(f"  {failure.get('status', 'failed')}: {failure['image_id']}: {failure['error']}")
     print(f"  published images: {_path(report['published_root'])}")
     print(f"  run report:       {_path(report['report_html'])}")
     print(f"                    {_path(report['report_json'])}")

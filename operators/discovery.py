@@ -28,17 +28,18 @@ class Discovery:
     items: list[SourceItem]
     ignored: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)  # image ids already published from these bytes
+    refused: list[str] = field(default_factory=list)  # image ids that failed finally from these bytes
 
     def chunks(self, chunk_size: int) -> list[list[SourceItem]]:
         return [self.items[i : i + chunk_size] for i in range(0, len(self.items), chunk_size)]
 
 
-def is_unchanged(item: SourceItem, published: dict[str, Any] | None, recipe_fingerprint: str | None) -> bool:
-    """Already published from the same bytes with the same recipe (so editing again would change nothing)."""
-    if not published:
+def is_unchanged(item: SourceItem, before: dict[str, Any] | None, recipe_fingerprint: str | None) -> bool:
+    """``before`` (a published or refused entry) came from the same bytes and recipe: redoing it changes nothing."""
+    if not before:
         return False
-    same_recipe = recipe_fingerprint is None or published.get("recipe_fingerprint") == recipe_fingerprint
-    return published.get("source_sha256") == item.source_sha256 and same_recipe
+    same_recipe = recipe_fingerprint is None or before.get("recipe_fingerprint") == recipe_fingerprint
+    return before.get("source_sha256") == item.source_sha256 and same_recipe
 
 
 def discover_images(
@@ -46,17 +47,20 @@ def discover_images(
     *,
     published: dict[str, dict[str, Any]] | None = None,
     recipe_fingerprint: str | None = None,
+    refused: dict[str, dict[str, Any]] | None = None,
 ) -> Discovery:
     """List ``source``, keep image files by extension, hash them, give each a unique image id.
 
     With ``published`` (the published manifest's ``images``), images already published from
-    the same bytes and recipe are left out (``unchanged``): refreshing an unchanged catalog
-    hands nothing on, makes no edit call and costs nothing.
+    the same bytes and recipe are left out (``unchanged``), and so are those in ``refused``
+    (its ``failed_final``: they failed for good with the same bytes and recipe): refreshing
+    an unchanged catalog hands nothing on, makes no edit call and costs nothing.
     """
     root = normalize_uri(source).rstrip("/")
     items: list[SourceItem] = []
     ignored: list[str] = []
     unchanged: list[str] = []
+    skipped: list[str] = []
     taken: set[str] = set()
     for obj in list_objects(root):
         relative = unquote(obj.uri[len(root) :].lstrip("/")) or unquote(obj.uri.rsplit("/", 1)[-1])
@@ -72,9 +76,11 @@ def discover_images(
         item = SourceItem(image_id, obj.uri, sha256_hex(data), len(data), obj.etag)
         if is_unchanged(item, (published or {}).get(image_id), recipe_fingerprint):
             unchanged.append(image_id)
+        elif is_unchanged(item, (refused or {}).get(image_id), recipe_fingerprint):
+            skipped.append(image_id)
         else:
             items.append(item)
-    return Discovery(root, items, ignored, unchanged)
+    return Discovery(root, items, ignored, unchanged, skipped)
 
 
 def write_chunk_manifests(discovery: Discovery, *, run_root: str, run_key: str, chunk_size: int) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from operators.manifest import FINAL_STATUSES, STATUS_EDITED, EditManifest, sha256_hex
+from operators.manifest import FINAL_STATUSES, STATUS_EDITED, STATUS_FAILED_FINAL, EditManifest, sha256_hex
 from operators.storage import (
     StorageError,
     join_uri,
@@ -78,7 +78,9 @@ def publish_run(
             verdict = verdicts.get(record.image_id, {})
             if record.status != STATUS_EDITED:
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
-                                 "status": record.status, "error_code": record.error_code, "error": record.error})
+                                 "source_sha256": record.source_sha256, "recipe_fingerprint":
+                                 result.edit.recipe.get("fingerprint"), "status": record.status,
+                                 "error_code": record.error_code, "error": record.error})
                 continue
             if verdict.get("verdict") == "quarantined":
                 quarantined.append({
@@ -98,7 +100,7 @@ def publish_run(
             except StorageError as exc:
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
                                  "status": "publish_failed", "error": str(exc)})
-    record_published(workspace, published, run)
+    record_published(workspace, published, run, failures)
     found = sum(len(r.edit.items) for r in results)
     edited = sum(r.edit.counts().get(STATUS_EDITED, 0) for r in results)
     gates = [r.gate for r in results if r.gate]
@@ -166,11 +168,22 @@ def _quality_summary(gates: list[dict[str, Any]], edited: int) -> dict[str, Any]
     }
 
 
-def record_published(workspace: str, published: list[dict[str, Any]], run: dict[str, Any]) -> None:
-    """The catalog's current state: image id -> what is published, from which source, by which run."""
+def record_published(workspace: str, published: list[dict[str, Any]], run: dict[str, Any],
+                     failures: list[dict[str, Any]] = ()) -> None:
+    """The catalog's current state: image id -> what is published, from which source, by which run.
+
+    Final failures are remembered too (``failed_final``: moderation, an unreadable upload), so
+    the next refresh does not pay to be refused again for the same bytes and recipe; a new
+    version of the image, or a new recipe, is tried again.
+    """
     uri = published_manifest_uri(workspace)
     current = read_json(uri) if storage_for(uri).exists(uri) else {"images": {}}
+    refused = current.setdefault("failed_final", {})
     for entry in published:
         current["images"][entry["image_id"]] = {**entry, "run_id": run.get("run_id")}
+        refused.pop(entry["image_id"], None)
+    for failure in failures:
+        if failure.get("status") == STATUS_FAILED_FINAL:
+            refused[failure["image_id"]] = {**failure, "run_id": run.get("run_id")}
     current["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(uri, current)

@@ -85,13 +85,15 @@ def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
         for record in result.edit.items:
             verdict = verdicts.get(record.image_id, {})
             failed = verdict.get("failed", [])
-            status = verdict.get("verdict", record.status) if record.status == "edited" else "failed"
+            status = verdict.get("verdict", record.status) if record.status == "edited" else record.status
+            css = "failed" if record.status != "edited" else status
             with_pictures = len(rows) < MAX_THUMB_ROWS
             after_uri = published.get(record.image_id) or verdict.get("quarantine_uri") or record.output_uri
             reasons = "".join(f"<li>{esc(f['label'])} (observed {esc(str(f['observed']))})</li>" for f in failed)
             detail = esc(record.error) if record.error else (f"<ul>{reasons}</ul>" if reasons else "")
             rows.append(
-                f"<tr class='{esc(status)}'><td>{esc(record.image_id)}</td><td>{esc(status)}</td>"
+                f"<tr class='{esc(css)}'><td>{esc(record.image_id)}</td><td>{esc(status)}"
+                f"{' (cache)' if record.cache_hit else ''}</td>"
                 f"<td>{_img(record.source_uri) if with_pictures else ''}</td>"
                 f"<td>{_img(after_uri) if with_pictures and record.output_uri else ''}</td>"
                 f"<td class='metrics'>{_metric_cell(verdict.get('metrics', {}), {f['metric'] for f in failed})}</td>"

@@ -30,6 +30,7 @@ os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)
 
 # fixtures for every test folder, imported once the environment above is in place
 from operators.service.testing import edit_service, service  # noqa: E402, F401
+from operators.storage.testing import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,8 @@ class DiscoverImagesOperator(BaseOperator):
     :param workspace: URI prefix where run state (manifests, outputs, reports) lives.
     :param chunk_size: images per mapped edit task.
     :param recipe: the recipe the run applies; a changed recipe re-edits published images.
-    :param only_changed: False hands on every image (a full re-edit; the result cache still
-        makes unchanged edits free).
+    :param only_changed: False hands on every image, including those that failed finally
+        before (a full re-edit; the result cache still makes unchanged edits free).
     """
 
     template_fields: Sequence[str] = ("source", "workspace", "chunk_size", "recipe", "only_changed")
@@ -60,12 +60,13 @@ class DiscoverImagesOperator(BaseOperator):
             self.log.info("reusing this run's discovery: %d images in %d chunks", summary["images"],
                           len(summary["chunks"]))
             return summary["chunks"]
-        published = {}
+        state: dict = {}
         if as_bool(self.only_changed, "only_changed"):
             uri = published_manifest_uri(self.workspace)
-            published = read_json(uri)["images"] if storage_for(uri).exists(uri) else {}
+            state = read_json(uri) if storage_for(uri).exists(uri) else {}
         fingerprint = load_recipe(self.recipe).fingerprint if self.recipe else None
-        discovery = discover_images(self.source, published=published, recipe_fingerprint=fingerprint)
+        discovery = discover_images(self.source, published=state.get("images"), recipe_fingerprint=fingerprint,
+                                    refused=state.get("failed_final"))
         chunk_uris = write_chunk_manifests(
             discovery, run_root=run_root, run_key=run_key, chunk_size=int(self.chunk_size)
         )
@@ -73,14 +74,15 @@ class DiscoverImagesOperator(BaseOperator):
             "source_root": discovery.source_root,
             "images": len(discovery.items),
             "unchanged": len(discovery.unchanged),
+            "refused_before": discovery.refused,
             "ignored": discovery.ignored,
             "chunks": chunk_uris,
         }
         write_json(summary_uri, summary)  # last: it commits the run's discovery
         self.log.info(
-            "found %d new or changed images under %s in %d chunks (%d unchanged since published, "
-            "%d other files ignored)",
+            "found %d new or changed images under %s in %d chunks (%d unchanged since published, %d refused "
+            "before with the same bytes, %d other files ignored)",
             len(discovery.items), discovery.source_root, len(chunk_uris), len(discovery.unchanged),
-            len(discovery.ignored),
+            len(discovery.refused), len(discovery.ignored),
         )
         return chunk_uris
