@@ -53,6 +53,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+QUALITIES = ("low", "medium", "high", "auto")
 BFL_CREDITS = {"flux-kontext-pro": 4.0, "flux-kontext-max": 8.0, "flux-2-pro": 3.0, "flux-2-max": 7.0}
 SAMPLE_TTL_S = 600.0
 CONTROL = "/_service/"
@@ -586,6 +587,8 @@ async def run_edit(images: list[bytes], mask_png: bytes | None, form: dict[str, 
     if not 1 <= n <= 10:
         raise BadRequest("invalid_value", "n must be between 1 and 10", "n")
     size, quality = form.get("size"), str(form.get("quality") or "auto")
+    if quality not in QUALITIES:
+        raise BadRequest("invalid_value", f"quality must be one of {', '.join(QUALITIES)}", "quality")
     check_size(model, size)
     output_format = str(form.get("output_format") or "png")
     sizes = [_image_size(data) for data in images]
@@ -608,7 +611,7 @@ async def run_edit(images: list[bytes], mask_png: bytes | None, form: dict[str, 
         "quality": quality,
         "background": form.get("background") or "auto",
         "output_format": output_format,
-        "usage": editor.usage(sizes, prompt, (width, height), quality=quality, high_fidelity=high, n=n),
+        "usage": editor.usage(sizes, prompt, (width, height), quality=quality, high_fidelity=high, n=n, model=model),
     }
     return body
 

@@ -9,15 +9,9 @@ additionally rotates and hue-shifts the product (:func:`drift_product`).
 from __future__ import annotations
 
 import functools
-import math
 import re
 from typing import Any
 
-OUTPUT_TOKENS = {  # gpt-image-1 family, per quality (DESIGN.md "Tokens and prices")
-    "1024x1024": {"low": 272, "medium": 1056, "high": 4160},
-    "1024x1536": {"low": 408, "medium": 1584, "high": 6240},
-    "1536x1024": {"low": 400, "medium": 1568, "high": 6208},
-}
 _KEYWORDS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
     (("remove",), "remove_object", {}),
     (("white background", "pure white"), "white_background", {}),
@@ -128,34 +122,10 @@ def drift_product(image: Any, degrees: float = DRIFT_DEGREES, hue_degrees: float
     return np.clip(alpha * moved + (1 - alpha) * plain + 0.5, 0, 255).astype(np.uint8)
 
 
-def image_tokens(width: int, height: int, *, high_fidelity: bool) -> int:
-    """gpt-image-1 input image tokens: fit in 2048, shortest side to 512, 512-px tiles."""
-    scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = 512 / min(width, height)
-    tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
-    tokens = 65 + 129 * tiles
-    if high_fidelity:
-        tokens += 4160 if width == height else 6240
-    return tokens
-
-
-def output_tokens(width: int, height: int, quality: str) -> int:
-    quality = quality if quality in ("low", "medium", "high") else "medium"
-    key = f"{width}x{height}"
-    if key in OUTPUT_TOKENS:
-        return OUTPUT_TOKENS[key][quality]
-    return round(OUTPUT_TOKENS["1024x1024"][quality] * width * height / (1024 * 1024))
-
-
 def usage(input_sizes: list[tuple[int, int]], prompt: str, output: tuple[int, int], *, quality: str,
-          high_fidelity: bool, n: int = 1) -> dict[str, Any]:
-    image = sum(image_tokens(w, h, high_fidelity=high_fidelity) for w, h in input_sizes)
-    text = max(1, len(prompt) // 4)
-    out = output_tokens(*output, quality) * n
-    return {
-        "input_tokens": image + text,
-        "input_tokens_details": {"image_tokens": image, "text_tokens": text},
-        "output_tokens": out,
-        "total_tokens": image + text + out,
-    }
+          high_fidelity: bool, n: int = 1, model: str = "gpt-image-1") -> dict[str, Any]:
+    """The ``usage`` an edit reports: the documented token formulas (:mod:`operators.pricing.tokens`)."""
+    from operators.pricing.tokens import request_tokens
+
+    fidelity = "high" if high_fidelity else "low"
+    return request_tokens(model, input_sizes, prompt, output, quality, n=n, fidelity=fidelity).tokens.as_usage()
