@@ -78,7 +78,8 @@ def publish_run(
             verdict = verdicts.get(record.image_id, {})
             if record.status != STATUS_EDITED:
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
-                                 "source_sha256": record.source_sha256, "recipe_fingerprint":
+                                 "source_sha256": record.source_sha256, "source_bytes": record.source_bytes,
+                                 "source_etag": record.source_etag, "recipe_fingerprint":
                                  result.edit.recipe.get("fingerprint"), "status": record.status,
                                  "error_code": record.error_code, "error": record.error})
                 continue

@@ -44,14 +44,16 @@ def select(listing: Iterable[ObjectInfo], root: str, extensions: Iterable[str] |
 
 
 def published_sources(published: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
-    """``source_uri`` -> published entry; raises ValueError for a manifest of the wrong shape."""
+    """``source_uri`` -> published (or finally refused) entry; ValueError for a manifest of the wrong shape."""
     if not published:
         return {}
     images = published.get("images") if isinstance(published, Mapping) else None
     if not isinstance(images, Mapping):
         raise ValueError("published manifest has no 'images' mapping")
     sources = {}
-    for image_id, entry in images.items():
+    # images refused for good (``failed_final``) are known too: the same bytes would be refused again
+    known = [*(published.get("failed_final") or {}).items(), *images.items()]
+    for image_id, entry in known:
         if not isinstance(entry, Mapping) or not entry.get("source_uri"):
             raise ValueError(f"published manifest entry {image_id!r} has no source_uri")
         sources[str(entry["source_uri"])] = entry
