@@ -1,4 +1,5 @@
-"""Nightly catalog refresh: discover source images, edit them in mapped chunks, gate their quality, publish.
+"""Nightly catalog refresh: discover new and changed images, check the cost, edit them in mapped chunks,
+gate their quality, publish.
 
 Every location is a DAG param, so one deployment serves many catalogs:
 trigger with ``{"source": "...", "recipe": "seasonal_background_swap"}`` to override.
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
+from operators.operators.cost_check import CostCheckOperator
 from operators.operators.discover import DiscoverImagesOperator
 from operators.operators.image_edit import ImageEditOperator
 from operators.operators.publish import PublishOperator
@@ -44,6 +46,17 @@ with DAG(
                               description="edit only images not yet published from the same bytes and recipe"),
         "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
         "min_pass_rate": Param(0.8, type="number", minimum=0, maximum=1, description="fail a chunk below this pass rate"),
+        "budget_run_usd": Param(None, type=["null", "number"], minimum=0,
+                                description="USD this run may spend; empty = Variable catalog_budget_run_usd or none"),
+        "budget_day_usd": Param(None, type=["null", "number"], minimum=0,
+                                description="USD per UTC day, ledger included; empty = Variable catalog_budget_day_usd"),
+        "budget_month_usd": Param(None, type=["null", "number"], minimum=0,
+                                  description="USD per UTC month; empty = Variable catalog_budget_month_usd"),
+        "budget_policy": Param("fail", enum=["fail", "skip", "downgrade", "cap"],
+                               description="on a budget breach: fail, skip the run, downgrade settings, or cap images"),
+        "priority_file": Param("", type="string", description="JSON {image_id: priority} for the cap policy"),
+        "compare_with": Param("openai:gpt-image-2", type="string",
+                              description="also price the run on backend:model, for the report (empty: no)"),
         "deferrable": Param(False, type="boolean", description="poll asynchronous backends (bfl, firefly, openai_batch) "
                             "from the triggerer instead of a worker slot"),
     },
@@ -57,6 +70,20 @@ with DAG(
         recipe="{{ params.recipe }}",
         only_changed="{{ params.only_changed }}",
     )
+    cost_check = CostCheckOperator(
+        task_id="cost_check",
+        chunk_manifest_uris=discover.output,
+        recipe="{{ params.recipe }}",
+        workspace="{{ params.workspace }}",
+        backend_conn_id="{{ params.backend_conn_id }}",
+        budget_run_usd="{{ params.budget_run_usd }}",
+        budget_day_usd="{{ params.budget_day_usd }}",
+        budget_month_usd="{{ params.budget_month_usd }}",
+        policy="{{ params.budget_policy }}",
+        priority_file="{{ params.priority_file }}",
+        compare_with="{{ params.compare_with }}",
+        retries=0,  # a decision does not change on retry
+    )
     edit = ImageEditOperator.partial(
         task_id="edit",
         recipe="{{ params.recipe }}",
@@ -66,7 +93,7 @@ with DAG(
         concurrency="{{ params.concurrency }}",
         max_failure_rate="{{ params.max_failure_rate }}",
         max_active_tis_per_dag=8,
-    ).expand(chunk_manifest_uri=discover.output)
+    ).expand(chunk_manifest_uri=cost_check.output)
     quality_gate = QualityGateOperator.partial(
         task_id="quality_gate",
         workspace="{{ params.workspace }}",

@@ -78,12 +78,16 @@ class ResultCache:
             raise ValueError(f"not a cache key: {key!r}")
         return join_uri(self.root, key[:2], key)
 
+    def get_meta(self, key: str) -> dict[str, Any] | None:
+        """The entry's meta document (sizes, usage), or None: a cheap "is it cached?" for the cost check."""
+        meta_uri = join_uri(self._entry(key), "meta.json")
+        return read_json(meta_uri) if storage_for(meta_uri).exists(meta_uri) else None
+
     def get(self, key: str) -> CachedResult | None:
         """The stored edit, or None (missing, or its bytes no longer match: never serve a bad entry)."""
-        meta_uri = join_uri(self._entry(key), "meta.json")
-        if not storage_for(meta_uri).exists(meta_uri):
+        meta = self.get_meta(key)
+        if meta is None:
             return None
-        meta = read_json(meta_uri)
         data_uri = join_uri(self._entry(key), f"result.{meta['extension']}")
         try:
             data = read_bytes(data_uri)

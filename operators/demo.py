@@ -52,6 +52,15 @@ def main() -> int:
           f"/ quarantined {counts['quarantined']} / published {counts['published']} "
           f"/ from the result cache {counts.get('cache_hits', 0)}   "
           f"wall time {wall:.1f} s (edit time {report['edit_seconds']:.1f} s)")
+    cost = report.get("cost") or {}
+    decision = cost.get("decision")
+    if decision:
+        print(f"  cost check: {decision['action']} (policy {decision['policy']}): {decision['message']}")
+        for name, variant in decision.get("variants", {}).items():
+            print(f"    the same run on {name} would cost ${variant['usd']:.2f} "
+                  f"(band ${variant['low_usd']:.2f}-${variant['high_usd']:.2f}; shipped price table)")
+        print(f"  spent ${cost['actual_usd']:.2f} in {cost['paid_calls']} paid calls "
+              f"({cost['cache_hits']} results from the cache)")
     quality = report.get("quality")
     if quality and quality["pass_rate"] is not None:
         print(f"  quality gate ({', '.join(quality['profiles'])}): pass rate {quality['pass_rate']:.0%}, "

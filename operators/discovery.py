@@ -34,6 +34,19 @@ class Discovery:
         return [self.items[i : i + chunk_size] for i in range(0, len(self.items), chunk_size)]
 
 
+def header_size(data: bytes) -> tuple[int | None, int | None]:
+    """Width and height from the image header (no pixel decode); (None, None) when unreadable."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # an unreadable upload fails at edit time with its reason, free
+        return None, None
+
+
 def is_unchanged(item: SourceItem, before: dict[str, Any] | None, recipe_fingerprint: str | None) -> bool:
     """``before`` (a published or refused entry) came from the same bytes and recipe: redoing it changes nothing."""
     if not before:
@@ -73,7 +86,7 @@ def discover_images(
             image_id = f"{image_id}-{suffix.lstrip('.')}"
         taken.add(image_id)
         data = read_bytes(obj.uri)
-        item = SourceItem(image_id, obj.uri, sha256_hex(data), len(data), obj.etag)
+        item = SourceItem(image_id, obj.uri, sha256_hex(data), len(data), obj.etag, *header_size(data))
         if is_unchanged(item, (published or {}).get(image_id), recipe_fingerprint):
             unchanged.append(image_id)
         elif is_unchanged(item, (refused or {}).get(image_id), recipe_fingerprint):

@@ -29,6 +29,7 @@ from operators.manifest import (
     STATUS_FAILED_FINAL,
     STATUS_FAILED_RETRYABLE,
     STATUS_PENDING,
+    STATUS_SKIPPED_BUDGET,
     STATUS_SUBMITTED,
     ChunkManifest,
     EditManifest,
@@ -147,6 +148,12 @@ class ChunkRun:
     workspace: str | None = None
     concurrency: int | None = None
     refs: dict[str, bytes] = field(default_factory=dict, repr=False)  # masks / references, read once per chunk
+    #: where each paid call is booked (None: not booked, e.g. the local engine's free edits)
+    ledger: Any = None
+    facts: dict[str, Any] = field(default_factory=dict)  # dag_id, run_id, task_id, map_index for the ledger
+    estimate_usd: float | None = None  # the cost check's per-image estimate (booked when usage is missing)
+    guard: Any = None  # a costing.BudgetGuard: stop paid work when the run's budget is spent
+    overrides: dict[str, Any] = field(default_factory=dict)  # connection settings the cost check replaced
 
     def __post_init__(self) -> None:
         self.state = ChunkState(self.run_root, self.chunk.chunk_index)
@@ -235,6 +242,21 @@ def prepare_source(backend: Any, source: bytes) -> tuple[bytes, dict[str, Any] |
     return upload, (facts if facts.get("actions") else None)
 
 
+def book(run: ChunkRun, item: SourceItem, key: str, usage: list[dict[str, Any]], first_call: int = 0) -> None:
+    """Book the paid calls behind ``usage`` in the ledger (idempotent: a rerun's replay books nothing new)."""
+    if run.ledger is None or not usage:
+        return
+    from operators.ledger import entries_for_usage
+
+    entries = entries_for_usage(
+        usage, cache_key=key, run_key=run.chunk.run_key, image_id=item.image_id, estimated_usd=run.estimate_usd,
+        first_call_index=first_call, chunk_index=run.chunk.chunk_index, source_sha256=item.source_sha256,
+        recipe=run.recipe.name, **run.facts)
+    run.ledger.record(entries)
+    if run.guard is not None:
+        run.guard.add(sum(entry.usd for entry in entries))
+
+
 async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | None) -> EditRecord:
     """One image, from its earlier state (if any) to a final recorded state."""
     if earlier is not None:
@@ -251,12 +273,16 @@ async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | No
         if hit is not None:
             await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
             record.cache_hit = True
+        elif run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
+            record.status, record.error = STATUS_SKIPPED_BUDGET, (
+                f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent")
         else:
             upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
             size = tuple(record.preparation["source"][k] for k in ("width", "height")) if record.preparation else None
             record.status = STATUS_SUBMITTED
             await asyncio.to_thread(run.state.save, record)  # durable before the paid call
             result = await run_recipe(run.backend, upload, run.recipe, run.context(item, size), key)
+            await asyncio.to_thread(book, run, item, key, result.usage)  # before anything else: never unbooked
             if run.cache:
                 await asyncio.to_thread(run.cache.put, key, _cached(result, run.recipe, run.run_facts()))
             await asyncio.to_thread(store_result, record, run.recipe, result, run.output_root)
@@ -406,6 +432,11 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
                 record.cache_hit, record.finished_at = True, _now()
                 await asyncio.to_thread(run.state.save, record)
                 return
+            if run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
+                record.status, record.error = STATUS_SKIPPED_BUDGET, (
+                    f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent")
+                await asyncio.to_thread(run.state.save, record)
+                return
             from operators.backends.imaging import preflight
 
             upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
@@ -443,6 +474,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
                 raise EditError(f"{backend.name} job {entry['job'].get('id')}: {status.message or status.code}",
                                 retryable=status.retryable, code=status.code)
             image, usage = await backend.acollect(entry["job"], status)
+            await asyncio.to_thread(book, run, items[key], record.cache_key, [usage], len(record.usage))
             record.usage.append(usage)
             record.steps.append({"id": recipe.steps[entry["step"]].id, "model": backend.model,
                                  "job_id": entry["job"]["id"]})

@@ -65,6 +65,8 @@ class SourceItem:
     source_sha256: str
     bytes: int
     etag: str | None = None
+    width: int | None = None  # from the header at discovery (None: unreadable); the cost check prices it
+    height: int | None = None
 
 
 @dataclass

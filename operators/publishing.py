@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from operators.manifest import FINAL_STATUSES, STATUS_EDITED, STATUS_FAILED_FINAL, EditManifest, sha256_hex
+from operators.manifest import (
+    FINAL_STATUSES,
+    STATUS_EDITED,
+    STATUS_FAILED_FINAL,
+    STATUS_SKIPPED_BUDGET,
+    EditManifest,
+    sha256_hex,
+)
 from operators.storage import (
     StorageError,
     join_uri,
@@ -102,6 +109,7 @@ def publish_run(
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
                                  "status": "publish_failed", "error": str(exc)})
     record_published(workspace, published, run, failures)
+    cost = cost_report(results, workspace=workspace, run_root=run_root, published=len(published))
     found = sum(len(r.edit.items) for r in results)
     edited = sum(r.edit.counts().get(STATUS_EDITED, 0) for r in results)
     gates = [r.gate for r in results if r.gate]
@@ -119,8 +127,9 @@ def publish_run(
             "failed": found - edited,
             "quarantined": len(quarantined),
             "published": len(published),
-            **_state_counts(results),
+            **_state_counts(results, cost),
         },
+        "cost": cost,
         "quality": _quality_summary(gates, edited),
         "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
         "published": published,
@@ -134,8 +143,9 @@ def publish_run(
     return report
 
 
-def _state_counts(results: list[ChunkResult]) -> dict[str, int]:
-    """How each image ended (``failed_retryable`` ones are redone by a rerun) and how many came from the cache."""
+def _state_counts(results: list[ChunkResult], cost: dict[str, Any]) -> dict[str, int]:
+    """How each image ended (``failed_retryable`` ones are redone by a rerun), how many came from the
+    cache, and how many the cost check's cap left out (``skipped_budget`` with the mid-run guard's)."""
     counts = dict.fromkeys(FINAL_STATUSES[1:], 0)
     counts["cache_hits"] = 0
     for result in results:
@@ -143,7 +153,39 @@ def _state_counts(results: list[ChunkResult]) -> dict[str, int]:
             if record.status in counts:
                 counts[record.status] += 1
             counts["cache_hits"] += record.cache_hit
+    counts[STATUS_SKIPPED_BUDGET] += len((cost.get("decision") or {}).get("skipped_budget") or [])
     return counts
+
+
+def cost_report(results: list[ChunkResult], *, workspace: str, run_root: str, published: int) -> dict[str, Any]:
+    """The run's cost: the cost check's decision, what the ledger booked, estimate vs actual, per
+    recipe / model / provider; also written to ``runs/<run>/cost/report.json``."""
+    from operators.ledger import Ledger, cost_summary, reconcile
+    from operators.operators.cost_check import decision_uri
+
+    uri = decision_uri(run_root)
+    decision = read_json(uri) if storage_for(uri).exists(uri) else None
+    run_key = run_root.rstrip("/").rsplit("/", 1)[-1]
+    entries = Ledger(workspace).entries(run_key=run_key)
+    actual = round(sum(entry.usd for entry in entries), 6)
+    records = [record for result in results for record in result.edit.items]
+    edited = [r for r in records if r.status == STATUS_EDITED]
+    estimate = None
+    if decision is not None:  # what the edited, paid-for images were expected to cost
+        estimate = round(decision["per_image_usd"] * sum(not r.cache_hit for r in edited), 6)
+    report = {
+        "currency": "USD",
+        "decision": decision,
+        "actual_usd": actual,
+        "paid_calls": len(entries),
+        "images_edited": len(edited),
+        "cache_hits": sum(r.cache_hit for r in records),
+        "cost_per_published_image_usd": round(actual / published, 6) if published else None,
+        "reconciliation": None if estimate is None else reconcile(estimate, actual),
+        **cost_summary(entries),
+    }
+    write_json(join_uri(run_root, "cost", "report.json"), report)
+    return report
 
 
 def _quality_summary(gates: list[dict[str, Any]], edited: int) -> dict[str, Any] | None:

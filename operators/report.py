@@ -75,6 +75,41 @@ def _metric_cell(metrics: dict[str, Any], failed_metrics: set[str]) -> str:
     return "<br>".join(parts)
 
 
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+def cost_section(cost: dict[str, Any] | None) -> str:
+    """The cost check's decision, estimate vs actual, and a table + chart per model."""
+    if not cost:
+        return ""
+    decision = cost.get("decision") or {}
+    lines = []
+    if decision:
+        band = f"{_money(decision['low_usd'])}-{_money(decision['high_usd'])}"
+        lines.append(f"<p>cost check: <b>{esc(decision['action'])}</b> (policy {esc(decision['policy'])}): "
+                     f"{esc(decision['message'])}; estimate {_money(decision['estimate_usd'])} (band {band})</p>")
+        for name, variant in (decision.get("variants") or {}).items():
+            lines.append(f"<p>the same run on <b>{esc(name)}</b> would cost {_money(variant['usd'])} "
+                         f"(band {_money(variant['low_usd'])}-{_money(variant['high_usd'])})</p>")
+    recon = cost.get("reconciliation") or {}
+    warn = ' class="bad"' if recon.get("warning") else ""
+    reconciled = f" &middot; <span{warn}>{esc(recon['message'])}</span>" if recon else ""
+    lines.append(f"<p>actual {_money(cost['actual_usd'])} in {cost['paid_calls']} paid calls &middot; "
+                 f"{cost['cache_hits']} cache hits (free) &middot; per published image "
+                 f"{_money(cost.get('cost_per_published_image_usd'))}{reconciled}</p>")
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{g['calls']}</td><td>{g['images']}</td><td>{g['tokens_in']}</td>"
+        f"<td>{g['tokens_out']}</td><td>{g['credits']}</td><td>{_money(g['usd'])}</td></tr>"
+        for name, g in (cost.get("by_model") or {}).items())
+    if rows:
+        lines.append("<table><tr><th>provider/model</th><th>calls</th><th>images</th><th>tokens in</th>"
+                     f"<th>tokens out</th><th>credits</th><th>cost</th></tr>{rows}</table>")
+        cents = {name: round(g["usd"] * 100) for name, g in cost["by_model"].items()}
+        lines.append(f"<p>cost per model, cents</p>{bar_chart(cents)}")
+    return "<h3>Cost</h3>" + "".join(lines)
+
+
 def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
     counts = report["counts"]
     quality = report.get("quality") or {}
@@ -121,6 +156,7 @@ tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .met
 &middot; quarantined {counts['quarantined']} &middot; published {counts['published']}
 &middot; edit time {report['edit_seconds']} s</p>
 {quality_line}
+{cost_section(report.get("cost"))}
 <div class="charts"><div><h3>Outcome</h3>{bar_chart(outcome, colours=colours)}</div>
 <div><h3>Failed expectations</h3>{bar_chart(quality.get('failed_expectations', {})) or '<p>none</p>'}</div></div>
 {f'<h3>Great Expectations Data Docs</h3><ul>{docs}</ul>' if docs else ''}

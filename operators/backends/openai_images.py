@@ -174,6 +174,8 @@ class OpenAIImagesBackend(PlanDriven):
             step, output, size = self.step_setup(recipe, index)
             response = yield self.step_request(step, image, context, output, size)
             image, record = self.parse(step.id, response.json())
+            if response.headers.get("x-request-id"):  # tells a second bill from a replay in the ledger
+                record["request_id"] = response.headers["x-request-id"]
             usage.append(record)
             steps.append({"id": step.id, "model": self.model, "size": size})
         data, width, height = conform(image, recipe.step_output(recipe.steps[-1]))

@@ -32,6 +32,16 @@ class BackendConfig:
     conn_id: str = ""
 
 
+def with_overrides(config: BackendConfig, overrides: dict[str, Any] | None) -> BackendConfig:
+    """``config`` with some settings replaced (``backend`` names another route, the rest are extras)."""
+    if not overrides:
+        return config
+    from dataclasses import replace
+
+    changes = dict(overrides)
+    return replace(config, backend=str(changes.pop("backend", config.backend)), extras={**config.extras, **changes})
+
+
 class ImageEditHook(BaseHook):
     """Resolve an ``image_edit`` (or the OpenAI provider's ``openai``) connection to an edit backend.
 
@@ -113,8 +123,12 @@ class ImageEditHook(BaseHook):
         config = self.backend_config()
         return {"backend": config.backend, **config.extras}
 
-    def get_backend(self):
-        """The backend object the edit operator calls (see ``operators.backends.base.EditBackend``)."""
+    def get_backend(self, overrides: dict[str, Any] | None = None):
+        """The backend object the edit operator calls (see ``operators.backends.base.EditBackend``).
+
+        :param overrides: settings that replace the connection's for this call (the cost
+            check's downgrade: ``backend`` (e.g. ``openai_batch``), ``model``, ``quality``, ``size``).
+        """
         from operators.backends import build_backend
 
-        return build_backend(self.backend_config())
+        return build_backend(with_overrides(self.backend_config(), overrides))

@@ -87,18 +87,38 @@ class ImageEditOperator(BaseOperator):
     def hook(self) -> ImageEditHook:
         return ImageEditHook(image_edit_conn_id=self.backend_conn_id)
 
-    def _load(self):
-        """The chunk's :class:`~operators.editing.ChunkRun`: chunk, recipe, backend, run root, cache."""
+    def _load(self, context=None):
+        """The chunk's :class:`~operators.editing.ChunkRun`: chunk, recipe, backend, run root, cache, ledger.
+
+        The cost check's decision (``runs/<run>/cost/decision.json``), when there is one, brings
+        the downgrade's overrides, the per-image estimate and the run's budget for the mid-run guard.
+        """
+        from operators.costing import BudgetGuard
         from operators.editing import ChunkRun
+        from operators.ledger import Ledger
         from operators.manifest import ChunkManifest
+        from operators.operators.cost_check import decision_uri
         from operators.recipes import load_recipe
-        from operators.storage import join_uri, read_json
+        from operators.storage import join_uri, read_json, storage_for
 
         chunk = ChunkManifest.from_dict(read_json(self.chunk_manifest_uri))
+        run_root = join_uri(self.workspace, "runs", chunk.run_key)
+        uri = decision_uri(run_root)
+        decision = read_json(uri) if storage_for(uri).exists(uri) else {}
+        backend = self.hook.get_backend(decision.get("overrides"))
+        ledger = Ledger(self.workspace) if backend.name != "local" else None  # the local engine is free
+        guard = None
+        if ledger is not None and decision.get("available_usd") is not None:
+            guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key))
+        ti = (context or {}).get("ti")
+        facts = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": (context or {}).get("run_id"),
+                 "map_index": getattr(ti, "map_index", None)}
         concurrency = int(self.concurrency) if self.concurrency not in (None, "", "None") else None
-        return ChunkRun(chunk, load_recipe(self.recipe), self.hook.get_backend(),
-                        join_uri(self.workspace, "runs", chunk.run_key),
-                        workspace=self.workspace if as_bool(self.use_cache, "use_cache") else None, concurrency=concurrency)
+        return ChunkRun(chunk, load_recipe(self.recipe), backend, run_root,
+                        workspace=self.workspace if as_bool(self.use_cache, "use_cache") else None,
+                        concurrency=concurrency, ledger=ledger, facts=facts,
+                        estimate_usd=decision.get("per_image_usd"), guard=guard,
+                        overrides=decision.get("overrides") or {})
 
     @staticmethod
     def _jobs_uri(run) -> str:
@@ -111,7 +131,7 @@ class ImageEditOperator(BaseOperator):
 
         from operators.editing import aedit_chunk, new_manifest
 
-        run = self._load()
+        run = self._load(context)
         self.log.info(
             "chunk %d: %d images, recipe %s (%d steps), backend %s, %d in flight",
             run.chunk.chunk_index, len(run.chunk.items), run.recipe.name, len(run.recipe.steps), run.backend.model,
@@ -154,7 +174,7 @@ class ImageEditOperator(BaseOperator):
                 return self._finish(finish_jobs(state, run), run)
             jobs = {key: entry["job"] for key, entry in state["pending"].items()}
             trigger = EditJobsTrigger(self.backend_conn_id, jobs, poll_interval=self.poll_interval,
-                                      deadline=state["deadline"])
+                                      deadline=state["deadline"], overrides=run.overrides)
             if self.is_deferrable:
                 self.log.info("chunk %d: %d jobs pending; deferring", run.chunk.chunk_index, len(jobs))
                 self.defer(trigger=trigger, method_name="execute_complete",
@@ -169,7 +189,7 @@ class ImageEditOperator(BaseOperator):
         from operators.editing import advance_jobs
         from operators.storage import read_json
 
-        run = self._load()
+        run = self._load(context)
         state = read_json(self._jobs_uri(run))
         state = asyncio.run(advance_jobs(state, event["results"], run))
         return self._defer_or_finish(state, run)

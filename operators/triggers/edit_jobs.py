@@ -40,11 +40,14 @@ class EditJobsTrigger(BaseTrigger):
     :param poll_interval: seconds between polling rounds.
     :param deadline: epoch seconds after which outstanding jobs are cancelled and reported.
     :param hold_ready: seconds a ready result may wait for the others before handing back.
+    :param overrides: the connection settings the edit task replaced (the cost check's downgrade).
     """
 
     def __init__(self, conn_id: str, jobs: dict[str, dict[str, Any]], poll_interval: float = 5.0,
-                 deadline: float | None = None, hold_ready: float = 120.0):
+                 deadline: float | None = None, hold_ready: float = 120.0,
+                 overrides: dict[str, Any] | None = None):
         super().__init__()
+        self.overrides = overrides or {}
         self.conn_id = conn_id
         self.jobs = jobs
         self.poll_interval = poll_interval
@@ -54,13 +57,13 @@ class EditJobsTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
                 {"conn_id": self.conn_id, "jobs": self.jobs, "poll_interval": self.poll_interval,
-                 "deadline": self.deadline, "hold_ready": self.hold_ready})
+                 "deadline": self.deadline, "hold_ready": self.hold_ready, "overrides": self.overrides})
 
     async def _backend(self):
         from operators.backends import build_backend
-        from operators.hooks.image_edit import ImageEditHook
+        from operators.hooks.image_edit import ImageEditHook, with_overrides
 
-        return build_backend(await ImageEditHook(self.conn_id).abackend_config())
+        return build_backend(with_overrides(await ImageEditHook(self.conn_id).abackend_config(), self.overrides))
 
     async def _poll(self, backend, job: dict[str, Any]) -> dict[str, Any] | None:
         from operators.backends.base import EditError

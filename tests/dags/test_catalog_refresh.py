@@ -48,7 +48,7 @@ def test_dag_parses_without_heavy_imports():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     dag = _dag()
     assert dag.schedule == "@daily"
-    assert [t.task_id for t in dag.topological_sort()] == ["discover", "edit", "quality_gate", "publish"]
+    assert [t.task_id for t in dag.topological_sort()] == ["discover", "cost_check", "edit", "quality_gate", "publish"]
 
 
 def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):

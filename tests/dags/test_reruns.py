@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from operators.manifest import safe_run_key
 from operators.service.testing import product_png
 from tests.dags.test_catalog_refresh import _dag
 
@@ -75,6 +76,10 @@ def test_rerun_after_failures_redoes_only_what_did_not_finish(service, monkeypat
     records = _records(tmp_path)
     assert _statuses(records) == {"edited": 6}
     assert len(service.state.performed) == 6 and service.state.duplicates() == 0  # only the 2 redone
+    from operators.ledger import Ledger
+
+    booked = Ledger(conf["workspace"]).entries(run_key=safe_run_key(first.run_id))
+    assert len(booked) == 6 and len({e.entry_id for e in booked}) == 6  # one ledger row per paid call
     counts = _report(tmp_path)["counts"]
     assert counts["edited"] == counts["published"] == 6
     assert counts["cache_hits"] == 0  # the 4 done before were kept from the run's own state
@@ -154,3 +159,6 @@ def test_rerun_after_sigkill_mid_chunk_pays_once_per_image(service, monkeypatch,
     assert {r["status"] for r in records.values()} == {"edited"} and len(records) == 2
     assert len(service.state.performed) == 2 and service.state.duplicates() == 0
     assert set(service.state.performed_by_image().values()) == {1}  # each image paid exactly once
+    from operators.ledger import Ledger
+
+    assert len(Ledger(conf["workspace"]).entries(run_key=safe_run_key(run_id))) == 2  # booked once each
