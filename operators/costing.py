@@ -133,7 +133,7 @@ def decide(
     )
     if available is None or usd <= available:
         room = "no budget set" if available is None else f"within the {limited_by} budget (${available:.2f} left)"
-        base.message = f"estimate ${usd:.2f} (band ${low:.2f}-${high:.2f}) for {len(paid)} paid images: {room}"
+        base.message = f"estimate ${usd:.2f} (band ${low:.2f}-${high:.2f}) for {len(paid)} images to edit: {room}"
         return base
     over = f"estimate ${usd:.2f} (band ${low:.2f}-${high:.2f}) exceeds the {limited_by} budget's ${available:.2f} left"
     if policy == "fail":

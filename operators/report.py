@@ -86,9 +86,8 @@ def cost_section(cost: dict[str, Any] | None) -> str:
     decision = cost.get("decision") or {}
     lines = []
     if decision:
-        band = f"{_money(decision['low_usd'])}-{_money(decision['high_usd'])}"
         lines.append(f"<p>cost check: <b>{esc(decision['action'])}</b> (policy {esc(decision['policy'])}): "
-                     f"{esc(decision['message'])}; estimate {_money(decision['estimate_usd'])} (band {band})</p>")
+                     f"{esc(decision['message'])}</p>")
         for name, variant in (decision.get("variants") or {}).items():
             lines.append(f"<p>the same run on <b>{esc(name)}</b> would cost {_money(variant['usd'])} "
                          f"(band {_money(variant['low_usd'])}-{_money(variant['high_usd'])})</p>")
