@@ -257,6 +257,35 @@ def book(run: ChunkRun, item: SourceItem, key: str, usage: list[dict[str, Any]],
         run.guard.add(sum(entry.usd for entry in entries))
 
 
+async def prepare_upload_for(run: ChunkRun, item: SourceItem, record: EditRecord,
+                             source: bytes) -> tuple[bytes, ImageContext]:
+    """The upload the provider gets (recorded in ``record.preparation``) and the image's context
+    (which scales full-size masks to a downscaled upload)."""
+    upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
+    facts = record.preparation["source"] if record.preparation else None
+    return upload, run.context(item, (facts["width"], facts["height"]) if facts else None)
+
+
+async def settle_without_paying(run: ChunkRun, item: SourceItem, record: EditRecord) -> bytes | None:
+    """Read the source and its cache key; settle the image for free where possible.
+
+    A cache hit ends it ``edited`` (copied from the cache), a spent budget ``skipped_budget``;
+    both return None. Otherwise the source bytes come back: a paid call is needed.
+    """
+    source = await asyncio.to_thread(read_source, item)
+    record.cache_key = key = await asyncio.to_thread(run.key_for, item)
+    hit = await asyncio.to_thread(run.cache.get, key) if run.cache else None
+    if hit is not None:
+        await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
+        record.cache_hit = True
+        return None
+    if run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
+        record.status = STATUS_SKIPPED_BUDGET
+        record.error = f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent"
+        return None
+    return source
+
+
 async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | None) -> EditRecord:
     """One image, from its earlier state (if any) to a final recorded state."""
     if earlier is not None:
@@ -267,21 +296,13 @@ async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | No
     record = new_record(item)
     started = time.perf_counter()
     with _failing(record):
-        source = await asyncio.to_thread(read_source, item)
-        record.cache_key = key = await asyncio.to_thread(run.key_for, item)
-        hit = await asyncio.to_thread(run.cache.get, key) if run.cache else None
-        if hit is not None:
-            await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
-            record.cache_hit = True
-        elif run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
-            record.status, record.error = STATUS_SKIPPED_BUDGET, (
-                f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent")
-        else:
-            upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
-            size = tuple(record.preparation["source"][k] for k in ("width", "height")) if record.preparation else None
+        source = await settle_without_paying(run, item, record)
+        if source is not None:
+            key = record.cache_key
+            upload, context = await prepare_upload_for(run, item, record, source)
             record.status = STATUS_SUBMITTED
             await asyncio.to_thread(run.state.save, record)  # durable before the paid call
-            result = await run_recipe(run.backend, upload, run.recipe, run.context(item, size), key)
+            result = await run_recipe(run.backend, upload, run.recipe, context, key)
             await asyncio.to_thread(book, run, item, key, result.usage)  # before anything else: never unbooked
             if run.cache:
                 await asyncio.to_thread(run.cache.put, key, _cached(result, run.recipe, run.run_facts()))
@@ -424,25 +445,16 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
                 return
         record = records[item.image_id] = new_record(item)
         with _failing(record):
-            source = await asyncio.to_thread(read_source, item)
-            record.cache_key = key = await asyncio.to_thread(run.key_for, item)
-            hit = await asyncio.to_thread(run.cache.get, key) if run.cache else None
-            if hit is not None:
-                await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
-                record.cache_hit, record.finished_at = True, _now()
-                await asyncio.to_thread(run.state.save, record)
-                return
-            if run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
-                record.status, record.error = STATUS_SKIPPED_BUDGET, (
-                    f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent")
+            source = await settle_without_paying(run, item, record)
+            if source is None:
+                record.finished_at = _now()
                 await asyncio.to_thread(run.state.save, record)
                 return
             from operators.backends.imaging import preflight
 
-            upload, record.preparation = await asyncio.to_thread(prepare_source, run.backend, source)
+            upload, context = await prepare_upload_for(run, item, record, source)
             await asyncio.to_thread(preflight, upload)  # before a job is paid for
-            size = tuple(record.preparation["source"][k] for k in ("width", "height")) if record.preparation else None
-            await submissions.add(record, upload, 0, run.context(item, size))
+            await submissions.add(record, upload, 0, context)
         if record.status in FAILED_STATUSES:
             await asyncio.to_thread(run.state.save, record)
 

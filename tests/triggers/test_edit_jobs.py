@@ -123,3 +123,32 @@ def test_operator_defers_persists_job_ids_and_finishes(service, bfl_conn, tmp_pa
             assert len(record.usage) == 3 and all(u["credits"] == 4.0 for u in record.usage)
             assert Path(record.output_uri[len("file://"):]).exists()
     assert service.state.served["POST /v1/flux-kontext-pro"] == 7  # 3 + 2 + 2: never resubmitted
+
+
+def test_jobs_submitted_before_a_crash_are_collected_not_resubmitted(service, bfl_conn, tmp_path):
+    """The worker died after submitting (each job id is in its image's state) but before the jobs
+    manifest was written: the rerun resumes the recorded jobs and pays for nothing new."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from operators.operators.image_edit import ImageEditOperator
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(3):
+        (source / f"p{i}.png").write_bytes(product_png(color=(60 * i, 90, 30)))
+    found = discover_images(source.as_uri())
+    chunk_uri = write_json((tmp_path / "chunk.json").as_uri(),
+                           ChunkManifest("run1", 0, found.source_root, found.items).to_dict())
+    op = ImageEditOperator(task_id="edit", chunk_manifest_uri=chunk_uri, recipe="campaign_style_look",
+                           workspace=tmp_path.as_uri(), backend_conn_id=bfl_conn, deferrable=True, poll_interval=0.02)
+    with pytest.raises(TaskDeferred) as first:
+        op.execute({})
+    submitted = service.state.served["POST /v1/flux-kontext-pro"]
+    assert submitted == 3
+    jobs_manifest = tmp_path / "runs" / "run1" / "jobs" / "chunk-00000.json"
+    jobs_manifest.unlink()  # the crash: only the per-image states survived
+
+    with pytest.raises(TaskDeferred) as again:
+        op.execute({})
+    assert service.state.served["POST /v1/flux-kontext-pro"] == submitted  # nothing resubmitted
+    assert again.value.trigger.jobs == first.value.trigger.jobs  # the same jobs, collected
