@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetAlias, Param
 
 from operators.operators.cost_check import CostCheckOperator
 from operators.operators.discover import DiscoverImagesOperator
@@ -21,6 +21,8 @@ from operators.operators.quality_gate import QualityGateOperator
 from operators.runs import catalog_home
 
 CATALOG_HOME = catalog_home()
+#: downstream DAGs schedule on this alias; each run that publishes adds an event on the published location
+PUBLISHED = AssetAlias("catalog-published")
 
 with DAG(
     dag_id="catalog_refresh",
@@ -107,4 +109,5 @@ with DAG(
         published="{{ params.published }}",
         workspace="{{ params.workspace }}",
         trigger_rule="none_failed",  # an empty source maps zero edit tasks: still report the run
+        outlets=[PUBLISHED],  # resolved at runtime to the published location's Asset
     )

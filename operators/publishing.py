@@ -135,6 +135,7 @@ def publish_run(
         "published": published,
         "quarantined": quarantined,
         "failures": failures,
+        "published_manifest": published_manifest_uri(workspace),
         "report_html": join_uri(run_root, "report.html"),
         "report_json": join_uri(run_root, "report.json"),
     }

@@ -46,4 +46,20 @@ class PublishOperator(BaseOperator):
         )
         for failure in report["failures"]:
             self.log.warning("not published: %s: %s", failure["image_id"], failure["error"])
+        self._announce(context, report)
         return report["report_json"]
+
+    def _announce(self, context, report: dict) -> None:
+        """An asset event on the published location (through the ``catalog-published`` alias, since
+        the location is a runtime param), so downstream DAGs run when the catalog changed."""
+        from airflow.sdk import Asset, AssetAlias
+
+        from operators.storage import normalize_uri
+
+        alias = next((o for o in self.outlets if isinstance(o, AssetAlias)), None)
+        if alias is None or not report["counts"]["published"]:
+            return
+        context["outlet_events"][alias].add(
+            Asset(normalize_uri(self.published).rstrip("/")),
+            extra={"run_id": context["run_id"], "published": report["counts"]["published"],
+                   "report": report["report_json"], "published_manifest": report.get("published_manifest")})
