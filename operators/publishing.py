@@ -58,14 +58,53 @@ def load_chunk_results(uris: list[str]) -> list[ChunkResult]:
     return sorted(results, key=lambda r: r.edit.chunk_index)
 
 
-def publish_image(image_id: str, output_uri: str, sha256: str, published_root: str, **facts: Any) -> dict[str, Any]:
-    """Copy one verified output to ``published_root/<image_id>.<ext>``; return its published entry."""
+def publish_image(image_id: str, output_uri: str, sha256: str, published_root: str, *, provenance: Any = None,
+                  signer: Any = None, **facts: Any) -> dict[str, Any]:
+    """Copy one verified output to ``published_root/<image_id>.<ext>``; return its published entry.
+
+    With ``provenance`` (:class:`~operators.provenance.ProvenanceFacts`) the published file carries
+    IPTC/XMP marking the edit (and a signed C2PA manifest when ``signer`` is given); ``sha256`` is
+    then the published bytes' and ``output_sha256`` the verified edit output's.
+    """
     data = read_bytes(output_uri)
     if sha256_hex(data) != sha256:
         raise StorageError(f"output {output_uri} does not match its recorded sha256")
     extension = output_uri.rsplit(".", 1)[-1]
     target = join_uri(published_root, f"{image_id}.{extension}")
-    return {"image_id": image_id, "published_uri": write_bytes(target, data), "sha256": sha256, **facts}
+    embedded = None
+    if provenance is not None:
+        from operators.provenance import ProvenanceError, apply_provenance
+
+        try:
+            data, embedded = apply_provenance(data, extension, provenance, c2pa_signer=signer)
+        except ProvenanceError as exc:  # e.g. a format without XMP support: publish it unlabelled, say so
+            log.warning("%s: published without provenance metadata: %s", image_id, exc)
+    return {"image_id": image_id, "published_uri": write_bytes(target, data), "sha256": sha256_hex(data),
+            "output_sha256": sha256, "provenance": embedded and {k: embedded.get(k) for k in (
+                "digital_source_type", "xmp", "c2pa")}, **facts}
+
+
+def provenance_for(record: Any, edit: EditManifest, steps: dict[str, str], run_id: str | None) -> Any:
+    """What the published file says about itself: source, recipe (prompt hashes), backend, model, run."""
+    from operators.provenance import ProvenanceFacts, ProvenanceStep
+
+    return ProvenanceFacts(
+        source_sha256=record.source_sha256, recipe_name=edit.recipe.get("name"),
+        recipe_fingerprint=edit.recipe.get("fingerprint"), backend=edit.backend, model=edit.model,
+        steps=[ProvenanceStep.from_prompt(step["id"], steps.get(step["id"], "")) for step in record.steps
+               if "id" in step],
+        run_id=run_id, published_at=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def _step_prompts(results: list[ChunkResult]) -> dict[str, str]:
+    """Step id -> prompt of the run's recipe (the edit manifest names the recipe file)."""
+    from operators.recipes import RecipeError, load_recipe
+
+    origin = results[0].edit.recipe.get("origin") if results else None
+    try:
+        return {step.id: step.prompt for step in load_recipe(origin).steps} if origin else {}
+    except (RecipeError, StorageError, OSError):
+        return {}
 
 
 def published_manifest_uri(workspace: str) -> str:
@@ -76,9 +115,11 @@ def publish_run(
     results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any]
 ) -> dict[str, Any]:
     """Copy passing outputs to ``published_root``, update the published manifest, write the report."""
+    from operators.provenance import signer_from_env
     from operators.report import render_html
 
     published, failures, quarantined = [], [], []
+    signer, prompts = signer_from_env(), _step_prompts(results)
     for result in results:
         verdicts = result.verdicts()
         for record in result.edit.items:
@@ -100,6 +141,7 @@ def publish_run(
             try:
                 published.append(publish_image(
                     record.image_id, record.output_uri, record.output_sha256, published_root,
+                    provenance=provenance_for(record, result.edit, prompts, run.get("run_id")), signer=signer,
                     source_uri=record.source_uri, source_sha256=record.source_sha256,
                     source_bytes=record.source_bytes, source_etag=record.source_etag,
                     recipe_fingerprint=result.edit.recipe.get("fingerprint"),

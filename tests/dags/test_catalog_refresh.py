@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from operators.manifest import sha256_hex
+from operators.provenance import read_xmp
 from tests.conftest import REPO, copy_samples, write_strict_profile
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -84,7 +86,11 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
     published = {p.stem: p for p in (tmp_path / "published").iterdir()}
     assert set(published) == images - expected_failures
     for entry in report["published"]:
-        assert Path(entry["published_uri"][len("file://"):]).exists()
+        data = Path(entry["published_uri"][len("file://"):]).read_bytes()
+        assert sha256_hex(data) == entry["sha256"] != entry["output_sha256"]  # the published bytes carry XMP
+        xmp = read_xmp(data)
+        assert xmp["digital_source_type"].endswith("/algorithmicallyEnhanced")  # the local engine: not generative
+        assert xmp["source_sha256"] == entry["source_sha256"] and xmp["recipe_name"] == "marketplace_white_square"
     for mask_path in truth.glob("*.png"):
         out = np.asarray(Image.open(published[mask_path.stem]).convert("RGB"))
         assert out.shape == (2000, 2000, 3)  # the marketplace recipe's square canvas

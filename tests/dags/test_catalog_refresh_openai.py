@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from operators.provenance import read_c2pa, read_xmp
 from tests.dags.test_catalog_refresh import _run
+from tests.pki import throwaway_pki
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -46,6 +48,11 @@ def _assert_published(tmp_path: Path, report: dict) -> None:
 
 
 def test_openai_backend_through_the_dag(tmp_path: Path, sample_set, service, monkeypatch):
+    pki = throwaway_pki()  # signing enabled: the published files carry a C2PA manifest too
+    (tmp_path / "chain.pem").write_text(pki["chain"])
+    (tmp_path / "key.pem").write_text(pki["key"])
+    monkeypatch.setenv("CATALOG_C2PA_CERT", str(tmp_path / "chain.pem"))
+    monkeypatch.setenv("CATALOG_C2PA_KEY", str(tmp_path / "key.pem"))
     service.state.api_key = "sk-dag-test-key"
     conn_id = _connect(monkeypatch, "openai_dag", service.openai_base_url, "openai", "sk-dag-test-key")
 
@@ -67,6 +74,18 @@ def test_openai_backend_through_the_dag(tmp_path: Path, sample_set, service, mon
             assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     work = "".join(p.read_text() for p in (tmp_path / "work").rglob("*.json"))
     assert "sk-dag-test-key" not in work
+    for published in (tmp_path / "published").iterdir():  # provenance readable from the files themselves
+        data = published.read_bytes()
+        xmp = read_xmp(data)
+        assert xmp["digital_source_type"].endswith("/compositeWithTrainedAlgorithmicMedia")
+        assert xmp["model"] == "gpt-image-2" and xmp["recipe_name"] == "marketplace_white_square"
+        store = read_c2pa(data, trust_anchors=pki["ca"])
+        assert store["validation_state"] == "Trusted"
+        manifest = store["manifests"][store["active_manifest"]]
+        actions = [a for assertion in manifest["assertions"] if assertion["label"].startswith("c2pa.actions")
+                   for a in assertion["data"]["actions"]]
+        assert [a["parameters"]["step"] for a in actions if a["action"] == "c2pa.edited"] == [
+            "white_background", "square_canvas"]
 
 
 def test_bfl_backend_deferrable_through_the_dag(tmp_path: Path, sample_set, service, monkeypatch):
