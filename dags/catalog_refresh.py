@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, AssetAlias, Param
 
+from operators.notifications.catalog import CatalogAlertNotifier, nightly_deadline
 from operators.operators.cost_check import CostCheckOperator
 from operators.operators.discover import DiscoverImagesOperator
 from operators.operators.image_edit import ImageEditOperator
@@ -23,6 +24,10 @@ from operators.runs import catalog_home
 CATALOG_HOME = catalog_home()
 #: downstream DAGs schedule on this alias; each run that publishes adds an event on the published location
 PUBLISHED = AssetAlias("catalog-published")
+#: where alerts go; a connection that is not defined is skipped with a warning (ids only: never secrets here)
+ALERT_CHANNELS = {"webhook_conn_id": "catalog_alerts_webhook", "smtp_conn_id": "smtp_default",
+                  "slack_conn_id": "catalog_alerts_slack"}
+ALERT = CatalogAlertNotifier(**ALERT_CHANNELS, to="{{ var.value.get('catalog_alert_email', '') }}")
 
 with DAG(
     dag_id="catalog_refresh",
@@ -32,7 +37,9 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["catalog", "image-edit"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True,
+                  "on_failure_callback": [ALERT]},  # failures, budget breaches, gate failures, low pass rates
+    deadline=nightly_deadline(6, workspace=str(CATALOG_HOME / "work"), **ALERT_CHANNELS),  # done by 06:00 UTC
     params={
         "source": Param(str(CATALOG_HOME / "samples"), type="string", description="source images (path or URI)"),
         "workspace": Param(str(CATALOG_HOME / "work"), type="string", description="run state: manifests, outputs, reports"),
@@ -85,6 +92,7 @@ with DAG(
         priority_file="{{ params.priority_file }}",
         compare_with="{{ params.compare_with }}",
         retries=0,  # a decision does not change on retry
+        on_skipped_callback=[ALERT],  # the "skip" budget policy skips the run: still an alert
     )
     edit = ImageEditOperator.partial(
         task_id="edit",

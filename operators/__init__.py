@@ -35,6 +35,10 @@ def get_provider_info() -> dict:
                 "hook-name": "Image Edit",
             }
         ],
+        "notifications": [
+            "operators.notifications.webhook.WebhookNotifier",
+            "operators.notifications.catalog.CatalogAlertNotifier",
+        ],
         "triggers": [
             {"integration-name": "Image Catalog", "python-modules": ["operators.triggers.edit_jobs", "operators.triggers.new_objects"]}
         ],

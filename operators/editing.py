@@ -83,9 +83,10 @@ def _failing(record: EditRecord) -> Iterator[EditRecord]:
         record.finished_at = record.finished_at or _now()
 
 
-def new_record(item: SourceItem) -> EditRecord:
+def new_record(item: SourceItem, edited_by: dict[str, Any] | None = None) -> EditRecord:
     return EditRecord(item.image_id, item.source_uri, item.source_sha256, STATUS_PENDING,
-                      started_at=_now(), source_bytes=item.bytes, source_etag=item.etag)
+                      started_at=_now(), source_bytes=item.bytes, source_etag=item.etag,
+                      edited_by=dict(edited_by) if edited_by else None)
 
 
 def read_source(item: SourceItem) -> bytes:
@@ -251,7 +252,7 @@ def book(run: ChunkRun, item: SourceItem, key: str, usage: list[dict[str, Any]],
     entries = entries_for_usage(
         usage, cache_key=key, run_key=run.chunk.run_key, image_id=item.image_id, estimated_usd=run.estimate_usd,
         first_call_index=first_call, chunk_index=run.chunk.chunk_index, source_sha256=item.source_sha256,
-        recipe=run.recipe.name, **run.facts)
+        recipe=run.recipe.name, **{k: run.facts.get(k) for k in ("dag_id", "run_id", "task_id", "map_index")})
     run.ledger.record(entries)
     if run.guard is not None:
         run.guard.add(sum(entry.usd for entry in entries))
@@ -293,7 +294,7 @@ async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | No
         if kept.done and await asyncio.to_thread(_output_intact, kept):
             log.info("%s: kept %s from an earlier try", item.image_id, kept.status)
             return kept
-    record = new_record(item)
+    record = new_record(item, run.facts)
     started = time.perf_counter()
     with _failing(record):
         source = await settle_without_paying(run, item, record)
@@ -443,7 +444,7 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
                     pending[item.image_id] = state["pending_job"]
                     log.info("%s: resuming recorded job %s", item.image_id, kept.job_id)
                 return
-        record = records[item.image_id] = new_record(item)
+        record = records[item.image_id] = new_record(item, run.facts)
         with _failing(record):
             source = await settle_without_paying(run, item, record)
             if source is None:

@@ -115,6 +115,7 @@ class EditRecord:
     preparation: dict[str, Any] | None = None  # what was done to the upload (downscale, convert, strip)
     source_bytes: int | None = None
     source_etag: str | None = None
+    edited_by: dict[str, Any] | None = None  # dag_id, run_id, task_id, map_index, try_number of the try that did it
 
     @property
     def done(self) -> bool:

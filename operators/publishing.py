@@ -151,7 +151,12 @@ def publish_run(
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
                                  "status": "publish_failed", "error": str(exc)})
     record_published(workspace, published, run, failures)
-    cost = cost_report(results, workspace=workspace, run_root=run_root, published=len(published))
+    from operators.audit import audit_records, write_audit
+    from operators.ledger import Ledger
+
+    run_key = run_root.rstrip("/").rsplit("/", 1)[-1]
+    entries = Ledger(workspace).entries(run_key=run_key)
+    cost = cost_report(results, entries, run_root=run_root, published=len(published))
     found = sum(len(r.edit.items) for r in results)
     edited = sum(r.edit.counts().get(STATUS_EDITED, 0) for r in results)
     gates = [r.gate for r in results if r.gate]
@@ -181,6 +186,9 @@ def publish_run(
         "report_html": join_uri(run_root, "report.html"),
         "report_json": join_uri(run_root, "report.json"),
     }
+    records = audit_records(results, published=published, quarantined=quarantined, ledger_entries=entries,
+                            run={**run, "run_key": run_key}, published_at=report["finished_at"])
+    report["audit_uri"] = write_audit(records, workspace, run_key=run_key)
     write_json(report["report_json"], report)
     write_bytes(report["report_html"], render_html(report, results).encode())
     return report
@@ -200,16 +208,14 @@ def _state_counts(results: list[ChunkResult], cost: dict[str, Any]) -> dict[str,
     return counts
 
 
-def cost_report(results: list[ChunkResult], *, workspace: str, run_root: str, published: int) -> dict[str, Any]:
-    """The run's cost: the cost check's decision, what the ledger booked, estimate vs actual, per
-    recipe / model / provider; also written to ``runs/<run>/cost/report.json``."""
-    from operators.ledger import Ledger, cost_summary, reconcile
-    from operators.operators.cost_check import decision_uri
+def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str, published: int) -> dict[str, Any]:
+    """The run's cost: the cost check's decision, what the ledger booked (``entries``), estimate vs
+    actual, per recipe / model / provider; also written to ``runs/<run>/cost/report.json``."""
+    from operators.costing import decision_uri
+    from operators.ledger import cost_summary, reconcile
 
     uri = decision_uri(run_root)
     decision = read_json(uri) if storage_for(uri).exists(uri) else None
-    run_key = run_root.rstrip("/").rsplit("/", 1)[-1]
-    entries = Ledger(workspace).entries(run_key=run_key)
     actual = round(sum(entry.usd for entry in entries), 6)
     records = [record for result in results for record in result.edit.items]
     edited = [r for r in records if r.status == STATUS_EDITED]

@@ -68,12 +68,23 @@ def test_within_budget_goes_books_every_paid_call_and_reconciles(service, monkey
     assert "Cost" in Path(report["report_html"][len("file://"):]).read_text()
 
 
-def test_fail_policy_fails_before_any_paid_call(service, monkeypatch, tmp_path):
-    dagrun = _dag().test(run_conf=_conf(tmp_path, monkeypatch, service, budget_run_usd=0.001))
+def test_fail_policy_fails_before_any_paid_call_and_alerts(service, monkeypatch, tmp_path):
+    from operators.service.server import LoopbackServer
+    from tests.notifications.conftest import Receiver
+
+    receiver = Receiver()
+    with LoopbackServer(receiver) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_CATALOG_ALERTS_WEBHOOK",
+                           json.dumps({"conn_type": "http", "host": server.url + "/alerts"}))
+        dagrun = _dag().test(run_conf=_conf(tmp_path, monkeypatch, service, budget_run_usd=0.001))
+        receiver.wait_for(1)
     assert dagrun.state == "failed"
     states = _states(dagrun)
     assert states["cost_check"] == "failed" and states["edit"] == "upstream_failed"
     assert _decision(tmp_path)["action"] == "fail" and len(service.state.performed) == 0
+    alert = receiver.json(0)  # the budget breach reached the (loopback) alert webhook
+    assert alert["kind"] == "budget_breach" and "exceeds the run budget" in alert["text"]
+    assert "sk-cost-key" not in json.dumps(alert)
 
 
 def test_skip_policy_skips_the_run(service, monkeypatch, tmp_path):
