@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, AssetAlias, Param
+from airflow.sdk import DAG, AssetAlias, Param, conf
 
 from operators.notifications.catalog import CatalogAlertNotifier, nightly_deadline
 from operators.operators.cost_check import CostCheckOperator
@@ -39,7 +39,11 @@ with DAG(
     tags=["catalog", "image-edit"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True,
                   "on_failure_callback": [ALERT]},  # failures, budget breaches, gate failures, low pass rates
-    deadline=nightly_deadline(6, workspace=str(CATALOG_HOME / "work"), **ALERT_CHANNELS),  # done by 06:00 UTC
+    # done by 06:00 UTC, or an alert. Off where runs go through dag.test() (the demo, the tests): Airflow
+    # 3.3.2's dag.test() cannot finish a successful run of a DAG with deadlines (it hands the unsaved
+    # alert definitions where the scheduler hands their ids), so they set [operators] catalog_deadline=False.
+    deadline=(nightly_deadline(6, workspace=str(CATALOG_HOME / "work"), **ALERT_CHANNELS)
+              if conf.getboolean("operators", "catalog_deadline", fallback=True) else None),
     params={
         "source": Param(str(CATALOG_HOME / "samples"), type="string", description="source images (path or URI)"),
         "workspace": Param(str(CATALOG_HOME / "work"), type="string", description="run state: manifests, outputs, reports"),

@@ -6,6 +6,7 @@ touch the developer's ``.airflow`` or ``data`` folders.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,10 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__OPERATORS__CATALOG_DEADLINE": "False",  # dag.test() cannot finish a run with deadlines (3.3.2)
+        # lineage events of every test run go to the isolated home, never the developer's .airflow
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "append": True,
+                                                      "log_file_path": str(_AIRFLOW_HOME / "openlineage.jsonl")}),
     }
 )
 os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)

@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from operators.costing import decision_uri
 from operators.hooks.image_edit import ImageEditHook
 from operators.runs import run_root_for
 
@@ -23,12 +24,6 @@ def _amount(value: Any) -> float | None:
     if amount < 0:
         raise ValueError(f"a budget cannot be negative: {value!r}")
     return amount
-
-
-def decision_uri(run_root: str) -> str:
-    from operators.storage import join_uri
-
-    return join_uri(run_root, "cost", "decision.json")
 
 
 class CostCheckOperator(BaseOperator):
@@ -198,3 +193,19 @@ class CostCheckOperator(BaseOperator):
                 uri = join_uri(run_root, "chunks", "capped", f"chunk-{chunk.chunk_index:05d}.json")
                 uris.append(write_json(uri, replace(chunk, items=items).to_dict()))
         return uris
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage: the source it prices; the decision on complete."""
+        from operators.lineage.extract import cost_check_lineage
+
+        return cost_check_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any):
+        """OpenLineage: the datasets plus the facets read from what the task wrote."""
+        from operators.lineage.extract import cost_check_lineage
+
+        return cost_check_lineage(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any):
+        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
+        return self.get_openlineage_facets_on_complete(task_instance)

@@ -86,3 +86,19 @@ class DiscoverImagesOperator(BaseOperator):
             len(discovery.refused), len(discovery.ignored),
         )
         return chunk_uris
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage: the source prefix it lists."""
+        from operators.lineage.extract import source_lineage
+
+        return source_lineage(self.source)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any):
+        """OpenLineage: the datasets plus the facets read from what the task wrote."""
+        from operators.lineage.extract import source_lineage
+
+        return source_lineage(self.source)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any):
+        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
+        return self.get_openlineage_facets_on_complete(task_instance)

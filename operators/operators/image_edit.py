@@ -93,11 +93,10 @@ class ImageEditOperator(BaseOperator):
         The cost check's decision (``runs/<run>/cost/decision.json``), when there is one, brings
         the downgrade's overrides, the per-image estimate and the run's budget for the mid-run guard.
         """
-        from operators.costing import BudgetGuard
+        from operators.costing import BudgetGuard, decision_uri
         from operators.editing import ChunkRun
         from operators.ledger import Ledger
         from operators.manifest import ChunkManifest
-        from operators.operators.cost_check import decision_uri
         from operators.recipes import load_recipe
         from operators.storage import join_uri, read_json, storage_for
 
@@ -112,7 +111,7 @@ class ImageEditOperator(BaseOperator):
             guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key))
         ti = (context or {}).get("ti")
         facts = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": (context or {}).get("run_id"),
-                 "map_index": getattr(ti, "map_index", None)}
+                 "map_index": getattr(ti, "map_index", None), "try_number": getattr(ti, "try_number", None)}
         concurrency = int(self.concurrency) if self.concurrency not in (None, "", "None") else None
         return ChunkRun(chunk, load_recipe(self.recipe), backend, run_root,
                         workspace=self.workspace if as_bool(self.use_cache, "use_cache") else None,
@@ -238,3 +237,19 @@ class ImageEditOperator(BaseOperator):
 
         if pending and hasattr(backend, "acancel"):
             asyncio.run(cancel_all())
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage: source prefix -> the run's outputs; edit and cost facets on complete."""
+        from operators.lineage.extract import edit_lineage
+
+        return edit_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any):
+        """OpenLineage: the datasets plus the facets read from what the task wrote."""
+        from operators.lineage.extract import edit_lineage
+
+        return edit_lineage(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any):
+        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
+        return self.get_openlineage_facets_on_complete(task_instance)

@@ -63,3 +63,19 @@ class PublishOperator(BaseOperator):
             Asset(normalize_uri(self.published).rstrip("/")),
             extra={"run_id": context["run_id"], "published": report["counts"]["published"],
                    "report": report["report_json"], "published_manifest": report.get("published_manifest")})
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage: outputs -> published catalog; the run's cost on complete."""
+        from operators.lineage.extract import publish_lineage
+
+        return publish_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any):
+        """OpenLineage: the datasets plus the facets read from what the task wrote."""
+        from operators.lineage.extract import publish_lineage
+
+        return publish_lineage(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any):
+        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
+        return self.get_openlineage_facets_on_complete(task_instance)

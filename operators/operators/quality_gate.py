@@ -89,3 +89,19 @@ class QualityGateOperator(BaseOperator):
                 f"({gate['counts']['quarantined']} quarantined); see {uri}"
             )
         return uri
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage: outputs -> quarantine; quality facet and DQ assertions on complete."""
+        from operators.lineage.extract import quality_gate_lineage
+
+        return quality_gate_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any):
+        """OpenLineage: the datasets plus the facets read from what the task wrote."""
+        from operators.lineage.extract import quality_gate_lineage
+
+        return quality_gate_lineage(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any):
+        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
+        return self.get_openlineage_facets_on_complete(task_instance)

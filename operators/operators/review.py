@@ -75,3 +75,19 @@ class QuarantineReviewOperator(HITLOperator):
         self.log.info("review by %s: %d approved and published, %d rejected",
                       result["reviewer"], result["approved"], result["rejected"])
         return {k: v for k, v in result.items() if k != "published"}
+
+    def get_openlineage_facets_on_start(self):
+        """OpenLineage: quarantine -> published catalog."""
+        from operators.lineage.extract import review_lineage
+
+        return review_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any):
+        """OpenLineage: the datasets plus the facets read from what the task wrote."""
+        from operators.lineage.extract import review_lineage
+
+        return review_lineage(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any):
+        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
+        return self.get_openlineage_facets_on_complete(task_instance)

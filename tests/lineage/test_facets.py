@@ -1,0 +1,191 @@
+"""Dataset naming and the custom facets built from manifests: pure, no Airflow run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from operators.lineage import SCHEMA_BASE_URL, dataset_for, schema_url
+from operators.lineage.builders import (
+    assertion_fields,
+    cost_fields,
+    edit_fields,
+    prompt_hashes,
+    quality_fields,
+)
+from operators.manifest import EditManifest, EditRecord
+from tests.conftest import REPO
+from tests.lineage.conftest import SCHEMAS
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("s3://catalog-bucket/runs/r1/outputs/", ("s3://catalog-bucket", "runs/r1/outputs")),
+    ("s3://catalog-bucket", ("s3://catalog-bucket", "/")),
+    ("file:///data/work/runs/r%201/outputs", ("file", "/data/work/runs/r 1/outputs")),
+    ("/data/published/", ("file", "/data/published")),
+    ("gs://other/prefix", ("gs://other", "prefix")),
+])
+def test_dataset_names_follow_the_openlineage_naming_spec(uri, expected):
+    assert dataset_for(uri) == expected
+
+
+def test_relative_garbage_is_not_a_dataset():
+    with pytest.raises(ValueError):
+        dataset_for("s3:///no-bucket")
+
+
+def _manifest() -> dict:
+    records = [
+        EditRecord("a", "file:///s/a.jpg", "0" * 64, "edited", cache_hit=True, attempts=0),
+        EditRecord("b", "file:///s/b.jpg", "1" * 64, "edited", attempts=2, rounds=[
+            {"round": 1, "step": "s1", "decision": "continue"},
+            {"round": 2, "step": "s2", "decision": "regenerated_from_source", "instruction": "the prompt text"}]),
+        EditRecord("c", "file:///s/c.jpg", "2" * 64, "failed_final", error="no plain backdrop", attempts=1),
+    ]
+    return EditManifest("run1", 3, {"name": "r", "fingerprint": "f" * 64, "origin": "r.yaml"}, "openai",
+                        "gpt-image-1", records).to_dict()
+
+
+def test_edit_fields_count_statuses_cache_hits_rounds_and_hash_prompts():
+    from operators.recipes import load_recipe
+
+    recipe = load_recipe("marketplace_white_square")
+    fields = edit_fields(_manifest(), prompt_hashes(recipe.steps))
+    assert fields["backend"] == "openai" and fields["model"] == "gpt-image-1" and fields["recipe"] == "r"
+    assert fields["images"] == 3 and fields["cacheHits"] == 1 and fields["attempts"] == 3
+    assert fields["statusCounts"] == {"edited": 2, "failed_final": 1, "failed_retryable": 0, "skipped_budget": 0}
+    assert (fields["rounds"], fields["regenerations"], fields["chunkIndex"]) == (2, 1, 3)
+    assert fields["prompts"] == [{"step": s.id, "sha256": hashlib.sha256(s.prompt.encode()).hexdigest()}
+                                 for s in recipe.steps]
+    assert "the prompt text" not in json.dumps(fields) and recipe.steps[0].prompt not in json.dumps(fields)
+
+
+def test_cost_fields_from_the_decision_and_ledger_entries():
+    decision = {"action": "downgrade", "policy": "downgrade", "estimate_usd": 1.5, "low_usd": 1.0, "high_usd": 2.0,
+                "images": 10, "cache_hits": 2, "limited_by": "run", "per_image_usd": 0.25}
+    entries = [{"usd": 0.1, "usage": {"provider": "openai", "input_image_tokens": 300, "input_text_tokens": 20,
+                                      "output_tokens": 4000}},
+               {"usd": 0.05, "usage": {"provider": "bfl", "credits": 4}}]
+    run = cost_fields(decision, entries)
+    assert run == {"scope": "run", "currency": "USD", "paidCalls": 2, "actual": 0.15, "inputTokens": 320,
+                   "outputTokens": 4000, "credits": 4.0, "estimate": 1.5, "estimateLow": 1.0, "estimateHigh": 2.0,
+                   "images": 10, "cacheHits": 2, "decision": "downgrade", "policy": "downgrade", "limitedBy": "run"}
+    chunk = cost_fields(decision, entries[:1], scope="chunk", images=3, cache_hits=1)
+    assert chunk["estimate"] == 0.5 and chunk["actual"] == 0.1 and chunk["images"] == 3
+    assert cost_fields(None)["estimate"] is None and cost_fields(None)["actual"] == 0.0
+
+
+GATE = {
+    "kind": "gate", "chunk_index": 0, "profile": "amazon_main", "profile_origin": "shipped", "intent": "reframe",
+    "counts": {"pass": 1, "quarantined": 2, "not_gated": 1}, "pass_rate": 0.3333,
+    "items": [{"image_id": "a", "verdict": "pass", "failed": []},
+              {"image_id": "b", "verdict": "quarantined", "failed": [{"label": "product fills 80-87%"}]},
+              {"image_id": "c", "verdict": "quarantined",
+               "failed": [{"label": "product fills 80-87%"}, {"label": "white background"}]},
+              {"image_id": "d", "verdict": "not_gated", "failed": []}],
+    "assertions": [{"assertion": "product fills 80-87%", "column": "product_fill", "success": False},
+                   {"assertion": "white background", "column": "background_white_ratio", "success": False},
+                   {"assertion": "square", "column": "aspect_ratio", "success": True}],
+}
+
+
+def test_quality_fields_and_assertions_from_a_gate_manifest():
+    fields = quality_fields(GATE, 0.8)
+    assert (fields["suite"], fields["passed"], fields["quarantined"], fields["notGated"]) == ("amazon_main", 1, 2, 1)
+    assert fields["passRate"] == 0.3333 and fields["minPassRate"] == 0.8
+    assert fields["failedExpectations"] == {"product fills 80-87%": 2, "white background": 1}
+    assert assertion_fields(GATE)[0] == {"assertion": "product fills 80-87%", "success": False,
+                                         "column": "product_fill"}
+
+
+def test_facets_serialise_to_their_published_schemas(validate_facet):
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+    from openlineage.client.serde import Serde
+
+    from operators.lineage.facets import ImageCostRunFacet, ImageEditRunFacet, ImageQualityRunFacet
+
+    facets = [ImageEditRunFacet(**edit_fields(_manifest(), [{"step": "s1", "sha256": "a" * 64}])),
+              ImageCostRunFacet(**cost_fields({"estimate_usd": 1.0, "action": "go"})),
+              ImageCostRunFacet(**cost_fields(None, scope="chunk", images=2, cache_hits=0)),
+              ImageQualityRunFacet(**quality_fields(GATE, None))]
+    for facet in facets:
+        data = Serde.to_dict(facet)
+        assert data["_schemaURL"] == schema_url(type(facet).__name__)
+        assert data["_schemaURL"].startswith(SCHEMA_BASE_URL)
+        validate_facet(data)
+    with pytest.raises(Exception, match="is not of type|required"):
+        validate_facet({**Serde.to_dict(facets[3]), "passed": "many"})
+    dq_facet = dq.DataQualityAssertionsDatasetFacet(assertions=[dq.Assertion(**a) for a in assertion_fields(GATE)])
+    assert Serde.to_dict(dq_facet)["assertions"][2].items() >= {"assertion": "square", "success": True,
+                                                                "column": "aspect_ratio"}.items()
+
+
+def test_schema_files_are_draft_2020_12_and_extend_the_run_facet():
+    jsonschema = pytest.importorskip("jsonschema")
+    for path in sorted(SCHEMAS.glob("*.json")):
+        schema = json.loads(path.read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["$id"] == f"{SCHEMA_BASE_URL}{path.name}"
+        facet = schema["$defs"][path.stem]
+        assert facet["allOf"][0]["$ref"].endswith("OpenLineage.json#/$defs/RunFacet")
+
+
+def test_every_operator_exposes_lineage_and_dag_parsing_stays_light():
+    from operators.operators.cost_check import CostCheckOperator
+    from operators.operators.discover import DiscoverImagesOperator
+    from operators.operators.image_edit import ImageEditOperator
+    from operators.operators.publish import PublishOperator
+    from operators.operators.quality_gate import QualityGateOperator
+    from operators.operators.review import QuarantineReviewOperator
+    from operators.sensors.new_images import NewImagesSensor
+
+    for cls in (CostCheckOperator, DiscoverImagesOperator, ImageEditOperator, PublishOperator, QualityGateOperator,
+                QuarantineReviewOperator, NewImagesSensor):
+        for name in ("get_openlineage_facets_on_start", "get_openlineage_facets_on_complete",
+                     "get_openlineage_facets_on_failure"):
+            assert callable(getattr(cls, name)), (cls.__name__, name)
+    code = ("import sys, runpy; runpy.run_path(sys.argv[1]);"
+            "loaded = [m for m in ('operators.lineage.extract', 'operators.lineage.facets') if m in sys.modules];"
+            "print(loaded); sys.exit(1 if loaded else 0)")
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / "catalog_refresh.py")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_source_operators_name_their_prefix(tmp_path):
+    from operators.operators.discover import DiscoverImagesOperator
+    from operators.sensors.new_images import NewImagesSensor
+
+    discover = DiscoverImagesOperator(task_id="d", source="s3://photos/drop/", workspace=str(tmp_path))
+    sensor = NewImagesSensor(task_id="s", source=str(tmp_path / "in"), published_manifest=None)
+    start = discover.get_openlineage_facets_on_start()
+    assert [(d.namespace, d.name) for d in start.inputs] == [("s3://photos", "drop")] and not start.outputs
+    assert [(d.namespace, d.name) for d in sensor.get_openlineage_facets_on_failure(None).inputs] == [
+        ("file", str(tmp_path / "in"))]
+
+
+def test_a_failed_gate_still_reports_its_verdict_and_assertions(tmp_path):
+    """The gate writes its manifest before failing the task: on_failure reads it like on_complete."""
+    from types import SimpleNamespace
+
+    from operators.operators.quality_gate import QualityGateOperator
+    from operators.storage import join_uri, write_json
+
+    workspace = str(tmp_path / "work")
+    run_root = join_uri(workspace, "runs", "manual__1")
+    edit_uri = write_json(join_uri(run_root, "edits", "chunk-00000.json"), {"run_key": "manual__1", "chunk_index": 0})
+    write_json(join_uri(run_root, "quality", "chunk-00000.json"), GATE)
+    gate = QualityGateOperator(task_id="q", edit_manifest_uri=edit_uri, workspace=workspace, min_pass_rate=0.8)
+
+    lineage = gate.get_openlineage_facets_on_failure(SimpleNamespace(run_id="manual:1", map_index=0))
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", f"{tmp_path}/work/runs/manual__1/outputs")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", f"{tmp_path}/work/quarantine/manual__1")]
+    assert lineage.run_facets["imageQuality"].quarantined == 2 and lineage.run_facets["imageQuality"].minPassRate == 0.8
+    dq = lineage.inputs[0].inputFacets["dataQualityAssertions"]
+    assert [(a.assertion, a.success, a.column) for a in dq.assertions][0] == ("product fills 80-87%", False,
+                                                                               "product_fill")
+    assert not gate.get_openlineage_facets_on_start().run_facets  # before running: datasets only
