@@ -72,6 +72,14 @@ def main() -> int:
     print(f"                    {_path(report['report_json'])}")
     for docs in (quality or {}).get("data_docs", []):
         print(f"  GX Data Docs:     {_path(docs)}")
+    if report.get("audit_uri"):
+        print(f"  audit records:    {_path(report['audit_uri'])}")
+    if report["published"]:
+        example = _path(report["published"][0]["published_uri"])
+        print(f"  trace an image:   .venv/bin/python -m operators.audit trace {example}")
+    lineage = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "openlineage" / "events.jsonl"
+    if lineage.exists():
+        print(f"  lineage events:   {lineage} (OpenLineage, {sum(1 for _ in lineage.open())} events so far)")
     return 0
 
 
