@@ -124,6 +124,11 @@ def source_lineage(source: str) -> OperatorLineage:
     return _lineage([source])
 
 
+def source_operator_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
+    """Discover and the new-images sensor read the source prefix and write no catalog dataset."""
+    return source_lineage(op.source)
+
+
 def cost_check_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """Input: the source prefix the chunks list; on complete: the run's estimate and decision."""
     uris = _uris(op.chunk_manifest_uris)

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from operators.costing import decision_uri
 from operators.hooks.image_edit import ImageEditHook
+from operators.lineage.mixin import ReportsLineage
 from operators.runs import run_root_for
 
 BUDGET_VARIABLES = {"run": "catalog_budget_run_usd", "day": "catalog_budget_day_usd",
@@ -26,7 +27,7 @@ def _amount(value: Any) -> float | None:
     return amount
 
 
-class CostCheckOperator(BaseOperator):
+class CostCheckOperator(ReportsLineage, BaseOperator):
     """Price the run's images (cache hits excluded), compare with budgets, and act by ``policy``.
 
     Placed between discover and edit: takes the chunk manifests discover wrote and returns
@@ -55,6 +56,7 @@ class CostCheckOperator(BaseOperator):
     :param prices: a price file overriding the shipped table (path or URI; empty: shipped).
     """
 
+    lineage_function = "cost_check_lineage"
     template_fields: Sequence[str] = (
         "chunk_manifest_uris", "recipe", "workspace", "backend_conn_id", "budget_run_usd", "budget_day_usd",
         "budget_month_usd", "policy", "priority_file", "compare_with", "prices",
@@ -193,19 +195,3 @@ class CostCheckOperator(BaseOperator):
                 uri = join_uri(run_root, "chunks", "capped", f"chunk-{chunk.chunk_index:05d}.json")
                 uris.append(write_json(uri, replace(chunk, items=items).to_dict()))
         return uris
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: the source it prices; the decision on complete."""
-        from operators.lineage.extract import cost_check_lineage
-
-        return cost_check_lineage(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import cost_check_lineage
-
-        return cost_check_lineage(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)

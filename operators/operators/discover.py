@@ -7,10 +7,11 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from operators.lineage.mixin import ReportsLineage
 from operators.runs import run_root_for
 
 
-class DiscoverImagesOperator(BaseOperator):
+class DiscoverImagesOperator(ReportsLineage, BaseOperator):
     """Find the new and changed images under ``source`` and write one chunk manifest per ``chunk_size``.
 
     Images already published from the same bytes with the same recipe (per the workspace's
@@ -27,6 +28,7 @@ class DiscoverImagesOperator(BaseOperator):
         before (a full re-edit; the result cache still makes unchanged edits free).
     """
 
+    lineage_function = "source_operator_lineage"
     template_fields: Sequence[str] = ("source", "workspace", "chunk_size", "recipe", "only_changed")
 
     def __init__(
@@ -86,19 +88,3 @@ class DiscoverImagesOperator(BaseOperator):
             len(discovery.refused), len(discovery.ignored),
         )
         return chunk_uris
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: the source prefix it lists."""
-        from operators.lineage.extract import source_lineage
-
-        return source_lineage(self.source)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import source_lineage
-
-        return source_lineage(self.source)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)

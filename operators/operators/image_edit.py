@@ -10,10 +10,11 @@ from typing import Any
 from airflow.sdk import BaseOperator, conf
 
 from operators.hooks.image_edit import ImageEditHook
+from operators.lineage.mixin import ReportsLineage
 from operators.params import as_bool
 
 FATAL_CODES = ("insufficient_credits",)  # the account cannot pay: alert, do not retry
-class ImageEditOperator(BaseOperator):
+class ImageEditOperator(ReportsLineage, BaseOperator):
     """Edit every image of a chunk manifest and write the outputs and an edit manifest.
 
     Meant to be mapped over the chunk manifests a discover task returns
@@ -46,6 +47,7 @@ class ImageEditOperator(BaseOperator):
     :param use_cache: reuse results from the workspace's content-addressed cache.
     """
 
+    lineage_function = "edit_lineage"
     template_fields: Sequence[str] = (
         "chunk_manifest_uri", "recipe", "workspace", "backend_conn_id", "deferrable", "concurrency",
         "max_failure_rate",
@@ -237,19 +239,3 @@ class ImageEditOperator(BaseOperator):
 
         if pending and hasattr(backend, "acancel"):
             asyncio.run(cancel_all())
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: source prefix -> the run's outputs; edit and cost facets on complete."""
-        from operators.lineage.extract import edit_lineage
-
-        return edit_lineage(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import edit_lineage
-
-        return edit_lineage(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)

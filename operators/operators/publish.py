@@ -7,10 +7,11 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from operators.lineage.mixin import ReportsLineage
 from operators.runs import run_root_for
 
 
-class PublishOperator(BaseOperator):
+class PublishOperator(ReportsLineage, BaseOperator):
     """Copy every edited image that passed the gate to ``published`` and write the run report.
 
     :param manifest_uris: the run's gate manifests (the mapped quality gate's output), or its edit
@@ -19,6 +20,7 @@ class PublishOperator(BaseOperator):
     :param workspace: URI prefix where run state lives; the report goes to ``runs/<run>/report.{json,html}``.
     """
 
+    lineage_function = "publish_lineage"
     template_fields: Sequence[str] = ("manifest_uris", "published", "workspace")
 
     def __init__(self, *, manifest_uris: Any, published: str, workspace: str, **kwargs: Any) -> None:
@@ -63,19 +65,3 @@ class PublishOperator(BaseOperator):
             Asset(normalize_uri(self.published).rstrip("/")),
             extra={"run_id": context["run_id"], "published": report["counts"]["published"],
                    "report": report["report_json"], "published_manifest": report.get("published_manifest")})
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: outputs -> published catalog; the run's cost on complete."""
-        from operators.lineage.extract import publish_lineage
-
-        return publish_lineage(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import publish_lineage
-
-        return publish_lineage(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)

@@ -8,12 +8,14 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from operators.lineage.mixin import ReportsLineage
+
 
 class QualityGateFailed(AirflowFailException):
     """The chunk's pass rate is below the threshold; retrying would not change the verdict."""
 
 
-class QualityGateOperator(BaseOperator):
+class QualityGateOperator(ReportsLineage, BaseOperator):
     """Compute per-image quality metrics for an edit manifest and validate them with GX.
 
     Passing images go on to publish; failing ones are quarantined (copied with their
@@ -29,6 +31,7 @@ class QualityGateOperator(BaseOperator):
     :param data_docs: build GX Data Docs into the run's report location.
     """
 
+    lineage_function = "quality_gate_lineage"
     template_fields: Sequence[str] = ("edit_manifest_uri", "workspace", "profile", "min_pass_rate")
 
     def __init__(
@@ -89,19 +92,3 @@ class QualityGateOperator(BaseOperator):
                 f"({gate['counts']['quarantined']} quarantined); see {uri}"
             )
         return uri
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: outputs -> quarantine; quality facet and DQ assertions on complete."""
-        from operators.lineage.extract import quality_gate_lineage
-
-        return quality_gate_lineage(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import quality_gate_lineage
-
-        return quality_gate_lineage(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)

@@ -9,10 +9,11 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowSkipException
 
+from operators.lineage.mixin import ReportsLineage
 from operators.quality.review import APPROVE_LISTED, OPTIONS, REJECT_ALL
 
 
-class QuarantineReviewOperator(HITLOperator):
+class QuarantineReviewOperator(ReportsLineage, HITLOperator):
     """Ask a reviewer (Airflow's human-in-the-loop "Required actions") about quarantined images.
 
     Skips when nothing waits. Approved images are published; every decision is recorded
@@ -23,6 +24,7 @@ class QuarantineReviewOperator(HITLOperator):
     :param published: URI prefix of the published catalog images.
     """
 
+    lineage_function = "review_lineage"
     template_fields: Sequence[str] = (*HITLOperator.template_fields, "workspace", "published")
 
     def __init__(self, *, workspace: str, published: str, **kwargs: Any) -> None:
@@ -75,19 +77,3 @@ class QuarantineReviewOperator(HITLOperator):
         self.log.info("review by %s: %d approved and published, %d rejected",
                       result["reviewer"], result["approved"], result["rejected"])
         return {k: v for k, v in result.items() if k != "published"}
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: quarantine -> published catalog."""
-        from operators.lineage.extract import review_lineage
-
-        return review_lineage(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import review_lineage
-
-        return review_lineage(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)

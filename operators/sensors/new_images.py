@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from operators.lineage.mixin import ReportsLineage
+
 MASKS_PREFIX = "masks/"  # ground-truth / edit masks stored beside the photos are not products
 
 
@@ -18,7 +20,7 @@ def image_extensions() -> list[str]:
     return sorted(IMAGE_EXTENSIONS)
 
 
-class NewImagesSensor(BaseSensorOperator):
+class NewImagesSensor(ReportsLineage, BaseSensorOperator):
     """Wait until ``source`` holds at least one image that is not published yet, or has changed.
 
     An image counts when its URI is not any published entry's ``source_uri``, or its
@@ -41,6 +43,7 @@ class NewImagesSensor(BaseSensorOperator):
         ``[sensors] default_timeout``); with ``soft_fail=True`` it skips instead of failing.
     """
 
+    lineage_function = "source_operator_lineage"
     template_fields: Sequence[str] = ("source", "published_manifest")
     ui_color = "#e8f4ea"
 
@@ -117,19 +120,3 @@ class NewImagesSensor(BaseSensorOperator):
         if status == "error":
             raise AirflowException(f"cannot compare {self.source} with the published manifest: {event['message']}")
         raise AirflowException(f"unexpected trigger event for {self.source}: {event!r}")
-
-    def get_openlineage_facets_on_start(self):
-        """OpenLineage: the source prefix it watches."""
-        from operators.lineage.extract import source_lineage
-
-        return source_lineage(self.source)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any):
-        """OpenLineage: the datasets plus the facets read from what the task wrote."""
-        from operators.lineage.extract import source_lineage
-
-        return source_lineage(self.source)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any):
-        """OpenLineage: whatever the failed task left (manifests are written before a task fails)."""
-        return self.get_openlineage_facets_on_complete(task_instance)
