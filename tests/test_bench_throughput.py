@@ -11,7 +11,7 @@ import json
 from operators.bench import throughput
 
 TOY = ["--images", "16", "--latency", "0.05", "--rpm", "6000", "--chunk-size", "4", "--memory-sizes", "16,32",
-       "--sequential", "2", "--skip-dag", "--quiet"]
+       "--sequential", "2", "--skip-dag", "--skip-startup-probe", "--quiet"]
 
 
 def test_bench_reports_every_figure_at_toy_sizes(tmp_path, capsys):

@@ -44,7 +44,7 @@ from operators.storage import (
 
 AUDIT_DIR = "audit"
 INDEX_DIR = "_runs"
-ROWS_PER_FILE = 250_000
+ROWS_PER_FILE = 2_000  # bounds DuckDB's memory per part file: a run's audit never sits in memory as one file
 _RUN_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # manifest.safe_run_key's output
 _PARQUET = re.compile(r"(?:^|/)day=(\d{4}-\d{2}-\d{2})/run=([^/]+)/([^/]+\.parquet)$")
 HIVE_TYPES = "{'day': DATE, 'run': VARCHAR}"  # a numeric-looking run key stays a string
