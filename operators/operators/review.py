@@ -38,6 +38,16 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
         self.workspace = workspace
         self.published = published
 
+    def _audit(self, context, decided: list[dict[str, Any]]) -> None:
+        """Each decision joins the image's audit trail (an ``approved`` / ``rejected`` record)."""
+        from operators.audit import find_records, review_records, write_audit
+        from operators.manifest import safe_run_key
+
+        originals = find_records(self.workspace, [(r["run_key"], r["image_id"]) for r in decided])
+        rows = review_records(decided, originals, run={"dag_id": self.dag_id, "run_id": context["run_id"],
+                                                       "task_id": self.task_id})
+        write_audit(rows, self.workspace, run_key=safe_run_key(context["run_id"]))
+
     def _snapshot_uri(self, context) -> str:
         from operators.manifest import safe_run_key
         from operators.storage import join_uri
@@ -76,4 +86,5 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
         )
         self.log.info("review by %s: %d approved and published, %d rejected",
                       result["reviewer"], result["approved"], result["rejected"])
-        return {k: v for k, v in result.items() if k != "published"}
+        self._audit(context, result["decided"])
+        return {k: v for k, v in result.items() if k not in ("published", "decided")}  # XCom stays small

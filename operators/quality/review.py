@@ -66,7 +66,7 @@ def apply_review(
     if unknown:
         raise ValueError(f"approve_ids not waiting for review: {sorted(unknown)}")
     decided_at = datetime.now(UTC).isoformat(timespec="seconds")
-    published, rejected = [], []
+    published, rejected, decided = [], [], []
     for record in pending:
         approved = decision == APPROVE_ALL or (decision == APPROVE_LISTED and record["image_id"] in approve_ids)
         review = {"decision": "approved" if approved else "rejected", "by": reviewer, "at": decided_at, "note": note}
@@ -82,6 +82,7 @@ def apply_review(
             rejected.append(record["image_id"])
         stored = {k: v for k, v in record.items() if k != "record_uri"}
         write_json(record["record_uri"], {**stored, "review": review})
+        decided.append({**stored, "review": review})
     record_published(workspace, published, {"run_id": f"review:{decided_at}"})
     return {"approved": len(published), "rejected": len(rejected), "published": published,
-            "rejected_ids": rejected, "reviewer": reviewer, "decided_at": decided_at}
+            "rejected_ids": rejected, "reviewer": reviewer, "decided_at": decided_at, "decided": decided}

@@ -116,6 +116,13 @@ def test_reviewer_approves_a_listed_subset(tmp_path: Path, sample_set):
     assert {records[i]["review"]["decision"] for i in ids[1:]} == {"rejected"}
     state = json.loads(Path(workspace, "state", "published_manifest.json").read_text())
     assert set(state["images"]) == {ids[0]}
+    from operators.audit import open_audit  # every decision joined the audit trail
+
+    rows = open_audit(workspace).execute("SELECT image_id, event, reviewer FROM audit WHERE event IN "
+                                         "('approved', 'rejected') ORDER BY image_id").fetchall()
+    assert {(image_id, event) for image_id, event, _ in rows} == {
+        (ids[0], "approved"), *((i, "rejected") for i in ids[1:])}
+    assert {reviewer for *_, reviewer in rows} == {"reviewer@example.com"}
 
     # nothing left to review: the next run skips instead of asking
     assert dag.test(run_conf={"workspace": workspace, "published": str(published)}).state == "success"
