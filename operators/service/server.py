@@ -18,6 +18,16 @@ from operators.service.app import ServiceState, build_app
 from operators.service.faults import parse_fault
 
 
+async def read_body(receive) -> bytes:
+    """The whole request body of an ASGI HTTP request (test receivers and proxies record it)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class LoopbackServer:
     """Any ASGI app on a loopback port, served by uvicorn in a daemon thread (tests, demos).
 

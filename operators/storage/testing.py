@@ -79,7 +79,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from operators.service.server import LoopbackServer
+from operators.service.server import LoopbackServer, read_body
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIACATALOGTEST00001"
@@ -222,12 +222,7 @@ class S3FaultProxy(LoopbackServer):
     async def _handle(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         query = scope.get("query_string", b"").decode("latin-1")
         kind = request_kind(scope["method"], query)
         rule = self._take(kind, scope["path"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from operators.service.server import LoopbackServer
+from operators.service.server import LoopbackServer, read_body
 
 
 @dataclass
@@ -25,12 +25,7 @@ class Receiver:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.requests.append({
             "method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
             "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]}, "body": body,

@@ -27,6 +27,17 @@ def bfl_conn(service, monkeypatch):
     return "bfl_jobs"
 
 
+def _three_image_chunk(tmp_path: Path) -> str:
+    """Three small products discovered into one chunk manifest of run ``run1``; its URI."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(3):
+        (source / f"p{i}.png").write_bytes(product_png(color=(60 * i, 90, 30)))
+    found = discover_images(source.as_uri())
+    return write_json((tmp_path / "chunk.json").as_uri(),
+                      ChunkManifest("run1", 0, found.source_root, found.items).to_dict())
+
+
 def roundtrip(trigger: EditJobsTrigger) -> EditJobsTrigger:
     path, kwargs = trigger.serialize()
     module, name = path.rsplit(".", 1)
@@ -91,13 +102,7 @@ def test_operator_defers_persists_job_ids_and_finishes(service, bfl_conn, tmp_pa
 
     from operators.operators.image_edit import ImageEditOperator
 
-    source = tmp_path / "src"
-    source.mkdir()
-    for i in range(3):
-        (source / f"p{i}.png").write_bytes(product_png(color=(60 * i, 90, 30)))
-    found = discover_images(source.as_uri())
-    chunk_uri = write_json((tmp_path / "chunk.json").as_uri(),
-                           ChunkManifest("run1", 0, found.source_root, found.items).to_dict())
+    chunk_uri = _three_image_chunk(tmp_path)
     service.state.faults.add(kind="content_moderated", path="/v1/flux", count=1)
     op = ImageEditOperator(task_id="edit", chunk_manifest_uri=chunk_uri, recipe="campaign_style_look",
                            workspace=tmp_path.as_uri(), backend_conn_id=bfl_conn, deferrable=True,
@@ -132,13 +137,7 @@ def test_jobs_submitted_before_a_crash_are_collected_not_resubmitted(service, bf
 
     from operators.operators.image_edit import ImageEditOperator
 
-    source = tmp_path / "src"
-    source.mkdir()
-    for i in range(3):
-        (source / f"p{i}.png").write_bytes(product_png(color=(60 * i, 90, 30)))
-    found = discover_images(source.as_uri())
-    chunk_uri = write_json((tmp_path / "chunk.json").as_uri(),
-                           ChunkManifest("run1", 0, found.source_root, found.items).to_dict())
+    chunk_uri = _three_image_chunk(tmp_path)
     op = ImageEditOperator(task_id="edit", chunk_manifest_uri=chunk_uri, recipe="campaign_style_look",
                            workspace=tmp_path.as_uri(), backend_conn_id=bfl_conn, deferrable=True, poll_interval=0.02)
     with pytest.raises(TaskDeferred) as first:
