@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo demo-openai test lint venv ocr bench-quality bench demo-prepare clean
+.PHONY: demo demo-openai test lint venv ocr browser bench-quality bench demo-prepare clean
 
 venv: $(STAMP)
 
@@ -29,14 +29,22 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
-# tesseract (for the quality gate's OCR text check) is a Debian package, not a wheel: install it
-# where we may (root with apt-get, as on CI); elsewhere the OCR check reports "skipped".
+# Debian packages the tests use: tesseract (the quality gate's OCR text check) and chromium (the UI
+# plugin's browser test). Installed where we may (root with apt-get, as on CI); elsewhere the
+# checks that need them report "skipped". $(1) command, $(2) package, $(3) what is skipped without it.
+define apt_ensure
+@command -v $(1) >/dev/null 2>&1 || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2)) >/dev/null 2>&1 \
+      || echo "$(2) could not be installed: $(3) will be skipped"; \
+  else echo "$(1) not found (install $(2)): $(3) will be skipped"; fi; }
+endef
+
 ocr:
-	@command -v tesseract >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr) >/dev/null 2>&1 \
-	      || echo "tesseract-ocr could not be installed: OCR checks will be skipped"; \
-	  else echo "tesseract not found (install tesseract-ocr): OCR checks will be skipped"; fi; }
+	$(call apt_ensure,tesseract,tesseract-ocr,OCR checks)
+
+browser:
+	$(call apt_ensure,chromium,chromium,browser tests)
 
 demo-prepare: $(STAMP) ocr
 	@mkdir -p $(AIRFLOW_HOME)/openlineage
@@ -54,7 +62,7 @@ demo-openai: demo-prepare
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) ocr lint
+test: $(STAMP) ocr browser lint
 	$(BIN)/python -m pytest -q
 
 # quality-gate metric speed (one core) and agreement with scikit-image's reference implementations

@@ -20,6 +20,7 @@ from operators.editing import edit_chunk
 from operators.manifest import ChunkManifest
 from operators.quality.gate import gate_chunk
 from operators.quality.profiles import load_profile
+from operators.quality.review import REJECT_ALL
 from operators.recipes import load_recipe
 from tests.conftest import REPO, copy_samples, write_strict_profile
 
@@ -41,8 +42,14 @@ def _quarantine_everything(tmp_path: Path, sample_set) -> tuple[str, list[str]]:
     return workspace, [item["image_id"] for item in gate["items"]]
 
 
-def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: list, deadline_s: float = 120):
-    """Play the reviewer: wait for the parked task, then respond as the Core API does."""
+def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: list, deadline_s: float = 300):
+    """Play the reviewer: wait for the parked task, then respond as the Core API does.
+
+    SQLite is shared with ``dag.test()`` in the main thread, so a write can meet "database is
+    locked": such errors are retried until the deadline. If no answer could be given, the
+    reviewer rejects through the same path once more so the run ends and the test fails on
+    ``errors`` instead of waiting forever for input.
+    """
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import handle_event_submit
@@ -52,25 +59,37 @@ def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: lis
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
+    def respond(answer: list[str], answer_params: dict) -> bool:
+        with create_session() as session:
+            ti = session.scalars(select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
+            detail = session.get(HITLDetail, ti.id) if ti else None
+            if detail is None:
+                return False
+            detail.responded_by = {"id": "7", "name": "reviewer@example.com"}
+            detail.responded_at = timezone.utcnow()
+            detail.chosen_options = answer
+            detail.params_input = answer_params
+            handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
+            return True
+
     deadline = time.monotonic() + deadline_s
-    try:
-        while time.monotonic() < deadline:
-            with create_session() as session:
-                ti = session.scalars(select(TaskInstance).where(
-                    TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
-                detail = session.get(HITLDetail, ti.id) if ti else None
-                if detail is not None:
-                    detail.responded_by = {"id": "7", "name": "reviewer@example.com"}
-                    detail.responded_at = timezone.utcnow()
-                    detail.chosen_options = chosen
-                    detail.params_input = params
-                    handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti,
-                                        session=session)
-                    return
-            time.sleep(0.2)
-        errors.append("the review task never asked for input")
-    except Exception as exc:  # surface in the test thread
-        errors.append(repr(exc))
+    last_error = "the review task never asked for input"
+    while time.monotonic() < deadline:
+        try:
+            if respond(chosen, params):
+                return
+        except Exception as exc:  # retried: SQLite contention with the run in the main thread
+            last_error = repr(exc)
+        time.sleep(0.2)
+    errors.append(last_error)
+    for _ in range(50):  # unpark the run so the test reports instead of hanging
+        try:
+            if respond([REJECT_ALL], {"approve_ids": "", "note": ""}):
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
 
 
 def _review_dag():
@@ -101,7 +120,7 @@ def test_reviewer_approves_a_listed_subset(tmp_path: Path, sample_set):
     errors: list = []
     responder = threading.Thread(target=_answer_when_asked, args=(
         "catalog_review", ["Approve listed, reject the rest"], {"approve_ids": ids[0], "note": "label is fine"},
-        errors))
+        errors), daemon=True)
     responder.start()
     dagrun = dag.test(run_conf={"workspace": workspace, "published": str(published)})
     responder.join()
