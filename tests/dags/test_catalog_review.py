@@ -101,10 +101,17 @@ def _review_dag():
 
 
 def _warm_up_orm() -> None:
-    """Import and configure Airflow's ORM in this thread first: concurrent first imports deadlock."""
+    """Import and configure Airflow's ORM in this thread first: concurrent first imports deadlock.
+
+    Everything the reviewer thread imports is imported here, so that thread only looks modules up.
+    """
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import handle_event_submit  # noqa: F401
+    from airflow.triggers.base import TriggerEvent  # noqa: F401
+    from airflow.utils import timezone  # noqa: F401
     from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState  # noqa: F401
     from sqlalchemy import select
 
     with create_session() as session:
