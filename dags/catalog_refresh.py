@@ -19,9 +19,8 @@ from operators.operators.discover import DiscoverImagesOperator
 from operators.operators.image_edit import ImageEditOperator
 from operators.operators.publish import PublishOperator
 from operators.operators.quality_gate import QualityGateOperator
-from operators.runs import catalog_home
+from operators.runs import catalog_location
 
-CATALOG_HOME = catalog_home()
 #: downstream DAGs schedule on this alias; each run that publishes adds an event on the published location
 PUBLISHED = AssetAlias("catalog-published")
 #: where alerts go; a connection that is not defined is skipped with a warning (ids only: never secrets here)
@@ -42,12 +41,12 @@ with DAG(
     # done by 06:00 UTC, or an alert. Off where runs go through dag.test() (the demo, the tests): Airflow
     # 3.3.2's dag.test() cannot finish a successful run of a DAG with deadlines (it hands the unsaved
     # alert definitions where the scheduler hands their ids), so they set [operators] catalog_deadline=False.
-    deadline=(nightly_deadline(6, workspace=str(CATALOG_HOME / "work"), **ALERT_CHANNELS)
+    deadline=(nightly_deadline(6, workspace=catalog_location("work"), **ALERT_CHANNELS)
               if conf.getboolean("operators", "catalog_deadline", fallback=True) else None),
     params={
-        "source": Param(str(CATALOG_HOME / "samples"), type="string", description="source images (path or URI)"),
-        "workspace": Param(str(CATALOG_HOME / "work"), type="string", description="run state: manifests, outputs, reports"),
-        "published": Param(str(CATALOG_HOME / "published"), type="string", description="where passing images are published"),
+        "source": Param(catalog_location("samples"), type="string", description="source images (path or URI)"),
+        "workspace": Param(catalog_location("work"), type="string", description="run state: manifests, outputs, reports"),
+        "published": Param(catalog_location("published"), type="string", description="where passing images are published"),
         "recipe": Param("marketplace_white_square", type="string", description="shipped recipe name or recipe file"),
         "backend_conn_id": Param("image_edit_default", type="string", description="image_edit connection"),
         "chunk_size": Param(50, type="integer", minimum=1, maximum=10_000, description="images per mapped edit task"),

@@ -13,9 +13,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 
 from operators.operators.review import QuarantineReviewOperator
-from operators.runs import catalog_home
-
-CATALOG_HOME = catalog_home()
+from operators.runs import catalog_location
 
 with DAG(
     dag_id="catalog_review",
@@ -31,7 +29,7 @@ with DAG(
     # param of its task, and the reviewer should see only the decision fields.
     QuarantineReviewOperator(
         task_id="review_quarantine",
-        workspace=f"{{{{ dag_run.conf.get('workspace') or '{CATALOG_HOME / 'work'}' }}}}",
-        published=f"{{{{ dag_run.conf.get('published') or '{CATALOG_HOME / 'published'}' }}}}",
+        workspace=f"{{{{ dag_run.conf.get('workspace') or '{catalog_location('work')}' }}}}",
+        published=f"{{{{ dag_run.conf.get('published') or '{catalog_location('published')}' }}}}",
         response_timeout=timedelta(days=3),
     )

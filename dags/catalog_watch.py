@@ -12,10 +12,8 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param
 
-from operators.runs import catalog_home
+from operators.runs import catalog_location
 from operators.sensors.new_images import NewImagesSensor
-
-CATALOG_HOME = catalog_home()
 
 with DAG(
     dag_id="catalog_watch",
@@ -26,9 +24,9 @@ with DAG(
     max_active_runs=1,
     tags=["catalog", "image-edit"],
     params={
-        "source": Param(str(CATALOG_HOME / "samples"), type="string", description="source images (path or URI)"),
-        "workspace": Param(str(CATALOG_HOME / "work"), type="string", description="catalog_refresh's workspace"),
-        "published": Param(str(CATALOG_HOME / "published"), type="string", description="where images are published"),
+        "source": Param(catalog_location("samples"), type="string", description="source images (path or URI)"),
+        "workspace": Param(catalog_location("work"), type="string", description="catalog_refresh's workspace"),
+        "published": Param(catalog_location("published"), type="string", description="where images are published"),
     },
     doc_md=__doc__,
 ) as dag:

@@ -84,6 +84,8 @@ def discover_images(
         image_id = image_id_for(relative)
         if image_id in taken:  # e.g. mug.jpg and mug.png side by side
             image_id = f"{image_id}-{suffix.lstrip('.')}"
+        if image_id in taken:  # names that reduce to the same id (e.g. two non-ASCII names): keep both
+            image_id = f"{image_id}-{sha256_hex(relative.encode())[:8]}"
         taken.add(image_id)
         data = read_bytes(obj.uri)
         item = SourceItem(image_id, obj.uri, sha256_hex(data), len(data), obj.etag, *header_size(data))

@@ -37,7 +37,7 @@ from operators.manifest import (
     SourceItem,
     sha256_hex,
 )
-from operators.recipes import AUTO_MASKS, Recipe
+from operators.recipes import AUTO_MASKS, Recipe, portable_ref
 from operators.state import ChunkState
 from operators.storage import StorageError, join_uri, read_bytes, write_bytes
 
@@ -79,6 +79,7 @@ def _failing(record: EditRecord) -> Iterator[EditRecord]:
         if isinstance(exc, EditError):
             record.error_code = exc.code
             record.attempts = exc.attempts or record.attempts
+            record.lost_jobs += bool(exc.job_lost)
         log.warning("image %s %s: %s", record.image_id, record.status, record.error, exc_info=not expected)
         record.finished_at = record.finished_at or _now()
 
@@ -193,10 +194,21 @@ async def _call(backend: Any, image: bytes, recipe: Recipe, context: ImageContex
         return await asyncio.to_thread(backend.edit, image, recipe, context)
 
 
-async def run_recipe(backend: Any, upload: bytes, recipe: Recipe, context: ImageContext, key: str) -> EditResult:
-    """The whole recipe on ``upload``; with drift control, round by round (see :class:`DriftControl`)."""
+def idempotency_base(key: str, lost_jobs: int = 0) -> str:
+    """The idempotency scope of an image's calls: its cache key, plus a generation per dead provider job."""
+    return key[:32] if not lost_jobs else f"{key[:32]}-j{lost_jobs}"
+
+
+async def run_recipe(backend: Any, upload: bytes, recipe: Recipe, context: ImageContext, key: str,
+                     lost_jobs: int = 0) -> EditResult:
+    """The whole recipe on ``upload``; with drift control, round by round (see :class:`DriftControl`).
+
+    ``lost_jobs`` (dead provider jobs of earlier tries) moves the idempotency scope on: see
+    :func:`idempotency_base`.
+    """
+    base = idempotency_base(key, lost_jobs)
     if recipe.drift is None or len(recipe.steps) == 1:
-        return await _call(backend, upload, recipe, context, key[:32])
+        return await _call(backend, upload, recipe, context, base)
     from operators.engine import decode_image
     from operators.quality.drift import measure_drift
 
@@ -205,7 +217,7 @@ async def run_recipe(backend: Any, upload: bytes, recipe: Recipe, context: Image
     image, usage, steps, rounds, attempts, regenerations = upload, [], [], [], 0, 0
     result: EditResult | None = None
     for index, step in enumerate(recipe.steps):
-        result = await _call(backend, image, recipe.round(index), context, f"{key[:32]}-r{index}")
+        result = await _call(backend, image, recipe.round(index), context, f"{base}-r{index}")
         figures = await asyncio.to_thread(measure_drift, source, await asyncio.to_thread(decode_image, result.data))
         entry: dict[str, Any] = {"round": index + 1, "step": step.id, **figures, "decision": "continue"}
         spent = [result]
@@ -213,7 +225,7 @@ async def run_recipe(backend: Any, upload: bytes, recipe: Recipe, context: Image
             if regenerations < recipe.drift.max_regenerations:
                 regenerations += 1
                 regeneration = recipe.regeneration(index, prompt_driven=prompt_driven)
-                result = await _call(backend, upload, regeneration, context, f"{key[:32]}-g{index}")
+                result = await _call(backend, upload, regeneration, context, f"{base}-g{index}")
                 after = await asyncio.to_thread(measure_drift, source,
                                                 await asyncio.to_thread(decode_image, result.data))
                 entry.update(decision="regenerated_from_source", regenerated=after,
@@ -289,12 +301,13 @@ async def settle_without_paying(run: ChunkRun, item: SourceItem, record: EditRec
 
 async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | None) -> EditRecord:
     """One image, from its earlier state (if any) to a final recorded state."""
+    record = new_record(item, run.facts)
     if earlier is not None:
         kept = ChunkState.record_of(earlier)
         if kept.done and await asyncio.to_thread(_output_intact, kept):
             log.info("%s: kept %s from an earlier try", item.image_id, kept.status)
             return kept
-    record = new_record(item, run.facts)
+        record.lost_jobs = kept.lost_jobs
     started = time.perf_counter()
     with _failing(record):
         source = await settle_without_paying(run, item, record)
@@ -303,7 +316,12 @@ async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | No
             upload, context = await prepare_upload_for(run, item, record, source)
             record.status = STATUS_SUBMITTED
             await asyncio.to_thread(run.state.save, record)  # durable before the paid call
-            result = await run_recipe(run.backend, upload, run.recipe, context, key)
+            try:
+                result = await run_recipe(run.backend, upload, run.recipe, context, key, record.lost_jobs)
+            except EditError as exc:  # calls billed before the failure are booked all the same
+                record.usage = list(exc.usage)
+                await asyncio.to_thread(book, run, item, key, exc.usage)
+                raise
             await asyncio.to_thread(book, run, item, key, result.usage)  # before anything else: never unbooked
             if run.cache:
                 await asyncio.to_thread(run.cache.put, key, _cached(result, run.recipe, run.run_facts()))
@@ -341,7 +359,9 @@ def new_manifest(chunk: ChunkManifest, recipe: Recipe, backend: Any, records: li
     return EditManifest(
         run_key=chunk.run_key,
         chunk_index=chunk.chunk_index,
-        recipe={"name": recipe.name, "fingerprint": recipe.fingerprint, "origin": recipe.origin},
+        # "ref" loads the recipe on any worker; "origin" (where this one read it) is for people
+        recipe={"name": recipe.name, "fingerprint": recipe.fingerprint, "origin": recipe.origin,
+                "ref": portable_ref(recipe)},
         backend=backend.name,
         model=backend.model,
         items=records,
@@ -392,7 +412,7 @@ class _Submissions:
         if hasattr(self.run.backend, "asubmit_many"):
             self.queued.append((record, image, step, context))
             return
-        with idempotency_scope(f"{record.cache_key[:32]}-s{step}"):
+        with idempotency_scope(f"{idempotency_base(record.cache_key, record.lost_jobs)}-s{step}"):
             job = await self.run.backend.asubmit(image, self.run.recipe, step, context)
         await asyncio.to_thread(self._record, record, job, image, step)
 
@@ -436,6 +456,7 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
 
     async def one(item: SourceItem) -> None:
         state = earlier.get(item.image_id)
+        lost_jobs = 0
         if state is not None:
             kept = ChunkState.record_of(state)
             if kept.done or state.get("pending_job"):
@@ -444,7 +465,9 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
                     pending[item.image_id] = state["pending_job"]
                     log.info("%s: resuming recorded job %s", item.image_id, kept.job_id)
                 return
+            lost_jobs = kept.lost_jobs
         record = records[item.image_id] = new_record(item, run.facts)
+        record.lost_jobs = lost_jobs
         with _failing(record):
             source = await settle_without_paying(run, item, record)
             if source is None:
@@ -483,9 +506,12 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
         entry, record = pending.pop(key), records[key]
         status = JobStatus(**result)
         with _failing(record):
-            if status.state != "ready":
+            if status.state != "ready":  # the job was billed at submit: booked; a dead job is not replayed
+                billed = [backend.usage_record(entry["job"])] if getattr(backend, "bills_at_submit", False) else []
+                await asyncio.to_thread(book, run, items[key], record.cache_key, billed, len(record.usage))
+                record.usage += billed
                 raise EditError(f"{backend.name} job {entry['job'].get('id')}: {status.message or status.code}",
-                                retryable=status.retryable, code=status.code)
+                                retryable=status.retryable, code=status.code, job_lost=status.retryable)
             image, usage = await backend.acollect(entry["job"], status)
             await asyncio.to_thread(book, run, items[key], record.cache_key, [usage], len(record.usage))
             record.usage.append(usage)

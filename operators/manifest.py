@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+#: .avif decodes where Pillow has AVIF (and is converted for providers); .heic/.heif are handed on so they
+#: fail with a clear "not supported: convert" reason instead of being ignored without a word
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif",
+                              ".heic", ".heif"})
 
 # Per-image states, recorded durably before and after each paid call. No record = pending.
 STATUS_PENDING = "pending"
@@ -116,6 +119,9 @@ class EditRecord:
     source_bytes: int | None = None
     source_etag: str | None = None
     edited_by: dict[str, Any] | None = None  # dag_id, run_id, task_id, map_index, try_number of the try that did it
+    #: provider jobs that died without a result (lost, errored, stuck, expired): each starts a fresh
+    #: idempotency scope, so a retry submits a new job instead of being replayed the dead one
+    lost_jobs: int = 0
 
     @property
     def done(self) -> bool:

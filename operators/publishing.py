@@ -100,7 +100,8 @@ def _step_prompts(results: list[ChunkResult]) -> dict[str, str]:
     """Step id -> prompt of the run's recipe (the edit manifest names the recipe file)."""
     from operators.recipes import RecipeError, load_recipe
 
-    origin = results[0].edit.recipe.get("origin") if results else None
+    recipe = results[0].edit.recipe if results else {}
+    origin = recipe.get("ref") or recipe.get("origin")
     try:
         return {step.id: step.prompt for step in load_recipe(origin).steps} if origin else {}
     except (RecipeError, StorageError, OSError):

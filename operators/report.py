@@ -19,6 +19,11 @@ MAX_THUMB_ROWS = 300  # beyond this the table lists rows without pictures: the p
 SHOWN_METRICS = ("ssim_preserved", "delta_e_preserved", "seam_score", "bg_exact_share", "product_fill",
                  "sharpness_ratio", "phash_distance", "blockiness", "jpeg_quality", "ocr_similarity")
 esc = html.escape
+BAD_CLASS = ' class="bad"'  # a failed metric, highlighted
+
+
+#: the engine's decode limit: a failed upload past it (a bomb) gets no thumbnail rather than ~0.5 GB decoded
+THUMB_MAX_PIXELS = 60_000_000
 
 
 def thumbnail(uri: str | None) -> str:
@@ -32,6 +37,8 @@ def thumbnail(uri: str | None) -> str:
     try:
         with Image.open(io.BytesIO(read_bytes(uri))) as image:
             image.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
+            if image.width * image.height > THUMB_MAX_PIXELS:  # a decompression bomb: no thumbnail, no decode
+                return ""
             image = image.convert("RGB")
             image.thumbnail((THUMB_PX, THUMB_PX))
             buffer = io.BytesIO()
@@ -63,16 +70,16 @@ def bar_chart(values: dict[str, int], *, colours: dict[str, str] | None = None, 
     return f'<svg width="{width}" height="{len(values) * 24 + 4}" role="img">{"".join(rows)}</svg>'
 
 
+def shown_metrics(metrics: dict[str, Any], failed_metrics: set[str], float_format: str = ".3f",
+                  ) -> list[tuple[str, str, bool]]:
+    """The metrics a reviewer sees (report and UI alike): ``(name, formatted value, failed)``."""
+    return [(name, format(value, float_format) if isinstance(value, float) else str(value), name in failed_metrics)
+            for name in SHOWN_METRICS if (value := metrics.get(name)) is not None]
+
+
 def _metric_cell(metrics: dict[str, Any], failed_metrics: set[str]) -> str:
-    parts = []
-    for name in SHOWN_METRICS:
-        value = metrics.get(name)
-        if value is None:
-            continue
-        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-        cls = ' class="bad"' if name in failed_metrics else ""
-        parts.append(f"<span{cls}>{esc(name)}={esc(shown)}</span>")
-    return "<br>".join(parts)
+    return "<br>".join(f"<span{BAD_CLASS if bad else ''}>{esc(name)}={esc(shown)}</span>"
+                       for name, shown, bad in shown_metrics(metrics, failed_metrics))
 
 
 def _money(value: float | None) -> str:

@@ -19,3 +19,15 @@ def run_root_for(workspace: str, context: Any) -> tuple[str, str]:
 def catalog_home() -> Path:
     """Root of the embedded defaults: ``$CATALOG_HOME``, else ``data/`` in the repo checkout."""
     return Path(os.environ.get("CATALOG_HOME", Path(__file__).resolve().parents[1] / "data"))
+
+
+def catalog_location(part: str) -> str:
+    """A default location under ``$CATALOG_HOME`` (``samples``, ``work``, ``published``).
+
+    ``$CATALOG_HOME`` may be a URI (``s3://bucket/catalog``), so that a deployment's scheduled runs
+    keep their state in object storage and any worker can run any task.
+    """
+    home = os.environ.get("CATALOG_HOME", "")
+    if "://" in home:
+        return join_uri(home, part)
+    return str(catalog_home() / part)

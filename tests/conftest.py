@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),  # a full-length HMAC key for the api-server tests
         "AIRFLOW__OPERATORS__CATALOG_DEADLINE": "False",  # dag.test() cannot finish a run with deadlines (3.3.2)
         # lineage events of every test run go to the isolated home, never the developer's .airflow
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "append": True,

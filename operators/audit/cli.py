@@ -33,9 +33,9 @@ class UsageError(ValueError):
 
 def default_workspace() -> str:
     """As the DAGs: ``$CATALOG_HOME/work``."""
-    from operators.runs import catalog_home
+    from operators.runs import catalog_location
 
-    return str(catalog_home() / "work")
+    return catalog_location("work")
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

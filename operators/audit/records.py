@@ -183,7 +183,7 @@ def _load_recipe(manifest_recipe: Mapping[str, Any], recipe: Any, cache: dict[st
         from operators.storage import StorageError
 
         try:
-            loaded = load_recipe(manifest_recipe.get("origin") or manifest_recipe["name"])
+            loaded = load_recipe(manifest_recipe.get("ref") or manifest_recipe.get("origin") or manifest_recipe["name"])
         except (RecipeError, StorageError, OSError, KeyError) as exc:
             log.warning("audit: cannot load recipe %s for its prompts: %s", manifest_recipe.get("name"), exc)
             loaded = None

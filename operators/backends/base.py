@@ -14,6 +14,11 @@ class EditError(RuntimeError):
     Provider errors also carry the provider's ``code`` (e.g. ``moderation_blocked``),
     the HTTP ``status``, how many ``attempts`` were made and, for throttling, the
     ``retry_after`` seconds the provider asked for. Messages never contain API keys.
+
+    An asynchronous job that was submitted (and billed) and then died at the provider
+    without a result (lost, errored, stuck, its result expired) sets ``job_lost``: replaying
+    its submission would only return the same dead job, so the next try submits afresh.
+    ``usage`` holds the usage records of calls billed before the failure (booked all the same).
     """
 
     def __init__(
@@ -25,8 +30,12 @@ class EditError(RuntimeError):
         status: int | None = None,
         attempts: int | None = None,
         retry_after: float | None = None,
+        job_lost: bool = False,
+        usage: list[dict[str, Any]] | None = None,
     ):
         super().__init__(message)
+        self.job_lost = job_lost
+        self.usage = list(usage or [])
         self.retryable = retryable
         self.code = code
         self.status = status

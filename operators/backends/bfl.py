@@ -21,7 +21,7 @@ from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext, JobStatus
 from operators.backends.http import HttpTransport, PlanDriven, Request, poll_plan
-from operators.backends.imaging import conform
+from operators.backends.imaging import conform, provider_image
 from operators.recipes import Recipe, RecipeStep
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class BFLBackend(PlanDriven):
     """
 
     name = "bfl"
+    bills_at_submit = True  # BFL charges credits when a task is created (the local edit service models it so)
     IDENTITY_FIELDS = ("safety_tolerance", "seed", "aspect_ratio")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, safety_tolerance: int = 2,
@@ -105,33 +106,50 @@ class BFLBackend(PlanDriven):
         return {"step": job["step"], "provider": "bfl", "model": self.model, "images": 1, "credits": job["credits"],
                 "job_id": job["id"]}
 
-    @staticmethod
-    def raise_failed(status: JobStatus, job: dict[str, Any]) -> None:
-        raise EditError(f"bfl job {job['id']}: {status.message}", retryable=status.retryable, code=status.code)
+    def raise_failed(self, status: JobStatus, job: dict[str, Any]) -> None:
+        """A job that ended without a result: billed at submit (booked through ``usage``); a retryable
+        end (Error, Task not found) means that job is dead, so a retry submits a new one."""
+        raise EditError(f"bfl job {job['id']}: {status.message}", retryable=status.retryable, code=status.code,
+                        job_lost=status.retryable, usage=[self.usage_record(job)])
 
-    @staticmethod
-    def expired(exc: EditError, job: dict[str, Any]) -> EditError:
+    def expired(self, exc: EditError, job: dict[str, Any]) -> EditError:
         if exc.status in (403, 404, 410):
             return EditError(f"bfl job {job['id']}: result URL expired before download (HTTP {exc.status})",
-                             retryable=True, code="sample_expired", status=exc.status)
+                             retryable=True, code="sample_expired", status=exc.status, job_lost=True,
+                             usage=[self.usage_record(job)])
         return exc
 
     # -- the whole recipe, polling in the caller (sync edit / async aedit) ------------------
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
-        image, usage, steps = source, [], []
+        usage: list[dict[str, Any]] = []
+        try:
+            return (yield from self._plan(source, recipe, context, usage))
+        except EditError as exc:  # the steps billed before the failure go with it, to be booked
+            exc.usage = usage + exc.usage
+            raise
+
+    def _plan(self, source: bytes, recipe: Recipe, context: ImageContext,
+              usage: list[dict[str, Any]]) -> Generator[Any, Any, EditResult]:
+        image, steps = source, []
         output = recipe.step_output(recipe.steps[-1])
         for index, step in enumerate(recipe.steps):
             response = yield self.submit_request(step, image, context, index == len(recipe.steps) - 1,
                                                  output.format)
             job = self.job_from(step, response.json())
-            status = yield from poll_plan(self.poll_request(job), self.status_from, self.transport.settings,
-                                          f"bfl job {job['id']}")
+            try:
+                status = yield from poll_plan(self.poll_request(job), self.status_from, self.transport.settings,
+                                              f"bfl job {job['id']}")
+            except EditError as exc:
+                if exc.code == "timeout":  # still Pending past poll_timeout: give up on this (billed) job
+                    exc.job_lost, exc.usage = True, [self.usage_record(job)]
+                raise
             if status.state == "failed":
                 self.raise_failed(status, job)
             try:
                 image = (yield self.download_request(status)).content
             except EditError as exc:
                 raise self.expired(exc, job) from None
+            provider_image(image, f"bfl job {job['id']}")
             usage.append(self.usage_record(job))
             steps.append({"id": step.id, "model": self.model, "job_id": job["id"],
                           **({"mask_ignored": True} if job["mask_ignored"] else {})})
@@ -155,7 +173,7 @@ class BFLBackend(PlanDriven):
             response, _ = await self.transport.asend(self.download_request(status))
         except EditError as exc:
             raise self.expired(exc, job) from None
-        return response.content, self.usage_record(job)
+        return provider_image(response.content, f"bfl job {job['id']}"), self.usage_record(job)
 
     async def acancel(self, job: dict) -> bool:
         """BFL has no cancel endpoint: the job runs out on its own (and is billed)."""

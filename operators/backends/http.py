@@ -210,18 +210,39 @@ def error_details(response: httpx.Response) -> tuple[str, str]:
     return code, message
 
 
+#: the account cannot pay (402): nothing is wrong with the image, so it is not retried now (every
+#: request would fail the same) but stays retryable for a rerun once the account is topped up
+OUT_OF_CREDITS = 402
+
+
 def raise_for_status(response: httpx.Response, provider: str, op: str) -> None:
     """Map an HTTP error to an :class:`EditError` (retryable or final)."""
     if response.status_code < 400:
         return
     code, message = error_details(response)
+    if response.status_code == OUT_OF_CREDITS and code == "http_402":  # BFL: {"detail": ...}
+        code = "insufficient_credits"
     raise EditError(
         f"{provider} {op}: HTTP {response.status_code} {code}: {message}".replace("  ", " "),
-        retryable=is_retryable_status(response.status_code),
+        retryable=is_retryable_status(response.status_code) or response.status_code == OUT_OF_CREDITS,
         code=code,
         status=response.status_code,
         retry_after=retry_after(response.headers),
     )
+
+
+def check_json_body(response: httpx.Response, provider: str, op: str) -> None:
+    """A success that says it is JSON must parse: a damaged answer is retried (with the same
+    ``Idempotency-Key``, so a provider that stored the intact answer replays it, unbilled)
+    instead of failing the image with a decoder traceback."""
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    try:
+        response.json()
+    except ValueError as exc:
+        raise EditError(f"{provider} {op}: HTTP {response.status_code} with a malformed JSON body "
+                        f"({len(response.content)} bytes: {exc})", retryable=True, code="bad_response",
+                        status=response.status_code) from None
 
 
 class Limiter:
@@ -371,6 +392,7 @@ class HttpTransport:
     def _checked(self, req: Request, response: httpx.Response) -> httpx.Response:
         self.limiter.observe(response.headers)
         raise_for_status(response, self.provider, req.op)
+        check_json_body(response, self.provider, req.op)
         return response
 
     def _wait(self, state) -> float:
@@ -387,7 +409,8 @@ class HttpTransport:
         return {
             "stop": stop_after_attempt(self.settings.max_attempts),
             "wait": self._wait,
-            "retry": retry_if_exception(lambda exc: isinstance(exc, EditError) and exc.retryable),
+            "retry": retry_if_exception(lambda exc: isinstance(exc, EditError) and exc.retryable
+                                        and exc.status != OUT_OF_CREDITS),
             "before_sleep": self._before_sleep,
             "reraise": True,
         }

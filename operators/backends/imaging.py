@@ -29,6 +29,28 @@ def preflight(source: bytes) -> None:
     decode_image(source)
 
 
+def provider_image(data: bytes, what: str) -> bytes:
+    """``data`` if it is a whole, readable image: a provider's answer is checked before it is used.
+
+    An answer that is not an image (an HTML error page, a truncated download) is the provider's or
+    the network's fault, not the upload's: it fails retryable (``bad_response``), and a rerun's
+    request with the same idempotency key gets the provider's stored answer.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    problem = "empty" if not data else None
+    if problem is None:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise EditError(f"{what}: the provider's answer is not a readable image ({len(data)} bytes; {problem})",
+                        retryable=True, code="bad_response")
+    return data
+
+
 def _png(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
@@ -85,6 +107,7 @@ def conform(data: bytes, output: OutputSpec) -> tuple[bytes, int, int]:
     """Make a provider's image match the recipe's output (size padded, never cropped; format)."""
     from PIL import Image
 
+    provider_image(data, "result")
     with Image.open(io.BytesIO(data)) as img:
         fmt, (width, height) = (img.format or "").lower(), img.size
     wanted = tuple(int(v) for v in output.size.split("x")) if output.size else (width, height)

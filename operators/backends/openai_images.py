@@ -18,7 +18,7 @@ from typing import Any
 
 from operators.backends.base import EditError, EditResult, ImageContext
 from operators.backends.http import HttpTransport, PlanDriven, Request
-from operators.backends.imaging import alpha_mask_png, conform, edit_region
+from operators.backends.imaging import alpha_mask_png, conform, edit_region, provider_image
 from operators.recipes import OutputSpec, Recipe, RecipeStep
 
 DEFAULT_MODEL = "gpt-image-2"
@@ -155,8 +155,9 @@ class OpenAIImagesBackend(PlanDriven):
         try:
             image = base64.b64decode(body["data"][0]["b64_json"], validate=True)
         except (KeyError, IndexError, TypeError, binascii.Error, ValueError):
-            raise EditError(f"openai images.edit[{step_id}]: response has no data[0].b64_json",
+            raise EditError(f"openai images.edit[{step_id}]: response has no valid base64 data[0].b64_json",
                             retryable=True, code="bad_response") from None
+        provider_image(image, f"openai images.edit[{step_id}]")
         return image, self.usage_record(step_id, body.get("usage") or {}, batch=batch)
 
     def usage_record(self, step_id: str, usage: dict[str, Any], *, batch: bool) -> dict[str, Any]:
@@ -169,7 +170,16 @@ class OpenAIImagesBackend(PlanDriven):
         }
 
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Request, Any, EditResult]:
-        image, usage, steps = source, [], []
+        usage: list[dict[str, Any]] = []
+        try:
+            return (yield from self._plan(source, recipe, context, usage))
+        except EditError as exc:  # earlier steps were paid: their usage goes with the failure, to be booked
+            exc.usage = usage + exc.usage
+            raise
+
+    def _plan(self, source: bytes, recipe: Recipe, context: ImageContext,
+              usage: list[dict[str, Any]]) -> Generator[Request, Any, EditResult]:
+        image, steps = source, []
         for index in range(len(recipe.steps)):
             step, output, size = self.step_setup(recipe, index)
             response = yield self.step_request(step, image, context, output, size)

@@ -9,6 +9,7 @@ so ops can tell the uploader what to fix.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from functools import lru_cache
 
@@ -31,6 +32,30 @@ def _srgb_icc_bytes() -> bytes:
     return _srgb_profile().tobytes()
 
 
+#: ISO-BMFF brands (the ``ftyp`` box) of image formats this build cannot decode, and what to say
+_BMFF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow could not identify ``data``: a named container it cannot read, or not an image at all."""
+    if data[4:8] == b"ftyp":
+        brands = [data[8:12]] + [data[i:i + 4] for i in range(16, min(len(data), 64), 4)]
+        name = next((_BMFF_BRANDS[b] for b in brands if b in _BMFF_BRANDS), None)
+        if name:
+            return (f"{name} images are not supported by this installation: convert to JPEG or PNG "
+                    f"({len(data)} bytes)")
+    return f"not an image: unidentified format ({len(data)} bytes)"
+
+
+def _bomb(exc: Exception, max_pixels: int) -> ImageDecodeError:
+    """Pillow's own bomb refusal (far over its limit, raised while reading the header), in our words."""
+    declared = re.search(r"\((\d+) pixels\)", str(exc))
+    count = declared.group(1) if declared else "?"
+    return ImageDecodeError(f"too many pixels: {count} declared exceeds the limit of {max_pixels} "
+                            f"(refused from the header, before decoding)")
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty file: 0 bytes")
@@ -39,9 +64,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels decides
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(f"not an image: unidentified format ({len(data)} bytes)") from exc
+        raise ImageDecodeError(_unidentified(data)) from exc
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"too many pixels: {exc}") from exc
+        raise _bomb(exc, max_pixels) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"corrupt image header: {exc}") from exc
     w, h = img.size
@@ -56,11 +81,23 @@ def _load(img: Image.Image) -> None:
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone flipped the global: refuse to hide corruption
         ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
+        if img.format == "PNG":
+            _verify_png(img)
         img.load()
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"too many pixels: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"truncated or corrupt image data ({img.format}): {exc}") from exc
+
+
+def _verify_png(img: Image.Image) -> None:
+    """Check every chunk's CRC (Pillow's ``load`` skips them for pixel data): a flipped bit in transit
+    would otherwise decode into wrong pixels without a word. Reads the bytes again; decodes nothing."""
+    fp = getattr(img, "fp", None)
+    if fp is None or not hasattr(fp, "getvalue"):
+        return
+    with Image.open(io.BytesIO(fp.getvalue())) as again:
+        again.verify()
 
 
 def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:

@@ -229,15 +229,20 @@ class CatalogAlertNotifier(BaseNotifier):
         await asyncio.to_thread(self.notify, context)
 
 
-async def deadline_missed(context: Mapping[str, Any] | None = None, **channels: Any) -> dict[str, str]:
+async def deadline_missed(context: Mapping[str, Any] | None = None, **channels: Any) -> str:
     """Deadline Alert callback (an ``AsyncCallback`` path, run by the triggerer when a run is late).
+
+    Returns the channel results as JSON text: the triggerer stores a callback's return value in a
+    text column (``callback.output``), and a dict there fails the insert and stops the triggerer.
 
     :param context: what the scheduler passes: ``{"dag_run": {...}, "deadline": {...}}``.
     :param channels: :class:`CatalogAlertNotifier` arguments (connection ids, ``to``, ``workspace``).
     """
+    import json
+
     notifier = CatalogAlertNotifier(kind="deadline_missed", **channels)
     await notifier.async_notify(dict(context or {}))
-    return notifier.results
+    return json.dumps(notifier.results, sort_keys=True)
 
 
 def nightly_deadline(hours: float = 6.0, callback: Any = None, *, reference: Any = None,

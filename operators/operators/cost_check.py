@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from operators.costing import decision_uri
 from operators.hooks.image_edit import ImageEditHook
 from operators.lineage.mixin import ReportsLineage
+from operators.links import CostReportLink
 from operators.runs import run_root_for
 
 BUDGET_VARIABLES = {"run": "catalog_budget_run_usd", "day": "catalog_budget_day_usd",
@@ -57,6 +58,7 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
     """
 
     lineage_function = "cost_check_lineage"
+    operator_extra_links = (CostReportLink(),)
     template_fields: Sequence[str] = (
         "chunk_manifest_uris", "recipe", "workspace", "backend_conn_id", "budget_run_usd", "budget_day_usd",
         "budget_month_usd", "policy", "priority_file", "compare_with", "prices",

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator, conf
 
 from operators.hooks.image_edit import ImageEditHook
 from operators.lineage.mixin import ReportsLineage
+from operators.links import EditReportLink
 from operators.params import as_bool
 
 FATAL_CODES = ("insufficient_credits",)  # the account cannot pay: alert, do not retry
@@ -48,6 +49,7 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
     """
 
     lineage_function = "edit_lineage"
+    operator_extra_links = (EditReportLink(),)
     template_fields: Sequence[str] = (
         "chunk_manifest_uri", "recipe", "workspace", "backend_conn_id", "deferrable", "concurrency",
         "max_failure_rate",
@@ -150,10 +152,10 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
         from operators.storage import read_json, storage_for
 
         uri = self._jobs_uri(run)
-        if storage_for(uri).exists(uri):  # a rerun resumes the recorded jobs
-            state = read_json(uri)
+        state = read_json(uri) if storage_for(uri).exists(uri) else None
+        if state is not None and state["pending"]:  # a retry resumes the recorded jobs
             self.log.info("resuming %d recorded jobs of chunk %d", len(state["pending"]), run.chunk.chunk_index)
-        else:
+        else:  # first try, or a rerun after the jobs ended: finals kept, retryable failures redone (per-image state)
             state = asyncio.run(start_jobs(run))
             # a batch backend's completion window (24 h) outlasts a shorter job_timeout
             timeout = max(self.job_timeout.total_seconds(), getattr(run.backend, "job_timeout_s", 0))

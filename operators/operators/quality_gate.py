@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from operators.lineage.mixin import ReportsLineage
+from operators.links import QualityReportLink
 
 
 class QualityGateFailed(AirflowFailException):
@@ -32,6 +33,7 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
     """
 
     lineage_function = "quality_gate_lineage"
+    operator_extra_links = (QualityReportLink(),)
     template_fields: Sequence[str] = ("edit_manifest_uri", "workspace", "profile", "min_pass_rate")
 
     def __init__(
@@ -61,7 +63,7 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         from operators.storage import join_uri, read_json, write_json
 
         manifest = EditManifest.from_dict(read_json(self.edit_manifest_uri))
-        recipe = load_recipe(manifest.recipe["origin"])
+        recipe = load_recipe(manifest.recipe.get("ref") or manifest.recipe["origin"])  # "ref": any worker
         profile = load_profile(self.profile or recipe.quality.profile)
         run_root = join_uri(self.workspace, "runs", manifest.run_key)
         chunk_name = f"chunk-{manifest.chunk_index:05d}"

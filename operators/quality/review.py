@@ -78,6 +78,7 @@ def apply_review(
             )
             published.append(entry)
             review["published_uri"] = entry["published_uri"]
+            review["published_sha256"] = entry["sha256"]
         else:
             rejected.append(record["image_id"])
         stored = {k: v for k, v in record.items() if k != "record_uri"}

@@ -325,6 +325,13 @@ def shipped_recipes() -> dict[str, Path]:
     return {path.stem: path for path in sorted(SHIPPED_DIR.glob("*.yaml"))}
 
 
+def portable_ref(recipe: Recipe) -> str:
+    """What a later task (on another worker, or after an upgrade moved the package) loads ``recipe`` by:
+    a shipped recipe's name, resolved in that worker's own installed package, else its URI."""
+    shipped = shipped_recipes().get(recipe.name)
+    return recipe.name if shipped is not None and shipped.as_uri() == recipe.origin else recipe.origin
+
+
 def load_recipe(ref: str) -> Recipe:
     """Load a shipped recipe by name, or a recipe file by path or URI."""
     from operators.config_files import load_document

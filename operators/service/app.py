@@ -7,6 +7,7 @@ of its :class:`FaultPlan`.
 A request outside ``/_service/`` passes these ASGI layers, outermost first:
 
 1. :class:`Counting`: ``served["METHOD /path"]`` and ``served["total"]``, every request;
+   :class:`Corruption`: response faults damage a 2xx answer on its way out (``served["corrupted"]``);
 2. :class:`Idempotency` (POSTs with an ``Idempotency-Key`` header whose credentials pass
    the API-key check): a stored 2xx answer for the same path and key is replayed
    (``idempotent-replayed: true``, ``served["replayed"]``); a duplicate of a request still
@@ -45,7 +46,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from operators.service import editor
-from operators.service.faults import ERROR_CODES, JOB_KINDS, OUTPUT_KINDS, REQUEST_KINDS, Fault, FaultPlan
+from operators.service.faults import (
+    ERROR_CODES,
+    JOB_KINDS,
+    OUTPUT_KINDS,
+    REQUEST_KINDS,
+    RESPONSE_KINDS,
+    Fault,
+    FaultPlan,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -224,10 +233,11 @@ class ServiceState:
 
     # -- paid work
 
-    def record(self, kind: str, image: bytes, prompt: str, model: str, key: str | None) -> None:
+    def record(self, kind: str, image: bytes, prompt: str, model: str, key: str | None, *,
+               job_id: str | None = None) -> None:
         """One edit performed (``images.edit``, ``bfl.submit``, ``batch.line``): the paid work."""
         entry = {"kind": kind, "image_sha256": _sha256(image), "prompt_sha256": _sha256(prompt),
-                 "model": model, "idempotency_key": key, "at": time.time()}
+                 "model": model, "idempotency_key": key, "job_id": job_id, "at": time.time()}
         with self._lock:
             self.performed.append(entry)
 
@@ -240,16 +250,34 @@ class ServiceState:
         with self._lock:
             return dict(Counter(entry["image_sha256"] for entry in self.performed))
 
+    def produced(self, entry: dict[str, Any]) -> bool:
+        """Whether a performed edit produced a result (a BFL job can be billed and then end without one:
+        moderated, errored, lost, stuck, or its sample expired before anyone downloaded it)."""
+        job = self.jobs.get(entry.get("job_id") or "")
+        if job is None:
+            return True
+        return job.fate in (None, "drift") and job.error is None
+
     def duplicates(self) -> int:
-        """Performed edits whose (kind, image, prompt, model) had already been performed: paid twice."""
+        """Performed edits whose (kind, image, prompt, model) had already produced a result: paid twice.
+
+        A new job after one that died without a result (see :meth:`produced`) is not a duplicate: nothing
+        was delivered the first time. Such jobs are counted by :meth:`paid_without_result`.
+        """
         seen: set[tuple[str, ...]] = set()
         repeats = 0
         with self._lock:
             for entry in self.performed:
                 work = (entry["kind"], entry["image_sha256"], entry["prompt_sha256"], entry["model"])
                 repeats += work in seen
-                seen.add(work)
+                if self.produced(entry):
+                    seen.add(work)
         return repeats
+
+    def paid_without_result(self) -> int:
+        """Performed (billed) edits that produced no result."""
+        with self._lock:
+            return sum(not self.produced(entry) for entry in self.performed)
 
     def stats(self) -> dict[str, Any]:
         """What ``GET /_service/stats`` answers."""
@@ -258,7 +286,7 @@ class ServiceState:
             kinds = Counter(entry["kind"] for entry in self.performed)
         return {"served": served, "faults": self.faults.to_list(), "jobs": len(self.jobs),
                 "performed": sum(kinds.values()), "performed_by_kind": dict(kinds),
-                "duplicates": self.duplicates(),
+                "duplicates": self.duplicates(), "paid_without_result": self.paid_without_result(),
                 **{k: served.get(k, 0) for k in ("replayed", "abandoned", "rate_limited")}}
 
     def reset(self, *, config: bool = False) -> None:
@@ -317,6 +345,69 @@ class Counting:
         if _api(scope):
             self.state.count(f"{scope['method']} {scope['path']}")
         await self.app(scope, receive, send)
+
+
+def corrupt_body(kind: str, body: bytes) -> bytes:
+    """A 2xx JSON body damaged the way ``kind`` says (``drop_after`` is done by the sender)."""
+    import json
+
+    if kind == "malformed_json":
+        return body[: max(len(body) // 2, 1)]
+    try:
+        payload = json.loads(body)
+        items = payload["data"]
+    except (ValueError, KeyError, TypeError):
+        return body[: max(len(body) // 2, 1)]  # not an images answer: damage it anyway
+    for item in items:
+        if kind == "bad_base64":
+            item["b64_json"] = "!!not*base64!!" + item.get("b64_json", "")[:40]
+        else:
+            item["b64_json"] = base64.b64encode(b"<html><body>502 Bad Gateway</body></html>").decode()
+    return json.dumps(payload).encode()
+
+
+class Corruption:
+    """Response faults: a 2xx answer the inner layers produced (and stored) is damaged on its way out.
+
+    Outside :class:`Idempotency`, so the stored answer stays intact: a retry with the same key is
+    replayed the good one. A fault is taken when a 2xx answer starts on a matching path.
+    """
+
+    def __init__(self, app, state: ServiceState):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _api(scope):
+            return await self.app(scope, receive, send)
+        held: dict[str, Any] = {}
+
+        async def damaging(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                fault = self.state.faults.take(scope["path"], RESPONSE_KINDS) \
+                    if 200 <= message["status"] < 300 else None
+                if fault is None:
+                    return await send(message)
+                self.state.note("corrupted")
+                held.update(kind=fault.kind, start=message, body=b"")
+                return None
+            if not held:
+                return await send(message)
+            held["body"] += message.get("body", b"")
+            if message.get("more_body", False) or held.get("sent"):
+                return None
+            held["sent"] = True
+            body = held["body"]
+            headers = [(k, v) for k, v in held["start"].get("headers", []) if k.lower() != b"content-length"]
+            if held["kind"] == "drop_after":  # declare the whole length, send half, close
+                await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+                return None
+            body = corrupt_body(held["kind"], body)
+            await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return None
+
+        await self.app(scope, receive, damaging)
 
 
 class Idempotency:
@@ -655,10 +746,10 @@ def build_app(state: ServiceState) -> Any:
         *bfl_routes(state),
     ]
     app: Any = Starlette(routes=routes)
-    for layer in (FaultsAndLatency, RateLimit, Idempotency, Counting):  # innermost first
+    for layer in (FaultsAndLatency, RateLimit, Idempotency, Corruption, Counting):  # innermost first
         app = layer(app, state)
     return app
 
 
-__all__ = ["EDIT_PATHS", "JOB_KINDS", "BadRequest", "Counting", "FaultsAndLatency", "Idempotency", "Job", "RateLimit",
+__all__ = ["EDIT_PATHS", "JOB_KINDS", "BadRequest", "Corruption", "Counting", "FaultsAndLatency", "Idempotency", "Job", "RateLimit",
            "ServiceState", "build_app", "check_size", "is_edit", "openai_error", "run_edit"]

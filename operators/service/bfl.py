@@ -71,7 +71,7 @@ def bfl_routes(state: ServiceState) -> list[Route]:
         fault = state.faults.take(request.url.path, BFL_KINDS, prompt=prompt)
         job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format)
         state.jobs[job.id] = job
-        state.record("bfl.submit", images[0], prompt, model, request.headers.get("idempotency-key"))
+        state.record("bfl.submit", images[0], prompt, model, request.headers.get("idempotency-key"), job_id=job.id)
         if job.fate not in ("bfl_pending", "bfl_error", "request_moderated"):
             job.drift = state.take_drift(request.url.path, prompt)  # only a job that yields an image drifts
             task = asyncio.create_task(_process(job, images))

@@ -25,6 +25,13 @@ BFL submits): ``drift``: the edit succeeds, same size and backdrop, but its prod
 region has drifted (rotated ~15 degrees and hue-shifted), so a perceptual hash and the
 SSIM of the product region change: the identity drift a quality gate must catch.
 
+Response faults (taken by the next ``count`` 2xx answers on a matching path, outside the
+idempotency layer: the provider did, stored and billed the work, and its answer is damaged
+on the way, as a broken proxy or connection does; a retry with the same ``Idempotency-Key``
+gets the stored, intact answer): ``malformed_json`` (the body cut in half),
+``bad_base64`` (``b64_json`` not base64), ``not_image`` (``b64_json`` decodes to HTML),
+``drop_after`` (half the body, then the connection closes).
+
 ``prompt_contains`` (case-insensitive substring) limits a rule to requests whose prompt
 contains it. Only kinds taken where the prompt is known accept it (``drift``, the BFL
 fates, ``batch_line_error``); request faults are taken before the body is read.
@@ -41,9 +48,10 @@ BFL_KINDS = ("bfl_pending", "bfl_not_found", "bfl_error", "request_moderated", "
 BATCH_KINDS = ("batch_expired", "batch_failed")
 LINE_KINDS = ("batch_line_error",)
 OUTPUT_KINDS = ("drift",)
+RESPONSE_KINDS = ("malformed_json", "bad_base64", "not_image", "drop_after")
 JOB_KINDS = BFL_KINDS + BATCH_KINDS + LINE_KINDS
 PROMPT_KINDS = OUTPUT_KINDS + BFL_KINDS + LINE_KINDS  # taken where the prompt is known
-ALL_KINDS = REQUEST_KINDS + JOB_KINDS + OUTPUT_KINDS
+ALL_KINDS = REQUEST_KINDS + JOB_KINDS + OUTPUT_KINDS + RESPONSE_KINDS
 ERROR_CODES = {402: "insufficient_credits", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded",
                500: "server_error", 502: "bad_gateway", 503: "service_unavailable"}
 

@@ -92,6 +92,10 @@ class EditJobsTrigger(BaseTrigger):
         return [statuses[key].to_dict() for key in keys]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The first poll waits one interval: jobs were submitted a moment ago, and in Airflow 3.3.2 an
+        # event that fires before the scheduler has handled the deferring process's exit fails the
+        # task that already resumed ("state changed externally").
+        await asyncio.sleep(self.poll_interval)
         backend = await self._backend()
         results: dict[str, dict[str, Any]] = {}
         first_ready: float | None = None

@@ -61,11 +61,12 @@ def test_job_fates_end_in_the_right_error(service, monkeypatch, tmp_path, fate, 
     assert service.state.served["POST /v1/flux-kontext-pro"] == 1  # never resubmitted (never paid twice)
 
 
-def test_out_of_credits_is_final(service, monkeypatch, tmp_path):
+def test_out_of_credits_is_not_retried_now_but_by_a_rerun(service, monkeypatch, tmp_path):
     service.state.faults.add(kind="status", status=402, path="/v1/flux")
     with pytest.raises(EditError) as info:
         bfl(service, monkeypatch).edit(product_png(), recipe(tmp_path), ctx(tmp_path))
-    assert info.value.code == "insufficient_credits" and not info.value.retryable and info.value.attempts == 1
+    # not the image's fault: a rerun after a top-up redoes it (the edit task fails the chunk at once)
+    assert info.value.code == "insufficient_credits" and info.value.retryable and info.value.attempts == 1
 
 
 async def test_job_interface(service, monkeypatch, tmp_path):

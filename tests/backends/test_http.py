@@ -72,8 +72,15 @@ def test_exhausted_retries_end_retryable_with_the_providers_code(service):
     assert service.state.requests(f"POST {PATH}") == 3
 
 
+def test_out_of_credits_is_not_retried_but_stays_retryable_for_a_rerun(service):
+    service.state.faults.add(path=PATH, kind="status", status=402)
+    with pytest.raises(EditError) as info:
+        transport(service).send(edit_request())
+    assert info.value.retryable and info.value.code == "insufficient_credits" and info.value.attempts == 1
+    assert service.state.requests(f"POST {PATH}") == 1
+
+
 @pytest.mark.parametrize(("fault", "code"), [({"kind": "moderation"}, "moderation_blocked"),
-                                             ({"kind": "status", "status": 402}, "insufficient_credits"),
                                              ({"kind": "status", "status": 400, "code": "invalid_image"},
                                               "invalid_image")])
 def test_final_errors_are_not_retried(service, fault, code):

@@ -7,6 +7,7 @@ the test answers the way the Airflow UI / REST API does (same model updates and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -43,12 +44,14 @@ def _quarantine_everything(tmp_path: Path, sample_set) -> tuple[str, list[str]]:
 
 
 def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: list, deadline_s: float = 300):
-    """Play the reviewer: wait for the parked task, then respond as the Core API does.
+    """Play the reviewer: wait for the parked task, then respond as the Core API does; return once it finished.
 
-    SQLite is shared with ``dag.test()`` in the main thread, so a write can meet "database is
-    locked": such errors are retried until the deadline. If no answer could be given, the
-    reviewer rejects through the same path once more so the run ends and the test fails on
-    ``errors`` instead of waiting forever for input.
+    Like a person, the reviewer answers a task that has been waiting a moment, not the instant
+    it parks: on SQLite (no row locks) an answer racing the worker's park transition can be
+    overwritten by it, leaving the task parked with its answer recorded. Should that happen
+    anyway, the recorded answer is handed to the task again. Errors from SQLite contention
+    with the run in the main thread are retried. If no answer gets through by the deadline,
+    the reviewer rejects all so the run ends and the test fails on ``errors`` instead of hanging.
     """
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
@@ -56,40 +59,51 @@ def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: lis
     from airflow.triggers.base import TriggerEvent
     from airflow.utils import timezone
     from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
+    from airflow.utils.state import State, TaskInstanceState
     from sqlalchemy import select
 
-    def respond(answer: list[str], answer_params: dict) -> bool:
+    parked_since: dict[str, float] = {}
+    with create_session() as session:  # finished review tasks of earlier runs in this metadata DB are not ours
+        earlier = set(session.scalars(select(TaskInstance.id).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.state.in_(State.finished))))
+
+    def step(answer: list[str], answer_params: dict) -> bool:
+        """One look at the run; True once the review task has finished."""
         with create_session() as session:
             ti = session.scalars(select(TaskInstance).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT)).first()
-            detail = session.get(HITLDetail, ti.id) if ti else None
-            if detail is None:
+                TaskInstance.dag_id == dag_id, TaskInstance.id.not_in(earlier))).first()
+            if ti is not None and ti.state in State.finished:
+                return True
+            detail = session.get(HITLDetail, ti.id) if ti is not None else None
+            if detail is None or ti.state != TaskInstanceState.AWAITING_INPUT:
                 return False
-            detail.responded_by = {"id": "7", "name": "reviewer@example.com"}
-            detail.responded_at = timezone.utcnow()
-            detail.chosen_options = answer
-            detail.params_input = answer_params
+            if time.monotonic() - parked_since.setdefault(ti.id, time.monotonic()) < 2:
+                return False
+            if not detail.response_received:
+                detail.responded_by = {"id": "7", "name": "reviewer@example.com"}
+                detail.responded_at = timezone.utcnow()
+                detail.chosen_options = answer
+                detail.params_input = answer_params
             handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
-            return True
+            return False
 
     deadline = time.monotonic() + deadline_s
-    last_error = "the review task never asked for input"
+    last_error = "the review task never finished"
     while time.monotonic() < deadline:
         try:
-            if respond(chosen, params):
+            if step(chosen, params):
                 return
         except Exception as exc:  # retried: SQLite contention with the run in the main thread
             last_error = repr(exc)
-        time.sleep(0.2)
+        time.sleep(0.5)
     errors.append(last_error)
-    for _ in range(50):  # unpark the run so the test reports instead of hanging
+    for _ in range(60):  # unpark the run so the test reports instead of hanging
         try:
-            if respond([REJECT_ALL], {"approve_ids": "", "note": ""}):
+            if step([REJECT_ALL], {"approve_ids": "", "note": ""}):
                 return
         except Exception:
             pass
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def _review_dag():
@@ -149,6 +163,9 @@ def test_reviewer_approves_a_listed_subset(tmp_path: Path, sample_set):
     assert {(image_id, event) for image_id, event, _ in rows} == {
         (ids[0], "approved"), *((i, "rejected") for i in ids[1:])}
     assert {reviewer for *_, reviewer in rows} == {"reviewer@example.com"}
+    published_sha = open_audit(workspace).execute(
+        "SELECT published_sha256 FROM audit WHERE event = 'approved'").fetchone()[0]
+    assert published_sha == hashlib.sha256(next(published.iterdir()).read_bytes()).hexdigest()
 
     # nothing left to review: the next run skips instead of asking
     assert dag.test(run_conf={"workspace": workspace, "published": str(published)}).state == "success"

@@ -1,0 +1,107 @@
+"""The plugin's data functions over a real catalog_refresh run's workspace."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from operators.plugin import data
+from tests.plugin.conftest import CatalogRun
+
+
+def test_recent_runs_summarise_the_report(catalog_run: CatalogRun):
+    (run,) = data.recent_runs(str(catalog_run.workspace))
+    assert run["run_key"] == catalog_run.run_key and run["run_id"] == catalog_run.run_id
+    assert (run["found"], run["edited"], run["passed"], run["quarantined"], run["published"], run["failed"]) == \
+        (4, 3, 0, 3, 0, 1)
+    assert run["pass_rate"] == 0 and run["estimate_usd"] == 0 and run["actual_usd"] == 0
+    assert run["budgets"] == {"run": None, "day": 5.0, "month": 50.0}
+    assert run["report_html"].endswith(f"/runs/{catalog_run.run_key}/report.html")
+    assert run["data_docs"] and run["data_docs"][0].endswith("index.html")
+    assert data.recent_runs(str(catalog_run.root / "nowhere")) == []
+
+
+def test_run_detail_refuses_keys_that_are_not_run_keys(catalog_run: CatalogRun):
+    detail = data.run_detail(str(catalog_run.workspace), catalog_run.run_key)
+    assert detail["decision"]["action"] == "go" and detail["report"]["counts"]["quarantined"] == 3
+    for bad in ("../runs", "a/b", catalog_run.run_id, "missing"):
+        assert data.run_detail(str(catalog_run.workspace), bad) is None
+
+
+def test_budget_usage_reads_the_ledger(tmp_path: Path):
+    from operators.ledger import Ledger, LedgerEntry
+
+    def entry(n: int, day: str, usd: float) -> LedgerEntry:
+        return LedgerEntry(entry_id=f"e{n}", day=day, at=f"{day}T10:00:00+00:00", run_key="r1", image_id=f"i{n}",
+                           cache_key=f"k{n}", provider="openai", usd=usd, basis="usage")
+
+    Ledger(str(tmp_path)).record([entry(1, "2026-11-02", 1.25), entry(2, "2026-11-27", 0.5),
+                                  entry(3, "2026-11-27", 0.25), entry(4, "2026-10-31", 9.0)])
+    usage = data.budget_usage(str(tmp_path), {"day": 1.0, "month": 10.0}, today=date(2026, 11, 27))
+    assert usage["spent_day_usd"] == 0.75 and usage["spent_month_usd"] == 2.0
+    assert usage["day_share"] == 0.75 and usage["month_share"] == 0.2
+    assert len(usage["by_day"]) == 27 and usage["by_day"]["2026-11-02"] == 1.25
+    empty = data.budget_usage(str(tmp_path / "none"), None, today=date(2026, 11, 27))
+    assert empty["spent_month_usd"] == 0 and empty["day_share"] is None
+
+
+def test_review_queue_lists_the_quarantined_edits(catalog_run: CatalogRun):
+    queue = data.review_queue(str(catalog_run.workspace))
+    assert [r["image_id"] for r in queue["pending"]] == ["ball_red", "can_soda", "jar_honey"]
+    assert queue["decided"] == []
+    first = queue["pending"][0]
+    assert first["failed"][0]["metric"] == "product_fill" and "product_fill" in first["metrics"]
+    assert first["source_uri"].endswith("ball_red.png") and first["quarantine_uri"].endswith("ball_red.jpg")
+
+
+def test_audit_search_by_sku_sha256_and_run(catalog_run: CatalogRun):
+    workspace = str(catalog_run.workspace)
+    by_sku = data.search_audit(workspace, "can_soda")
+    assert by_sku["kind"] == "sku" and [r["event"] for r in by_sku["rows"]] == ["quarantined"]
+    row = by_sku["rows"][0]
+    assert row["recipe_name"] == "marketplace_white_square" and row["model"] and row["run_id"] == catalog_run.run_id
+    by_sha = data.search_audit(workspace, row["source_sha256"])
+    assert by_sha["kind"] == "sha256" and by_sha["rows"][0]["image_id"] == "can_soda"
+    assert data.search_audit(workspace, row["source_sha256"][:12])["kind"] == "sha256"
+    by_run = data.search_audit(workspace, catalog_run.run_id)
+    assert by_run["kind"] == "run" and {r["image_id"] for r in by_run["rows"]} == {"ball_red", "can_soda", "jar_honey"}
+    assert data.search_audit(workspace, catalog_run.run_key)["total"] == 3
+    assert data.search_audit(workspace, "no-such-thing")["rows"] == []
+    assert data.search_audit(workspace, "' OR 1=1 --")["rows"] == []  # parameters, never SQL text
+
+
+def test_record_decision_publishes_and_audits(fresh_workspace: CatalogRun):
+    workspace, published = str(fresh_workspace.workspace), str(fresh_workspace.published)
+    run_key = fresh_workspace.run_key
+    approved = data.record_decision(workspace, published, run_key=run_key, image_id="ball_red", approve=True,
+                                    reviewer="alice", note="fill is fine for this shop")
+    assert approved["review"]["decision"] == "approved" and approved["published"].endswith("ball_red.jpg")
+    assert (fresh_workspace.published / "ball_red.jpg").exists()
+    rejected = data.record_decision(workspace, published, run_key=run_key, image_id="can_soda", approve=False,
+                                    reviewer="bob")
+    assert rejected["review"]["decision"] == "rejected" and rejected["published"] is None
+    record = json.loads(next(fresh_workspace.workspace.glob("quarantine/*/ball_red.json")).read_text())
+    assert record["review"]["by"] == "alice" and record["review"]["note"] == "fill is fine for this shop"
+    manifest = json.loads((fresh_workspace.workspace / "state" / "published_manifest.json").read_text())
+    assert set(manifest["images"]) == {"ball_red"}
+
+    queue = data.review_queue(workspace)
+    assert [r["image_id"] for r in queue["pending"]] == ["jar_honey"]
+    assert [r["image_id"] for r in queue["decided"]] == ["can_soda", "ball_red"] or \
+        {r["image_id"] for r in queue["decided"]} == {"can_soda", "ball_red"}
+    by_path = data.search_audit(workspace, approved["published"])
+    assert by_path["kind"] == "path"
+    assert {(r["event"], r["reviewer"]) for r in by_path["rows"]} == {("approved", "alice")}
+    trail = data.search_audit(workspace, "ball_red")
+    assert {r["event"] for r in trail["rows"]} == {"quarantined", "approved"}
+    assert data.search_audit(workspace, "can_soda")["rows"][0]["recorded_by"].startswith(data.UI_DAG_ID)
+
+    with pytest.raises(LookupError):  # decided once: never twice
+        data.record_decision(workspace, published, run_key=run_key, image_id="ball_red", approve=False,
+                             reviewer="mallory")
+    with pytest.raises(LookupError):
+        data.record_decision(workspace, published, run_key="other", image_id="jar_honey", approve=True,
+                             reviewer="mallory")
