@@ -39,13 +39,20 @@ os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)
 from operators.service.testing import edit_service, service  # noqa: E402, F401
 from operators.storage.testing import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: E402, F401
 
+#: the metadata DB as migrated, before any test ran a DAG (a current schema, no DAGs or runs)
+PRISTINE_DB = Path(tempfile.mkdtemp(prefix="catalog-pristine-db-")) / "airflow.db"
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
-    """A migrated SQLite metadata DB, made once per session."""
+    """A migrated SQLite metadata DB, made once per session (a copy as migrated goes to ``PRISTINE_DB``)."""
+    import sqlite3
+
     airflow = Path(sys.executable).parent / "airflow"
     proc = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with sqlite3.connect(_AIRFLOW_HOME / "airflow.db") as src, sqlite3.connect(PRISTINE_DB) as dst:
+        src.backup(dst)
     return _AIRFLOW_HOME
 
 

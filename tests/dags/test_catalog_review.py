@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,6 @@ def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: lis
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import handle_event_submit
     from airflow.triggers.base import TriggerEvent
-    from airflow.utils import timezone
     from airflow.utils.session import create_session
     from airflow.utils.state import State, TaskInstanceState
     from sqlalchemy import select
@@ -81,7 +81,7 @@ def _answer_when_asked(dag_id: str, chosen: list[str], params: dict, errors: lis
                 return False
             if not detail.response_received:
                 detail.responded_by = {"id": "7", "name": "reviewer@example.com"}
-                detail.responded_at = timezone.utcnow()
+                detail.responded_at = datetime.now(UTC)
                 detail.chosen_options = answer
                 detail.params_input = answer_params
             handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
@@ -123,7 +123,6 @@ def _warm_up_orm() -> None:
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import handle_event_submit  # noqa: F401
     from airflow.triggers.base import TriggerEvent  # noqa: F401
-    from airflow.utils import timezone  # noqa: F401
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState  # noqa: F401
     from sqlalchemy import select

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from operators.bundle import write_bundle
+from tests.conftest import PRISTINE_DB
 from tests.deploy.stack import REPO, clean_environment
 
 pytestmark = pytest.mark.timeout(300)
@@ -100,16 +101,17 @@ def test_pip_install_registers_the_provider_and_the_plugin(tmp_path: Path):
     assert declared <= plugins, plugins
 
 
-def _migrated_db(source: Path, home: Path) -> dict[str, str]:
-    """A consistent copy of the session's migrated metadata DB in ``home`` (same Airflow version): the CLI's
-    ``--local`` DAG listing wants a current schema, not data; a copy saves a migration."""
+def _migrated_db(home: Path) -> dict[str, str]:
+    """A copy of the session's metadata DB as migrated, before any test ran a DAG (same Airflow version): the
+    CLI's ``--local`` DAG listing wants a current schema and no DAGs parsed from elsewhere; a copy saves a
+    migration."""
     home.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(source / "airflow.db") as src, sqlite3.connect(home / "airflow.db") as dst:
+    with sqlite3.connect(PRISTINE_DB) as src, sqlite3.connect(home / "airflow.db") as dst:
         src.backup(dst)
     return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
 
 
-def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path):
+def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path):  # airflow_db: PRISTINE_DB
     bundle = write_bundle(tmp_path / "deploy")
     assert (bundle / "plugins" / "operators" / "__init__.py").is_file()
     airflow_pin = next(line for line in (REPO / "constraints.txt").read_text().splitlines()
@@ -121,7 +123,7 @@ def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path)
                                capture_output=True, text=True, cwd=tmp_path, env=clean_environment())
     assert installed.stdout.strip() == "None", installed  # nothing but the folders provides the package
     folders = {"AIRFLOW__CORE__DAGS_FOLDER": str(bundle / "dags"),
-               "AIRFLOW__CORE__PLUGINS_FOLDER": str(bundle / "plugins"), **_migrated_db(airflow_db, home)}
+               "AIRFLOW__CORE__PLUGINS_FOLDER": str(bundle / "plugins"), **_migrated_db(home)}
 
     errors = _json(_airflow(bin_dir, home, "dags", "list-import-errors", "--local", "-o", "json", **folders))
     assert errors == [], errors
