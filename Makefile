@@ -49,15 +49,15 @@ browser:
 demo-prepare: $(STAMP) ocr
 	@mkdir -p $(AIRFLOW_HOME)/openlineage
 	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
-	$(BIN)/python -m operators.samples $(CATALOG_HOME)/samples --with-broken
+	$(BIN)/python -m airflow_image_catalog.tooling.samples $(CATALOG_HOME)/samples --with-broken
 
 demo: demo-prepare
-	$(BIN)/python -m operators.demo
+	$(BIN)/python -m airflow_image_catalog.tooling.demo
 
 # `make demo` with the `openai` backend pointed at the local edit service (started on a free
 # loopback port for the run and stopped after it; see docs/backends.md).
 demo-openai: demo-prepare
-	$(BIN)/python -m operators.service.demo
+	$(BIN)/python -m airflow_image_catalog.tooling.service.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -103,20 +103,20 @@ ui: $(STAMP)
 
 # quality-gate metric speed (one core) and agreement with scikit-image's reference implementations
 bench-quality: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m operators.quality.bench
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m airflow_image_catalog.tooling.bench.quality
 
 # the edit stage on the local edit service (2 s per edit, 600 requests/min enforced): throughput vs the
 # rate limit, orchestration overhead, peak RSS at 1,000 vs 5,000 images, beside one image per mapped task
 # and a sequential loop; prints the figures and writes $(CATALOG_HOME)/bench/throughput.json (~7 min)
 bench: $(STAMP)
-	$(BIN)/python -m operators.bench.throughput
+	$(BIN)/python -m airflow_image_catalog.tooling.bench.throughput
 
 # fault matrix through the real catalog_refresh DAG, bad-input corpus, chaos (random faults + SIGKILLs),
 # secrets scan and soak, in a throwaway Airflow home; prints the table (0 lost, 0 duplicate charges in every
 # row) and writes $(CATALOG_HOME)/reliability/reliability.json. The fast part runs in `make test`.
 reliability: $(STAMP)
 	@mkdir -p $(CATALOG_HOME)/reliability
-	$(BIN)/python -m operators.reliability --json $(CATALOG_HOME)/reliability/reliability.json
+	$(BIN)/python -m airflow_image_catalog.tooling.reliability --json $(CATALOG_HOME)/reliability/reliability.json
 
 clean:
 	rm -rf $(AIRFLOW_HOME) $(ROOT)/data

@@ -27,7 +27,7 @@ with DAG(
     @task(inlets=[PUBLISHED])
     def write_feed(*, inlet_events=None) -> list[str]:
         """One feed per published location that changed since this DAG last ran."""
-        from operators.feed import write_feed_for
+        from airflow_image_catalog.pipeline.publishing.feed import write_feed_for
 
         events = list(inlet_events[PUBLISHED]) if inlet_events is not None else []
         return [write_feed_for(event.asset.uri, event.extra) for event in events]

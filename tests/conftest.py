@@ -36,8 +36,8 @@ os.environ.update(
 os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)
 
 # fixtures for every test folder, imported once the environment above is in place
-from operators.service.testing import edit_service, service  # noqa: E402, F401
-from operators.storage.testing import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: E402, F401
+from tests.fixtures.s3 import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: E402, F401
+from tests.fixtures.service import edit_service, service  # noqa: E402, F401
 
 #: the metadata DB as migrated, before any test ran a DAG (a current schema, no DAGs or runs)
 PRISTINE_DB = Path(tempfile.mkdtemp(prefix="catalog-pristine-db-")) / "airflow.db"
@@ -59,7 +59,7 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def sample_set(tmp_path_factory) -> tuple[Path, Path]:
     """The bundled sample catalog (procedural products + scikit-image photos) and its truth masks."""
-    from operators.samples import make_samples
+    from airflow_image_catalog.tooling.samples import make_samples
 
     root = tmp_path_factory.mktemp("sample-set")
     images, truth = root / "samples", root / "samples_truth"

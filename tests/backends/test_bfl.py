@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from operators.backends.base import EditError, ImageContext
-from operators.backends.bfl import BFLBackend
-from operators.hooks.image_edit import ImageEditHook
-from operators.recipes import parse_recipe
-from operators.service.testing import product_png
+from airflow_image_catalog.backends.base import EditError, ImageContext
+from airflow_image_catalog.backends.bfl import BFLBackend
+from airflow_image_catalog.hooks.image_edit import ImageEditHook
+from airflow_image_catalog.recipes import parse_recipe
+from tests.fixtures.service import product_png
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3,
         "poll_interval": 0.02, "poll_timeout": 0.5}

@@ -8,8 +8,15 @@ import time
 import httpx
 import pytest
 
-from operators.backends.base import EditError
-from operators.backends.http import HttpSettings, HttpTransport, Limiter, Request, parse_duration, retry_after
+from airflow_image_catalog.backends.base import EditError
+from airflow_image_catalog.backends.http import (
+    HttpSettings,
+    HttpTransport,
+    Limiter,
+    Request,
+    parse_duration,
+    retry_after,
+)
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 4, "timeout": 5}
 PATH = "/v1/images/edits"
@@ -21,7 +28,7 @@ def transport(service, **extras) -> HttpTransport:
 
 
 def edit_request() -> Request:
-    from operators.service.testing import product_png
+    from tests.fixtures.service import product_png
 
     return Request("POST", "images/edits", op="images.edit", data={"prompt": "warm golden look"},
                    files=[("image[]", ("p.png", product_png(), "image/png"))])

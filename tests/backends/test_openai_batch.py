@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from operators.discovery import discover_images
-from operators.manifest import ChunkManifest, EditManifest
-from operators.operators.image_edit import ImageEditOperator
-from operators.service.testing import product_png
-from operators.storage import read_json, write_json
-from operators.triggers.edit_jobs import first_event
+from airflow_image_catalog.operators.image_edit import ImageEditOperator
+from airflow_image_catalog.pipeline.discovery.discover import discover_images
+from airflow_image_catalog.storage import read_json, write_json
+from airflow_image_catalog.triggers.edit_jobs import first_event
+from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest
+from tests.fixtures.service import product_png
 
 KEY = "sk-batch-key-3"
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3}
@@ -109,9 +109,9 @@ def test_deferrable_persists_the_batch_id_before_waiting(service, batch_conn, tm
 
 
 async def test_cancel_is_sent_once_per_batch(service, batch_conn, tmp_path):
-    from operators.backends.base import ImageContext
-    from operators.hooks.image_edit import ImageEditHook
-    from operators.recipes import parse_recipe
+    from airflow_image_catalog.backends.base import ImageContext
+    from airflow_image_catalog.hooks.image_edit import ImageEditHook
+    from airflow_image_catalog.recipes import parse_recipe
 
     backend = ImageEditHook(batch_conn).get_backend()
     recipe = parse_recipe(RECIPE)

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from operators.backends.base import EditError, ImageContext
-from operators.backends.openai_images import OpenAIImagesBackend, nearest_size, validate_size
-from operators.discovery import discover_images
-from operators.editing import edit_chunk
-from operators.hooks.image_edit import ImageEditHook
-from operators.manifest import ChunkManifest
-from operators.recipes import parse_recipe
-from operators.service.testing import product_png
+from airflow_image_catalog.backends.base import EditError, ImageContext
+from airflow_image_catalog.backends.openai_images import OpenAIImagesBackend, nearest_size, validate_size
+from airflow_image_catalog.hooks.image_edit import ImageEditHook
+from airflow_image_catalog.pipeline.discovery.discover import discover_images
+from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+from airflow_image_catalog.recipes import parse_recipe
+from airflow_image_catalog.workspace.manifest import ChunkManifest
+from tests.fixtures.service import product_png
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3}
 

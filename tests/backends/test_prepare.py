@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from operators.backends import prepare
-from operators.backends.base import EditError
-from operators.backends.prepare import UploadLimits, limits_for, prepare_upload, scale_mask, upload_size
-from operators.engine import ImageDecodeError, decode_image
+from airflow_image_catalog.backends import prepare
+from airflow_image_catalog.backends.base import EditError
+from airflow_image_catalog.backends.prepare import (
+    UploadLimits,
+    limits_for,
+    prepare_upload,
+    scale_mask,
+    upload_size,
+)
+from airflow_image_catalog.imaging.engine import ImageDecodeError, decode_image
 
 GPT_IMAGE_1 = limits_for("openai", "gpt-image-1")
 

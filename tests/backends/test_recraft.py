@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from operators.backends.base import EditError, ImageContext
-from operators.hooks.image_edit import ImageEditHook
-from operators.recipes import parse_recipe
-from operators.service.server import LoopbackServer
-from operators.service.testing import product_png
+from airflow_image_catalog.backends.base import EditError, ImageContext
+from airflow_image_catalog.hooks.image_edit import ImageEditHook
+from airflow_image_catalog.recipes import parse_recipe
+from airflow_image_catalog.tooling.service.server import LoopbackServer
+from tests.fixtures.service import product_png
 
 KEY = "recraft-key-8"
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3}

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from operators.manifest import sha256_hex
-from operators.provenance import read_xmp
+from airflow_image_catalog.pipeline.publishing.provenance import read_xmp
+from airflow_image_catalog.workspace.manifest import sha256_hex
 from tests.conftest import REPO, copy_samples, write_strict_profile
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -42,7 +42,7 @@ def _run(tmp_path: Path, source: Path, **conf):
 def test_dag_parses_without_heavy_imports():
     code = (
         "import sys, runpy; runpy.run_path(sys.argv[1]);"
-        "heavy = [m for m in ('cv2', 'great_expectations', 'skimage', 'operators.engine') if m in sys.modules];"
+        "heavy = [m for m in ('cv2', 'great_expectations', 'skimage', 'airflow_image_catalog.imaging.engine') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / "catalog_refresh.py")],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.provenance import read_c2pa, read_xmp
+from airflow_image_catalog.pipeline.publishing.provenance import read_c2pa, read_xmp
 from tests.dags.test_catalog_refresh import _run
 from tests.pki import throwaway_pki
 

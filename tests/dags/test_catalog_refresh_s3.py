@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from operators.manifest import safe_run_key
+from airflow_image_catalog.workspace.manifest import safe_run_key
 from tests.dags.test_catalog_refresh import _dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

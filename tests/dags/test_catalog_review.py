@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from operators.backends.local import LocalEngineBackend
-from operators.discovery import discover_images
-from operators.editing import edit_chunk
-from operators.manifest import ChunkManifest
-from operators.quality.gate import gate_chunk
-from operators.quality.profiles import load_profile
-from operators.quality.review import REJECT_ALL
-from operators.recipes import load_recipe
+from airflow_image_catalog.backends.local import LocalEngineBackend
+from airflow_image_catalog.pipeline.discovery.discover import discover_images
+from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+from airflow_image_catalog.pipeline.quality.gate import gate_chunk
+from airflow_image_catalog.pipeline.quality.profiles import load_profile
+from airflow_image_catalog.pipeline.quality.review import REJECT_ALL
+from airflow_image_catalog.recipes import load_recipe
+from airflow_image_catalog.workspace.manifest import ChunkManifest
 from tests.conftest import REPO, copy_samples, write_strict_profile
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -155,7 +155,9 @@ def test_reviewer_approves_a_listed_subset(tmp_path: Path, sample_set):
     assert {records[i]["review"]["decision"] for i in ids[1:]} == {"rejected"}
     state = json.loads(Path(workspace, "state", "published_manifest.json").read_text())
     assert set(state["images"]) == {ids[0]}
-    from operators.audit import open_audit  # every decision joined the audit trail
+    from airflow_image_catalog.pipeline.publishing.audit import (
+        open_audit,  # every decision joined the audit trail
+    )
 
     rows = open_audit(workspace).execute("SELECT image_id, event, reviewer FROM audit WHERE event IN "
                                          "('approved', 'rejected') ORDER BY image_id").fetchall()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from operators.service.testing import product_png
 from tests.dags.test_catalog_refresh import REPO
+from tests.fixtures.service import product_png
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

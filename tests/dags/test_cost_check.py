@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from operators.ledger import Ledger
-from operators.manifest import safe_run_key
-from operators.service.testing import product_png
+from airflow_image_catalog.pipeline.costing.ledger import Ledger
+from airflow_image_catalog.workspace.manifest import safe_run_key
 from tests.dags.test_catalog_refresh import _dag
 from tests.dags.test_reruns import RECIPE, _records, _statuses
+from tests.fixtures.service import product_png
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -69,7 +69,7 @@ def test_within_budget_goes_books_every_paid_call_and_reconciles(service, monkey
 
 
 def test_fail_policy_fails_before_any_paid_call_and_alerts(service, monkeypatch, tmp_path):
-    from operators.service.server import LoopbackServer
+    from airflow_image_catalog.tooling.service.server import LoopbackServer
     from tests.notifications.conftest import Receiver
 
     receiver = Receiver()
@@ -97,8 +97,8 @@ def test_skip_policy_skips_the_run(service, monkeypatch, tmp_path):
 
 def test_downgrade_policy_lowers_settings_until_under_budget(service, monkeypatch, tmp_path):
     first = _conf(tmp_path, monkeypatch, service, budget_run_usd=1000.0)
-    from operators.costing import price_images
-    from operators.recipes import load_recipe
+    from airflow_image_catalog.pipeline.costing.decision import price_images
+    from airflow_image_catalog.recipes import load_recipe
 
     items = [{"image_id": f"p{i}", "width": 256, "height": 256} for i in range(4)]
     full = sum(c.usd for c in price_images(items, load_recipe(first["recipe"]), "openai", "gpt-image-1",
@@ -118,8 +118,8 @@ def test_cap_policy_edits_the_highest_priority_images_that_fit(service, monkeypa
     priorities = tmp_path / "priorities.json"
     priorities.write_text(json.dumps({"p3": 10, "p1": 5}))
     conf = _conf(tmp_path, monkeypatch, service, budget_policy="cap", priority_file=str(priorities))
-    from operators.costing import price_images
-    from operators.recipes import load_recipe
+    from airflow_image_catalog.pipeline.costing.decision import price_images
+    from airflow_image_catalog.recipes import load_recipe
 
     (one,) = price_images([{"image_id": "p0", "width": 256, "height": 256}], load_recipe(conf["recipe"]),
                           "openai", "gpt-image-1", {"quality": "high"})

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from operators.manifest import safe_run_key
-from operators.service.testing import product_png
+from airflow_image_catalog.workspace.manifest import safe_run_key
 from tests.dags.test_catalog_refresh import _dag
+from tests.fixtures.service import product_png
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -76,7 +76,7 @@ def test_rerun_after_failures_redoes_only_what_did_not_finish(service, monkeypat
     records = _records(tmp_path)
     assert _statuses(records) == {"edited": 6}
     assert len(service.state.performed) == 6 and service.state.duplicates() == 0  # only the 2 redone
-    from operators.ledger import Ledger
+    from airflow_image_catalog.pipeline.costing.ledger import Ledger
 
     booked = Ledger(conf["workspace"]).entries(run_key=safe_run_key(first.run_id))
     assert len(booked) == 6 and len({e.entry_id for e in booked}) == 6  # one ledger row per paid call
@@ -107,7 +107,7 @@ def _airflow_task(run_id: str, map_index: int) -> list[str]:
 
 
 def _chunk_records(tmp_path: Path, run_id: str, index: int) -> dict[str, dict]:
-    from operators.manifest import safe_run_key
+    from airflow_image_catalog.workspace.manifest import safe_run_key
 
     path = tmp_path / "work" / "runs" / safe_run_key(run_id) / "edits" / f"chunk-{index:05d}.json"
     return {r["image_id"]: r for r in json.loads(path.read_text())["items"]}
@@ -159,6 +159,6 @@ def test_rerun_after_sigkill_mid_chunk_pays_once_per_image(service, monkeypatch,
     assert {r["status"] for r in records.values()} == {"edited"} and len(records) == 2
     assert len(service.state.performed) == 2 and service.state.duplicates() == 0
     assert set(service.state.performed_by_image().values()) == {1}  # each image paid exactly once
-    from operators.ledger import Ledger
+    from airflow_image_catalog.pipeline.costing.ledger import Ledger
 
     assert len(Ledger(conf["workspace"]).entries(run_key=safe_run_key(run_id))) == 2  # booked once each

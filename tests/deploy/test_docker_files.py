@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from operators.storage.s3 import DEFAULT_CONN_ID
+from airflow_image_catalog.storage.s3 import DEFAULT_CONN_ID
 from tests.deploy.stack import REPO
 from tests.deploy.test_install_modes import PACKAGE_FILES
 

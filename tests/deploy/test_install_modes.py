@@ -3,7 +3,7 @@
 - ``pip install``: the package from a copy of what the Dockerfile copies; Airflow discovers the
   provider (``apache_airflow_provider`` entry point) and the UI plugin (``airflow.plugins``).
 - Folder deployment, as MWAA, Cloud Composer and Astro take it: the DAGs folder and the plugins
-  folder with ``operators/`` inside (``python -m operators.bundle``), and an Airflow with the
+  folder with ``airflow_image_catalog/`` inside (``python -m airflow_image_catalog.tooling.bundle``), and an Airflow with the
   bundle's requirements but without the package: the DAGs import and the plugin loads.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.bundle import write_bundle
+from airflow_image_catalog.tooling.bundle import write_bundle
 from tests.conftest import PRISTINE_DB
 from tests.deploy.stack import REPO, clean_environment
 
@@ -89,7 +89,7 @@ def test_pip_install_registers_the_provider_and_the_plugin(tmp_path: Path):
     bin_dir = _venv(tmp_path / "venv", str(source))
     home = tmp_path / "home"
 
-    location = subprocess.run([str(bin_dir / "python"), "-c", "import operators; print(operators.__file__)"],
+    location = subprocess.run([str(bin_dir / "python"), "-c", "import airflow_image_catalog as p; print(p.__file__)"],
                               capture_output=True, text=True, cwd=tmp_path, env=clean_environment())
     assert location.stdout.startswith(str(tmp_path / "venv")), location  # the installed copy, not the checkout
 
@@ -113,13 +113,13 @@ def _migrated_db(home: Path) -> dict[str, str]:
 
 def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path):  # airflow_db: PRISTINE_DB
     bundle = write_bundle(tmp_path / "deploy")
-    assert (bundle / "plugins" / "operators" / "__init__.py").is_file()
+    assert (bundle / "plugins" / "airflow_image_catalog" / "__init__.py").is_file()
     airflow_pin = next(line for line in (REPO / "constraints.txt").read_text().splitlines()
                        if line.startswith("apache-airflow=="))
     bin_dir = _venv(tmp_path / "venv", airflow_pin, "-r", str(bundle / "requirements.txt"))
     home = tmp_path / "home"
 
-    installed = subprocess.run([str(bin_dir / "python"), "-c", "import importlib.util as u; print(u.find_spec('operators'))"],
+    installed = subprocess.run([str(bin_dir / "python"), "-c", "import importlib.util as u; print(u.find_spec('airflow_image_catalog'))"],
                                capture_output=True, text=True, cwd=tmp_path, env=clean_environment())
     assert installed.stdout.strip() == "None", installed  # nothing but the folders provides the package
     folders = {"AIRFLOW__CORE__DAGS_FOLDER": str(bundle / "dags"),
@@ -133,4 +133,4 @@ def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path)
     plugins = _json(_airflow(bin_dir, home, "plugins", "-o", "json", **folders))
     names = {p["name"] for p in plugins}
     assert _declared_plugins() <= names, names
-    assert all(str(bundle / "plugins" / "operators") not in p.get("source", "") for p in plugins)  # ignored
+    assert all(str(bundle / "plugins" / "airflow_image_catalog") not in p.get("source", "") for p in plugins)  # ignored

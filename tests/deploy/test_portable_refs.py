@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from operators.recipes import load_recipe, portable_ref
+from airflow_image_catalog.recipes import load_recipe, portable_ref
 
 
 def test_a_shipped_recipe_is_handed_on_by_name_not_by_this_workers_path():

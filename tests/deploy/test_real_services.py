@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-import operators
-from operators.storage.testing import s3_client, s3_environment
+import airflow_image_catalog
 from tests.deploy.stack import AirflowStack
+from tests.fixtures.s3 import s3_client, s3_environment
 
 HERE = Path(__file__).resolve().parent
 DAG_ID = "catalog_refresh"
@@ -136,7 +136,7 @@ def test_deferrable_run_on_s3_through_the_real_services(stack, service, moto_ser
         assert uris and all(u.startswith(f"s3://{BUCKET}/work/") for u in uris), uris
         manifests = b"".join(v for k, v in objects.items() if k.endswith(".json")).decode()
         assert str(stack.home) not in manifests  # no task's directory (nor the services' home) is named
-        package = Path(operators.__file__).parent.as_uri()  # the installed package: the same on every worker
+        package = Path(airflow_image_catalog.__file__).parent.as_uri()  # the installed package: the same on every worker
         assert {m for m in re.findall(r"file://[^\"]*", manifests) if not m.startswith(package)} == set()
         edits = [json.loads(v) for k, v in objects.items() if "/edits/chunk-" in k]
         assert {e["recipe"]["ref"] for e in edits} == {"marketplace_white_square"}  # loads on any worker

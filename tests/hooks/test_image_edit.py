@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from operators.backends.local import LocalEngineBackend
-from operators.hooks.image_edit import ImageEditHook
+from airflow_image_catalog.backends.local import LocalEngineBackend
+from airflow_image_catalog.hooks.image_edit import ImageEditHook
 
 
 def test_undefined_default_connection_means_the_local_engine(monkeypatch):
@@ -33,10 +33,10 @@ def test_unknown_backend_and_missing_named_connection_are_errors(monkeypatch):
 def test_provider_is_registered_through_its_entry_point():
     from importlib.metadata import entry_points
 
-    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("operators")]
+    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_image_catalog")]
     info = entry.load()()
     assert info["package-name"] == "airflow-image-catalog"
-    assert info["connection-types"][0]["hook-class-name"] == "operators.hooks.image_edit.ImageEditHook"
+    assert info["connection-types"][0]["hook-class-name"] == "airflow_image_catalog.hooks.image_edit.ImageEditHook"
     for group in ("operators", "hooks"):
         for module in info[group][0]["python-modules"]:
             __import__(module)

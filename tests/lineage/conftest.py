@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "operators" / "lineage" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "operators" / "airflow_image_catalog" / "lineage" / "schemas"
 #: the part of the OpenLineage spec the custom facets extend (no network in tests)
 OPENLINEAGE_SPEC = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -141,7 +141,7 @@ def test_catalog_refresh_emits_lineage_with_datasets_facets_and_parents(tmp_path
     assert complete["publish"][0]["run"]["facets"]["imageCost"]["paidCalls"] == 0
 
     # the edit facet of each mapped instance: the chunk's counts, model, prompt hashes
-    from operators.recipes import load_recipe
+    from airflow_image_catalog.recipes import load_recipe
 
     recipe = load_recipe("marketplace_white_square")
     hashes = [{"step": s.id, "sha256": hashlib.sha256(s.prompt.encode()).hexdigest()} for s in recipe.steps]

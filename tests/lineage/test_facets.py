@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from operators.lineage import SCHEMA_BASE_URL, dataset_for, schema_url
-from operators.lineage.builders import (
+from airflow_image_catalog.lineage import SCHEMA_BASE_URL, dataset_for, schema_url
+from airflow_image_catalog.lineage.builders import (
     assertion_fields,
     cost_fields,
     edit_fields,
     prompt_hashes,
     quality_fields,
 )
-from operators.manifest import EditManifest, EditRecord
+from airflow_image_catalog.workspace.manifest import EditManifest, EditRecord
 from tests.conftest import REPO
 from tests.lineage.conftest import SCHEMAS
 
@@ -51,7 +51,7 @@ def _manifest() -> dict:
 
 
 def test_edit_fields_count_statuses_cache_hits_rounds_and_hash_prompts():
-    from operators.recipes import load_recipe
+    from airflow_image_catalog.recipes import load_recipe
 
     recipe = load_recipe("marketplace_white_square")
     fields = edit_fields(_manifest(), prompt_hashes(recipe.steps))
@@ -106,7 +106,11 @@ def test_facets_serialise_to_their_published_schemas(validate_facet):
     from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
     from openlineage.client.serde import Serde
 
-    from operators.lineage.facets import ImageCostRunFacet, ImageEditRunFacet, ImageQualityRunFacet
+    from airflow_image_catalog.lineage.facets import (
+        ImageCostRunFacet,
+        ImageEditRunFacet,
+        ImageQualityRunFacet,
+    )
 
     facets = [ImageEditRunFacet(**edit_fields(_manifest(), [{"step": "s1", "sha256": "a" * 64}])),
               ImageCostRunFacet(**cost_fields({"estimate_usd": 1.0, "action": "go"})),
@@ -135,13 +139,13 @@ def test_schema_files_are_draft_2020_12_and_extend_the_run_facet():
 
 
 def test_every_operator_exposes_lineage_and_dag_parsing_stays_light():
-    from operators.operators.cost_check import CostCheckOperator
-    from operators.operators.discover import DiscoverImagesOperator
-    from operators.operators.image_edit import ImageEditOperator
-    from operators.operators.publish import PublishOperator
-    from operators.operators.quality_gate import QualityGateOperator
-    from operators.operators.review import QuarantineReviewOperator
-    from operators.sensors.new_images import NewImagesSensor
+    from airflow_image_catalog.operators.cost_check import CostCheckOperator
+    from airflow_image_catalog.operators.discover import DiscoverImagesOperator
+    from airflow_image_catalog.operators.image_edit import ImageEditOperator
+    from airflow_image_catalog.operators.publish import PublishOperator
+    from airflow_image_catalog.operators.quality_gate import QualityGateOperator
+    from airflow_image_catalog.operators.review import QuarantineReviewOperator
+    from airflow_image_catalog.sensors.new_images import NewImagesSensor
 
     for cls in (CostCheckOperator, DiscoverImagesOperator, ImageEditOperator, PublishOperator, QualityGateOperator,
                 QuarantineReviewOperator, NewImagesSensor):
@@ -149,7 +153,7 @@ def test_every_operator_exposes_lineage_and_dag_parsing_stays_light():
                      "get_openlineage_facets_on_failure"):
             assert callable(getattr(cls, name)), (cls.__name__, name)
     code = ("import sys, runpy; runpy.run_path(sys.argv[1]);"
-            "loaded = [m for m in ('operators.lineage.extract', 'operators.lineage.facets') if m in sys.modules];"
+            "loaded = [m for m in ('airflow_image_catalog.lineage.extract', 'airflow_image_catalog.lineage.facets') if m in sys.modules];"
             "print(loaded); sys.exit(1 if loaded else 0)")
     proc = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / "catalog_refresh.py")],
                           capture_output=True, text=True)
@@ -157,8 +161,8 @@ def test_every_operator_exposes_lineage_and_dag_parsing_stays_light():
 
 
 def test_source_operators_name_their_prefix(tmp_path):
-    from operators.operators.discover import DiscoverImagesOperator
-    from operators.sensors.new_images import NewImagesSensor
+    from airflow_image_catalog.operators.discover import DiscoverImagesOperator
+    from airflow_image_catalog.sensors.new_images import NewImagesSensor
 
     discover = DiscoverImagesOperator(task_id="d", source="s3://photos/drop/", workspace=str(tmp_path))
     sensor = NewImagesSensor(task_id="s", source=str(tmp_path / "in"), published_manifest=None)
@@ -172,8 +176,8 @@ def test_a_failed_gate_still_reports_its_verdict_and_assertions(tmp_path):
     """The gate writes its manifest before failing the task: on_failure reads it like on_complete."""
     from types import SimpleNamespace
 
-    from operators.operators.quality_gate import QualityGateOperator
-    from operators.storage import join_uri, write_json
+    from airflow_image_catalog.operators.quality_gate import QualityGateOperator
+    from airflow_image_catalog.storage import join_uri, write_json
 
     workspace = str(tmp_path / "work")
     run_root = join_uri(workspace, "runs", "manual__1")

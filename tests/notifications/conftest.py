@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from operators.service.server import LoopbackServer, read_body
+from airflow_image_catalog.tooling.service.server import LoopbackServer, read_body
 
 
 @dataclass

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from operators.notifications.catalog import CatalogAlertNotifier
-from operators.notifications.webhook import WebhookDeliveryError, WebhookNotifier, redact_url
+from airflow_image_catalog.notifications.catalog import CatalogAlertNotifier
+from airflow_image_catalog.notifications.webhook import WebhookDeliveryError, WebhookNotifier, redact_url
 
 CONTEXT = {"dag": SimpleNamespace(dag_id="catalog_refresh"), "run_id": "manual__1",
            "ti": SimpleNamespace(task_id="publish", map_index=-1, try_number=1, log_url=None),

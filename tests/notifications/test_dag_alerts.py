@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from operators.notifications.catalog import deadline_missed, nightly_deadline
-from operators.service.server import LoopbackServer
+from airflow_image_catalog.notifications.catalog import deadline_missed, nightly_deadline
+from airflow_image_catalog.tooling.service.server import LoopbackServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -70,7 +70,7 @@ def test_nightly_deadline_is_well_formed():
     queued = nightly_deadline(2, reference=DeadlineReference.DAGRUN_QUEUED_AT)
     assert queued.reference == DeadlineReference.DAGRUN_QUEUED_AT and queued.callback.kwargs == {}
     assert isinstance(alert.callback, AsyncCallback)
-    assert alert.callback.path == "operators.notifications.catalog.deadline_missed"
+    assert alert.callback.path == "airflow_image_catalog.notifications.catalog.deadline_missed"
     assert alert.callback.kwargs == {"webhook_conn_id": "alerts_webhook", "to": "ops@example.com"}
     with pytest.raises(ValueError):
         nightly_deadline(0)

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from operators.notifications.catalog import alert_kind, read_run_state
-from operators.notifications.summary import alert_summary, scrub
-from operators.operators.quality_gate import QualityGateFailed
+from airflow_image_catalog.notifications.catalog import alert_kind, read_run_state
+from airflow_image_catalog.notifications.summary import alert_summary, scrub
+from airflow_image_catalog.operators.quality_gate import QualityGateFailed
 
 RUN_ID = "scheduled__2026-11-26T00:00:00+00:00"
 RUN_KEY = "scheduled__2026-11-26T00_00_00_00_00"

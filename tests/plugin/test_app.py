@@ -41,7 +41,7 @@ def test_plugin_registers_once_from_entry_point_or_plugins_folder(monkeypatch):
 
     from airflow._shared.plugins_manager import _load_plugins_from_plugin_directory
 
-    from operators.plugin import CatalogPlugin
+    from airflow_image_catalog.plugin import CatalogPlugin
 
     points = importlib.metadata.entry_points(group="airflow.plugins")
     assert any(ep.name == "image_catalog" and ep.load() is CatalogPlugin for ep in points)
@@ -58,14 +58,14 @@ def test_plugin_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, operators.plugin; heavy = [m for m in ('duckdb', 'fastapi', 'PIL', 'cv2', "
-            "'great_expectations', 'operators.plugin.app') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
+    code = ("import sys, airflow_image_catalog.plugin; heavy = [m for m in ('duckdb', 'fastapi', 'PIL', 'cv2', "
+            "'great_expectations', 'airflow_image_catalog.plugin.app') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_plugin_interface():
-    from operators.plugin import CatalogPlugin
+    from airflow_image_catalog.plugin import CatalogPlugin
 
     plugin = CatalogPlugin()
     (app,) = plugin.fastapi_apps
@@ -137,10 +137,15 @@ def test_deciding_needs_review_rights_and_is_recorded(airflow_app, configured: C
 
 
 def test_extra_links_point_at_the_run_page_sections():
-    from operators.links import CostReportLink, EditReportLink, QualityReportLink, run_page_url
-    from operators.operators.cost_check import CostCheckOperator
-    from operators.operators.image_edit import ImageEditOperator
-    from operators.operators.quality_gate import QualityGateOperator
+    from airflow_image_catalog.links.run_page import (
+        CostReportLink,
+        EditReportLink,
+        QualityReportLink,
+        run_page_url,
+    )
+    from airflow_image_catalog.operators.cost_check import CostCheckOperator
+    from airflow_image_catalog.operators.image_edit import ImageEditOperator
+    from airflow_image_catalog.operators.quality_gate import QualityGateOperator
 
     class Key:
         run_id = "scheduled__2026-11-26T00:00:00+00:00"
@@ -159,7 +164,7 @@ def test_a_waiting_review_run_is_answered_through_its_human_in_the_loop_step(air
     import threading
     import time
 
-    from operators.quality.review import REJECT_ALL
+    from airflow_image_catalog.pipeline.quality.review import REJECT_ALL
     from tests.dags.test_catalog_review import _answer_when_asked, _review_dag, _warm_up_orm
 
     dag = _review_dag()

@@ -181,7 +181,7 @@ def test_plugin_pages_in_headless_chromium(api_server):
             assert record["review"]["note"] == "fill is fine for this shop"
             published = run.published / "ball_red.jpg"
             assert published.exists()
-            from operators.audit import open_audit
+            from airflow_image_catalog.pipeline.publishing.audit import open_audit
 
             rows = open_audit(str(run.workspace)).execute(
                 "SELECT event, reviewer, published_uri FROM audit WHERE image_id = 'ball_red' ORDER BY event").fetchall()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.plugin import data
+from airflow_image_catalog.plugin import data
 from tests.plugin.conftest import CatalogRun
 
 
@@ -32,7 +32,7 @@ def test_run_detail_refuses_keys_that_are_not_run_keys(catalog_run: CatalogRun):
 
 
 def test_budget_usage_reads_the_ledger(tmp_path: Path):
-    from operators.ledger import Ledger, LedgerEntry
+    from airflow_image_catalog.pipeline.costing.ledger import Ledger, LedgerEntry
 
     def entry(n: int, day: str, usd: float) -> LedgerEntry:
         return LedgerEntry(entry_id=f"e{n}", day=day, at=f"{day}T10:00:00+00:00", run_key="r1", image_id=f"i{n}",

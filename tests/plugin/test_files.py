@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from operators.plugin.files import RefusedPath, StorageRoots, file_href, locate, media_type, resolve
+from airflow_image_catalog.plugin.files import (
+    RefusedPath,
+    StorageRoots,
+    file_href,
+    locate,
+    media_type,
+    resolve,
+)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """NewImagesSensor: change detection (pure), poke on s3:// and file://, deferral and its completion."""
-# The S3 fixtures are imported from operators.storage.testing and taken as arguments:
+# The S3 fixtures are imported from tests.fixtures.s3 and taken as arguments:
 # ruff: noqa: F811
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
-from operators.sensors import new_or_changed, published_sources, select, summary
-from operators.sensors.new_images import NewImagesSensor
-from operators.storage import ObjectInfo, join_uri, list_objects, write_bytes, write_json
-from operators.storage.testing import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: F401
-from operators.triggers.new_objects import NewObjectsTrigger
+from airflow_image_catalog.pipeline.discovery.changes import (
+    new_or_changed,
+    published_sources,
+    select,
+    summary,
+)
+from airflow_image_catalog.sensors.new_images import NewImagesSensor
+from airflow_image_catalog.storage import ObjectInfo, join_uri, list_objects, write_bytes, write_json
+from airflow_image_catalog.triggers.new_objects import NewObjectsTrigger
+from tests.fixtures.s3 import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: F401
 
 
 def entry(uri: str, size: int | None = None, etag: str | None = None) -> dict:
@@ -177,9 +182,9 @@ def test_execute_complete_fails_clearly(tmp_path: Path):
 
 
 def test_templated_fields_and_provider_registration():
-    from operators import get_provider_info
+    from airflow_image_catalog import get_provider_info
 
     assert tuple(NewImagesSensor.template_fields) == ("source", "published_manifest")
     info = get_provider_info()
-    assert any("operators.sensors.new_images" in s["python-modules"] for s in info["sensors"])
-    assert any("operators.triggers.new_objects" in t["python-modules"] for t in info["triggers"])
+    assert any("airflow_image_catalog.sensors.new_images" in s["python-modules"] for s in info["sensors"])
+    assert any("airflow_image_catalog.triggers.new_objects" in t["python-modules"] for t in info["triggers"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.storage import (
+from airflow_image_catalog.storage import (
     LocalStorage,
     ObjectInfo,
     S3Storage,
@@ -25,8 +25,8 @@ from operators.storage import (
     write_bytes,
     write_json,
 )
-from operators.storage.s3 import clear_client_cache, shared_client, split_s3_uri
-from operators.storage.testing import ACCESS_KEY, SECRET_KEY, S3Bucket, point_s3_at, s3_environment
+from airflow_image_catalog.storage.s3 import clear_client_cache, shared_client, split_s3_uri
+from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, S3Bucket, point_s3_at, s3_environment
 
 
 def keys(listing: list[ObjectInfo], root: str) -> list[str]:
@@ -263,6 +263,6 @@ def test_one_client_per_connection_id_and_injected_clients(s3_bucket: S3Bucket):
 
 
 def test_importing_storage_does_not_import_boto3():
-    code = "import sys, operators.storage as s; assert 's3' in s.BACKENDS; print('boto3' in sys.modules)"
+    code = "import sys, airflow_image_catalog.storage as s; assert 's3' in s.BACKENDS; print('boto3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

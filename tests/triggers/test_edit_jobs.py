@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from operators.discovery import discover_images
-from operators.manifest import ChunkManifest, EditManifest
-from operators.service.testing import product_png
-from operators.storage import read_json, write_json
-from operators.triggers.edit_jobs import EditJobsTrigger
+from airflow_image_catalog.pipeline.discovery.discover import discover_images
+from airflow_image_catalog.storage import read_json, write_json
+from airflow_image_catalog.triggers.edit_jobs import EditJobsTrigger
+from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest
+from tests.fixtures.service import product_png
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.01, "max_attempts": 3}
 
@@ -56,13 +56,13 @@ def test_serialize_round_trips_every_kwarg():
                               deadline=123.0, hold_ready=7.0)
     again = roundtrip(trigger)
     assert again.serialize() == trigger.serialize()
-    assert trigger.serialize()[0] == "operators.triggers.edit_jobs.EditJobsTrigger"
+    assert trigger.serialize()[0] == "airflow_image_catalog.triggers.edit_jobs.EditJobsTrigger"
 
 
 async def _submit(conn_id: str, count: int) -> dict:
-    from operators.backends.base import ImageContext
-    from operators.hooks.image_edit import ImageEditHook
-    from operators.recipes import parse_recipe
+    from airflow_image_catalog.backends.base import ImageContext
+    from airflow_image_catalog.hooks.image_edit import ImageEditHook
+    from airflow_image_catalog.recipes import parse_recipe
 
     backend = ImageEditHook(conn_id).get_backend()
     recipe = parse_recipe({"name": "t", "steps": [{"id": "s", "prompt": "warm golden look",
@@ -100,7 +100,7 @@ async def test_deadline_reports_outstanding_jobs(service, bfl_conn):
 def test_operator_defers_persists_job_ids_and_finishes(service, bfl_conn, tmp_path: Path):
     from airflow.sdk.exceptions import TaskDeferred
 
-    from operators.operators.image_edit import ImageEditOperator
+    from airflow_image_catalog.operators.image_edit import ImageEditOperator
 
     chunk_uri = _three_image_chunk(tmp_path)
     service.state.faults.add(kind="content_moderated", path="/v1/flux", count=1)
@@ -135,7 +135,7 @@ def test_jobs_submitted_before_a_crash_are_collected_not_resubmitted(service, bf
     manifest was written: the rerun resumes the recorded jobs and pays for nothing new."""
     from airflow.sdk.exceptions import TaskDeferred
 
-    from operators.operators.image_edit import ImageEditOperator
+    from airflow_image_catalog.operators.image_edit import ImageEditOperator
 
     chunk_uri = _three_image_chunk(tmp_path)
     op = ImageEditOperator(task_id="edit", chunk_manifest_uri=chunk_uri, recipe="campaign_style_look",

@@ -1,5 +1,5 @@
 """NewObjectsTrigger against moto (s3://, through the fault proxy) and a temp dir (file://)."""
-# The S3 fixtures are imported from operators.storage.testing and taken as arguments:
+# The S3 fixtures are imported from tests.fixtures.s3 and taken as arguments:
 # ruff: noqa: F811
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from operators.storage import ObjectInfo, join_uri, list_objects, write_bytes, write_json
-from operators.storage.testing import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: F401
-from operators.triggers.new_objects import NewObjectsTrigger
+from airflow_image_catalog.storage import ObjectInfo, join_uri, list_objects, write_bytes, write_json
+from airflow_image_catalog.triggers.new_objects import NewObjectsTrigger
+from tests.fixtures.s3 import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: F401
 
 IMAGES = [".jpg", ".png"]
 
@@ -69,7 +69,7 @@ def test_serialize_round_trips_every_kwarg():
                                 extensions=[".png", ".jpg"], ignore_prefixes=["masks/"])
     again = roundtrip(trigger)
     assert again.serialize() == trigger.serialize()
-    assert trigger.serialize() == ("operators.triggers.new_objects.NewObjectsTrigger", {
+    assert trigger.serialize() == ("airflow_image_catalog.triggers.new_objects.NewObjectsTrigger", {
         "source": "s3://b/src", "published_manifest": "s3://b/published.json", "poke_interval": 2.5,
         "deadline": 123.0, "extensions": [".jpg", ".png"], "ignore_prefixes": ["masks/"]})
 

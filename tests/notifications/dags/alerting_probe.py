@@ -11,7 +11,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from operators.notifications.catalog import CatalogAlertNotifier, nightly_deadline
+from airflow_image_catalog.notifications.catalog import CatalogAlertNotifier, nightly_deadline
 
 RECEIVER = os.environ.get("CATALOG_ALERT_TEST_URL", "http://127.0.0.1:9")
 WORKSPACE = os.environ.get("CATALOG_ALERT_TEST_WORKSPACE", "/tmp/catalog-alert-test")

@@ -1,0 +1,1 @@
+"""Configuration: operator arguments as rendered templates, shipped YAML documents, default locations."""

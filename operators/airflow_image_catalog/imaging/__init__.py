@@ -1,0 +1,1 @@
+"""Imaging: the local engine's pure image ops and image decoding."""

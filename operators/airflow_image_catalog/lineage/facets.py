@@ -1,0 +1,90 @@
+"""Custom OpenLineage run facets of the catalog pipeline (imports the OpenLineage client).
+
+Each facet's JSON schema is ``schemas/<Name>.json`` beside this module (draft 2020-12,
+extending the OpenLineage ``RunFacet``); ``_schemaURL`` points at its published copy.
+Field names are camelCase because the client serialises attribute names as they are.
+Facets never carry secrets: backends, models and recipe names only, prompts as sha256.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+from openlineage.client.facet_v2 import RunFacet
+
+from airflow_image_catalog.lineage import schema_url
+
+#: the keys the facets are emitted under in ``run.facets``
+EDIT_FACET, COST_FACET, QUALITY_FACET = "imageEdit", "imageCost", "imageQuality"
+
+
+@attr.define
+class ImageEditRunFacet(RunFacet):
+    """What one edit task did: backend, model, recipe, prompt hashes and per-status image counts."""
+
+    backend: str
+    model: str
+    recipe: str
+    recipeFingerprint: str | None = None
+    prompts: list[dict[str, str]] = attr.field(factory=list)  # [{"step": id, "sha256": hex}]
+    images: int = 0
+    statusCounts: dict[str, int] = attr.field(factory=dict)
+    cacheHits: int = 0
+    rounds: int = 0
+    regenerations: int = 0
+    attempts: int = 0
+    chunkIndex: int | None = None
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("ImageEditRunFacet")
+
+
+@attr.define
+class ImageCostRunFacet(RunFacet):
+    """What a run (or one chunk of it) was expected to cost and what the ledger says it cost."""
+
+    scope: str  # "run" | "chunk"
+    currency: str = "USD"
+    estimate: float | None = None
+    estimateLow: float | None = None
+    estimateHigh: float | None = None
+    actual: float | None = None
+    decision: str | None = None
+    policy: str | None = None
+    limitedBy: str | None = None
+    images: int | None = None
+    cacheHits: int | None = None
+    paidCalls: int = 0
+    inputTokens: int = 0
+    outputTokens: int = 0
+    credits: float = 0.0
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("ImageCostRunFacet")
+
+
+@attr.define
+class ImageQualityRunFacet(RunFacet):
+    """The quality gate's verdict for one chunk: suite (profile), pass / quarantine counts, pass rate."""
+
+    suite: str
+    suiteOrigin: str | None = None
+    intent: str | None = None
+    passed: int = 0
+    quarantined: int = 0
+    notGated: int = 0
+    passRate: float | None = None
+    minPassRate: float | None = None
+    failedExpectations: dict[str, int] = attr.field(factory=dict)
+    chunkIndex: int | None = None
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("ImageQualityRunFacet")
+
+
+FACET_CLASSES: dict[str, Any] = {EDIT_FACET: ImageEditRunFacet, COST_FACET: ImageCostRunFacet,
+                                 QUALITY_FACET: ImageQualityRunFacet}

@@ -1,0 +1,90 @@
+"""QuarantineReviewOperator: a person approves or rejects quarantined images in the Airflow UI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Param
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_image_catalog.lineage.mixin import ReportsLineage
+from airflow_image_catalog.pipeline.quality.review import APPROVE_LISTED, OPTIONS, REJECT_ALL
+
+
+class QuarantineReviewOperator(ReportsLineage, HITLOperator):
+    """Ask a reviewer (Airflow's human-in-the-loop "Required actions") about quarantined images.
+
+    Skips when nothing waits. Approved images are published; every decision is recorded
+    in the image's quarantine record. Without an answer within ``response_timeout`` the
+    default ``Reject all`` applies, so nothing is published unseen.
+
+    :param workspace: URI prefix where run state (and ``quarantine/``) lives.
+    :param published: URI prefix of the published catalog images.
+    """
+
+    lineage_function = "review_lineage"
+    template_fields: Sequence[str] = (*HITLOperator.template_fields, "workspace", "published")
+
+    def __init__(self, *, workspace: str, published: str, **kwargs: Any) -> None:
+        kwargs.setdefault("subject", "Review quarantined catalog images")
+        kwargs.setdefault("defaults", REJECT_ALL)
+        form = {
+            "approve_ids": Param("", type="string", description=f"comma-separated ids for '{APPROVE_LISTED}'"),
+            "note": Param("", type="string", description="why (kept in the audit record)"),
+        }
+        super().__init__(options=OPTIONS, params=form, **kwargs)
+        self.workspace = workspace
+        self.published = published
+
+    def _audit(self, context, decided: list[dict[str, Any]]) -> None:
+        """Each decision joins the image's audit trail (an ``approved`` / ``rejected`` record)."""
+        from airflow_image_catalog.pipeline.publishing.audit import find_records, review_records, write_audit
+        from airflow_image_catalog.workspace.manifest import safe_run_key
+
+        originals = find_records(self.workspace, [(r["run_key"], r["image_id"]) for r in decided])
+        rows = review_records(decided, originals, run={"dag_id": self.dag_id, "run_id": context["run_id"],
+                                                       "task_id": self.task_id})
+        write_audit(rows, self.workspace, run_key=safe_run_key(context["run_id"]))
+
+    def _snapshot_uri(self, context) -> str:
+        from airflow_image_catalog.storage import join_uri
+        from airflow_image_catalog.workspace.manifest import safe_run_key
+
+        return join_uri(self.workspace, "reviews", f"{safe_run_key(context['run_id'])}.{self.task_id}.json")
+
+    def execute(self, context):
+        from airflow_image_catalog.pipeline.quality.review import pending_reviews, review_body
+        from airflow_image_catalog.storage import write_json
+
+        pending = pending_reviews(self.workspace)
+        if not pending:
+            raise AirflowSkipException("no quarantined images wait for review")
+        # the decision applies to exactly what the reviewer was shown, not to later arrivals
+        write_json(self._snapshot_uri(context), [record["record_uri"] for record in pending])
+        self.body = review_body(pending)
+        self.log.info("%d quarantined images wait for review", len(pending))
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow_image_catalog.pipeline.quality.review import apply_review, pending_reviews
+        from airflow_image_catalog.storage import read_json
+
+        answer = super().execute_complete(context, event)
+        shown = set(read_json(self._snapshot_uri(context)))
+        params = answer["params_input"] or {}
+        responded_by = answer["responded_by_user"] or {}
+        result = apply_review(
+            [record for record in pending_reviews(self.workspace) if record["record_uri"] in shown],
+            decision=answer["chosen_options"][0],
+            approve_ids={i.strip() for i in str(params.get("approve_ids", "")).split(",") if i.strip()},
+            reviewer=str(responded_by.get("name") or responded_by.get("id") or "unknown"),
+            note=str(params.get("note", "")),
+            published_root=self.published,
+            workspace=self.workspace,
+        )
+        self.log.info("review by %s: %d approved and published, %d rejected",
+                      result["reviewer"], result["approved"], result["rejected"])
+        self._audit(context, result["decided"])
+        return {k: v for k, v in result.items() if k not in ("published", "decided")}  # XCom stays small

@@ -1,0 +1,576 @@
+"""Provenance inside published images: an IPTC/XMP label and, when configured, a signed C2PA manifest.
+
+Why both: the XMP ``Iptc4xmpExt:DigitalSourceType`` is what marketplaces, photo tools and
+platforms read today to label AI-edited media, but anyone can strip or rewrite it. A C2PA
+manifest binds the same claim (and the edit chain: source, recipe steps, model) to the exact
+bytes with a signature, so tampering shows up on validation.
+
+XMP is written by inserting a metadata segment/chunk into the encoded file (JPEG APP1, PNG
+iTXt, WebP XMP chunk), never by re-encoding: the pixels stay identical and JPEG quality does
+not drop. C2PA signing comes after XMP so the signature also covers the XMP packet.
+
+No Airflow import here; ``c2pa`` is imported only when signing or reading a manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import mimetypes
+import os
+import struct
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape
+
+from airflow_image_catalog import __version__
+
+log = logging.getLogger(__name__)
+
+TOOL_NAME = "airflow-image-catalog"
+
+# IPTC Digital Source Type NewsCodes (http://cv.iptc.org/newscodes/digitalsourcetype/).
+IPTC_DST = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+#: "Edited using Generative AI": augmentation, correction or enhancement using a generative AI model
+#: (inpainting, outpainting): a real product photo edited by a provider model.
+DST_GENERATIVE_EDIT = IPTC_DST + "compositeWithTrainedAlgorithmicMedia"
+#: "Algorithmically-altered media": modification by algorithm without changing the main content;
+#: the local engine's deterministic operations (no trained generative model).
+DST_ALGORITHMIC_EDIT = IPTC_DST + "algorithmicallyEnhanced"
+
+NS = {
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
+    "catalog": "urn:x-airflow-image-catalog:provenance:1/",
+}
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+#: backends that run without a trained generative model (see ``ProvenanceFacts.generative``)
+NON_GENERATIVE_BACKENDS = frozenset({"local"})
+
+_JPEG_XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
+_MAX_JPEG_SEGMENT = 0xFFFF - 2  # a segment's length field counts itself
+
+
+class ProvenanceError(ValueError):
+    """The image cannot carry provenance (unsupported or malformed container, bad signer config)."""
+
+
+@dataclass
+class ProvenanceStep:
+    """One recipe step of the edit chain. ``prompt`` is embedded only when set (it may be proprietary)."""
+
+    id: str
+    prompt_sha256: str | None = None
+    prompt: str | None = None
+
+    @classmethod
+    def from_prompt(cls, step_id: str, prompt: str | None, *, embed_prompt: bool = False) -> ProvenanceStep:
+        digest = hashlib.sha256(prompt.encode()).hexdigest() if prompt else None
+        return cls(step_id, digest, prompt if embed_prompt else None)
+
+
+@dataclass
+class ProvenanceFacts:
+    """What one published image claims about itself (the publish step fills it from the edit manifest)."""
+
+    source_sha256: str
+    recipe_name: str
+    recipe_fingerprint: str
+    backend: str
+    model: str
+    steps: list[ProvenanceStep] = field(default_factory=list)
+    #: None: decided from ``backend`` (the local engine is not generative, every provider model is)
+    generative: bool | None = None
+    #: embedded only when set; leave None when source URIs are internal (bucket names, paths)
+    source_uri: str | None = None
+    run_id: str | None = None
+    published_at: str | None = None
+    tool_name: str = TOOL_NAME
+    tool_version: str = __version__
+
+    @property
+    def is_generative(self) -> bool:
+        return self.backend not in NON_GENERATIVE_BACKENDS if self.generative is None else self.generative
+
+    @property
+    def digital_source_type(self) -> str:
+        return DST_GENERATIVE_EDIT if self.is_generative else DST_ALGORITHMIC_EDIT
+
+    def description(self) -> str:
+        how = f"Edited using generative AI ({self.model})" if self.is_generative else (
+            f"Edited algorithmically, no generative AI ({self.model})")
+        return f"{how}; recipe {self.recipe_name}; source sha256 {self.source_sha256}"
+
+
+@dataclass
+class SignerConfig:
+    """A C2PA signing identity: PEM text or file paths for the chain (leaf first) and the key."""
+
+    cert_chain: str
+    private_key: str
+    alg: str = "es256"
+    tsa_url: str | None = None  # None: no trusted timestamp (needs network at signing time)
+    #: c2pa-rs embeds a claim thumbnail by default: a JPEG preview that can add hundreds of KB
+    thumbnail: bool = True
+
+    def pem_chain(self) -> bytes:
+        return _pem_or_file(self.cert_chain, "certificate chain")
+
+    def pem_key(self) -> bytes:
+        return _pem_or_file(self.private_key, "private key")
+
+
+def _pem_or_file(value: str | bytes, what: str) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    if raw.lstrip().startswith(b"-----BEGIN"):
+        return raw
+    path = Path(raw.decode())
+    if not path.is_file():
+        raise ProvenanceError(f"C2PA {what}: neither PEM text nor a readable file: {path}")
+    return path.read_bytes()
+
+
+def signer_from_env(environ: dict[str, str] | None = None) -> SignerConfig | None:
+    """C2PA signing is on only when ``CATALOG_C2PA_CERT`` and ``CATALOG_C2PA_KEY`` are set.
+
+    Half a configuration is an error rather than a silent "no signature": an operator who set
+    one variable meant to sign.
+    """
+    env = os.environ if environ is None else environ
+    cert, key = env.get("CATALOG_C2PA_CERT"), env.get("CATALOG_C2PA_KEY")
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ProvenanceError("set both CATALOG_C2PA_CERT and CATALOG_C2PA_KEY (PEM text or file paths)")
+    return SignerConfig(cert, key, alg=env.get("CATALOG_C2PA_ALG", "es256").lower(),
+                        tsa_url=env.get("CATALOG_C2PA_TSA_URL") or None,
+                        thumbnail=env.get("CATALOG_C2PA_THUMBNAIL", "true").lower() not in ("0", "false", "no"))
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+_FORMAT_ALIASES = {"jpg": "jpeg", "jpeg": "jpeg", "image/jpeg": "jpeg", "png": "png", "image/png": "png",
+                   "webp": "webp", "image/webp": "webp"}
+MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+def sniff_format(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == _PNG_SIGNATURE:
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _format(data: bytes, fmt: str | None) -> str:
+    """Trust the bytes: a ``.jpg`` that is really a PNG gets PNG metadata, a mismatch is reported."""
+    sniffed = sniff_format(data)
+    if sniffed is None:
+        raise ProvenanceError(f"unsupported image format for provenance: {fmt or 'unknown'}")
+    if fmt and _FORMAT_ALIASES.get(fmt.lower().lstrip(".")) not in (None, sniffed):
+        raise ProvenanceError(f"image bytes are {sniffed}, not {fmt}")
+    return sniffed
+
+
+# --- XMP packet ---------------------------------------------------------------------------------
+
+def build_xmp(facts: ProvenanceFacts) -> bytes:
+    """An XMP packet with the IPTC digital source type, the tool and the edit chain."""
+    def text(tag: str, value: str | None) -> str:
+        return "" if value is None else f"<{tag}>{escape(value)}</{tag}>"
+
+    steps = "".join(
+        '<rdf:li rdf:parseType="Resource">'
+        + text("catalog:StepId", step.id) + text("catalog:PromptSHA256", step.prompt_sha256)
+        + text("catalog:Prompt", step.prompt) + "</rdf:li>"
+        for step in facts.steps
+    )
+    fields = "".join([
+        text("Iptc4xmpExt:DigitalSourceType", facts.digital_source_type),
+        text("xmp:CreatorTool", f"{facts.tool_name} {facts.tool_version}"),
+        text("xmp:MetadataDate", facts.published_at),
+        f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{escape(facts.description())}'
+        "</rdf:li></rdf:Alt></dc:description>",
+        text("catalog:SourceSHA256", facts.source_sha256),
+        text("catalog:SourceURI", facts.source_uri),
+        text("catalog:Recipe", facts.recipe_name),
+        text("catalog:RecipeFingerprint", facts.recipe_fingerprint),
+        text("catalog:Backend", facts.backend),
+        text("catalog:Model", facts.model),
+        text("catalog:Generative", "True" if facts.is_generative else "False"),
+        text("catalog:RunId", facts.run_id),
+        text("catalog:PublishedAt", facts.published_at),
+        f"<catalog:Steps><rdf:Seq>{steps}</rdf:Seq></catalog:Steps>" if steps else "",
+    ])
+    namespaces = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in NS.items() if prefix != "x")
+    packet = (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        f'<x:xmpmeta xmlns:x="{NS["x"]}" x:xmptk="{escape(facts.tool_name)}">'
+        f'<rdf:RDF xmlns:rdf="{NS["rdf"]}"><rdf:Description rdf:about="" {namespaces}>'
+        f"{fields}</rdf:Description></rdf:RDF></x:xmpmeta>"
+        '<?xpacket end="w"?>'
+    )
+    return packet.encode("utf-8")
+
+
+def parse_xmp(packet: bytes) -> dict[str, Any]:
+    """The fields :func:`build_xmp` writes, from any XMP packet (missing ones are left out)."""
+    start, end = packet.find(b"<x:xmpmeta"), packet.rfind(b"</x:xmpmeta>")
+    if start < 0 or end < 0:
+        raise ProvenanceError("no x:xmpmeta element in the XMP packet")
+    root = ET.fromstring(packet[start:end + len(b"</x:xmpmeta>")])
+    result: dict[str, Any] = {}
+    simple = {
+        "Iptc4xmpExt:DigitalSourceType": "digital_source_type", "xmp:CreatorTool": "creator_tool",
+        "catalog:SourceSHA256": "source_sha256", "catalog:SourceURI": "source_uri",
+        "catalog:Recipe": "recipe_name", "catalog:RecipeFingerprint": "recipe_fingerprint",
+        "catalog:Backend": "backend", "catalog:Model": "model", "catalog:RunId": "run_id",
+        "catalog:PublishedAt": "published_at", "catalog:Generative": "generative",
+    }
+    for description in root.iter(_qname("rdf:Description")):
+        for qualified, key in simple.items():  # attribute form (other writers) or element form (ours)
+            value = description.get(_qname(qualified))
+            element = description.find(qualified, NS)
+            if element is not None and element.text is not None:
+                value = element.text
+            if value is not None:
+                result[key] = value
+        for li in description.findall("dc:description/rdf:Alt/rdf:li", NS):
+            if li.get(XML_LANG, "x-default") == "x-default":
+                result["description"] = li.text
+        steps = description.findall("catalog:Steps/rdf:Seq/rdf:li", NS)
+        if steps:
+            result["steps"] = [
+                {key: li.findtext(f"catalog:{tag}", namespaces=NS) for key, tag in
+                 (("id", "StepId"), ("prompt_sha256", "PromptSHA256"), ("prompt", "Prompt"))
+                 if li.find(f"catalog:{tag}", NS) is not None}
+                for li in steps
+            ]
+    if "generative" in result:
+        result["generative"] = result["generative"] == "True"
+    return result
+
+
+def _qname(prefixed: str) -> str:
+    prefix, local = prefixed.split(":")
+    return f"{{{NS[prefix]}}}{local}"
+
+
+# --- containers: find / replace the XMP packet without touching image data -----------------------
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each marker segment before the scan data (SOS ends the walk)."""
+    segments, pos = [], 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ProvenanceError(f"malformed JPEG: no marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9 or 0xD0 <= marker <= 0xD7:
+            segments.append((marker, pos, pos + 2))
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        segments.append((marker, pos, pos + 2 + length))
+        if marker == 0xDA:
+            break
+        pos += 2 + length
+    return segments
+
+
+def _jpeg_is_xmp(data: bytes, marker: int, start: int) -> bool:
+    return marker == 0xE1 and data[start + 4:start + 4 + len(_JPEG_XMP_ID)] == _JPEG_XMP_ID
+
+
+def _jpeg_put_xmp(data: bytes, packet: bytes) -> bytes:
+    payload = _JPEG_XMP_ID + packet
+    if len(payload) + 2 > _MAX_JPEG_SEGMENT:
+        raise ProvenanceError(f"XMP packet too large for one JPEG APP1 segment ({len(payload)} bytes)")
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    segments = _jpeg_segments(data)
+    # after JFIF (APP0) and Exif (APP1): readers expect those first
+    insert_at = 2
+    for marker, start, end in segments:
+        if marker == 0xE0 or (marker == 0xE1 and not _jpeg_is_xmp(data, marker, start)):
+            insert_at = end
+        else:
+            break
+    out, pos = bytearray(data[:insert_at]), insert_at
+    out += segment
+    for marker, start, end in segments:  # drop any older XMP packet (only one may be standard XMP)
+        if start >= insert_at and _jpeg_is_xmp(data, marker, start):
+            out += data[pos:start]
+            pos = end
+    out += data[pos:]
+    return bytes(out)
+
+
+def _jpeg_get_xmp(data: bytes) -> bytes | None:
+    for marker, start, end in _jpeg_segments(data):
+        if _jpeg_is_xmp(data, marker, start):
+            return data[start + 4 + len(_JPEG_XMP_ID):end]
+    return None
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of each chunk, length + type + data + CRC."""
+    chunks, pos = [], len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        chunks.append((kind, pos, pos + 12 + length))
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    return chunks
+
+
+def _png_itxt_xmp(data: bytes, start: int) -> bytes | None:
+    body = data[start + 8:start + 8 + struct.unpack(">I", data[start:start + 4])[0]]
+    keyword, _, rest = body.partition(b"\x00")
+    if keyword != _PNG_XMP_KEYWORD or len(rest) < 2:
+        return None
+    compressed, rest = rest[0], rest[2:]  # compression flag, method
+    _language, _, rest = rest.partition(b"\x00")
+    _translated, _, text = rest.partition(b"\x00")
+    return zlib.decompress(text) if compressed else text
+
+
+def _png_put_xmp(data: bytes, packet: bytes) -> bytes:
+    body = _PNG_XMP_KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + packet  # uncompressed, no language
+    chunk = struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
+    out, placed = bytearray(_PNG_SIGNATURE), False
+    for kind, start, end in _png_chunks(data):
+        if kind == b"iTXt" and _png_itxt_xmp(data, start) is not None:
+            continue  # replaced
+        if kind == b"IDAT" and not placed:  # XMP goes before the image data
+            out += chunk
+            placed = True
+        out += data[start:end]
+    if not placed:
+        raise ProvenanceError("malformed PNG: no IDAT chunk")
+    return bytes(out)
+
+
+def _png_get_xmp(data: bytes) -> bytes | None:
+    for kind, start, _end in _png_chunks(data):
+        if kind == b"iTXt" and (packet := _png_itxt_xmp(data, start)) is not None:
+            return packet
+    return None
+
+
+def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], 12
+    while pos + 8 <= len(data):
+        kind = data[pos:pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4:pos + 8])
+        chunks.append((kind, data[pos + 8:pos + 8 + size]))
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) & 1 else b"")
+
+
+def _webp_vp8x(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A VP8X header for a simple (VP8 / VP8L) WebP, which cannot carry metadata chunks."""
+    kind, payload = chunks[0]
+    if kind == b"VP8 " and payload[3:6] == b"\x9d\x01\x2a":
+        width = struct.unpack("<H", payload[6:8])[0] & 0x3FFF
+        height = struct.unpack("<H", payload[8:10])[0] & 0x3FFF
+        alpha = False
+    elif kind == b"VP8L" and payload[:1] == b"\x2f":
+        bits = struct.unpack("<I", payload[1:5])[0]
+        width, height, alpha = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool((bits >> 28) & 1)
+    else:
+        raise ProvenanceError(f"malformed WebP: unexpected first chunk {kind!r}")
+    flags = 0x10 if alpha else 0
+    return bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+
+
+def _webp_put_xmp(data: bytes, packet: bytes) -> bytes:
+    chunks = [(k, p) for k, p in _riff_chunks(data) if k != b"XMP "]
+    if not chunks:
+        raise ProvenanceError("malformed WebP: no chunks")
+    if chunks[0][0] != b"VP8X":
+        chunks.insert(0, (b"VP8X", _webp_vp8x(chunks)))
+    header = bytearray(chunks[0][1])
+    header[0] |= 0x04  # XMP metadata present
+    chunks[0] = (b"VP8X", bytes(header))
+    body = b"WEBP" + b"".join(_riff_chunk(k, p) for k, p in chunks) + _riff_chunk(b"XMP ", packet)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _webp_get_xmp(data: bytes) -> bytes | None:
+    return next((payload for kind, payload in _riff_chunks(data) if kind == b"XMP "), None)
+
+
+_PUT = {"jpeg": _jpeg_put_xmp, "png": _png_put_xmp, "webp": _webp_put_xmp}
+_GET = {"jpeg": _jpeg_get_xmp, "png": _png_get_xmp, "webp": _webp_get_xmp}
+
+
+def embed_xmp(data: bytes, fmt: str | None, facts: ProvenanceFacts) -> bytes:
+    """``data`` with our XMP packet (replacing any earlier one); image data is copied byte for byte."""
+    return _PUT[_format(data, fmt)](data, build_xmp(facts))
+
+
+def read_xmp(data: bytes) -> dict[str, Any] | None:
+    """The provenance fields of the embedded XMP packet; None when the file carries none."""
+    fmt = sniff_format(data)
+    packet = _GET[fmt](data) if fmt else None
+    return parse_xmp(packet) if packet else None
+
+
+# --- C2PA ---------------------------------------------------------------------------------------
+
+def build_manifest(facts: ProvenanceFacts, fmt: str, *, source_attached: bool = False) -> dict[str, Any]:
+    """The manifest definition: the source opened as parent ingredient, one ``c2pa.edited`` per step.
+
+    C2PA requires the first action to be ``c2pa.opened`` (or ``created``) naming the parent; without
+    the source's bytes the ingredient is described by its sha256 only.
+    """
+    agent = {"name": facts.model}  # what made the pixels; the claim generator names this tool
+    run = {"recipe": facts.recipe_name, "recipe_fingerprint": facts.recipe_fingerprint,
+           "backend": facts.backend, "model": facts.model, "run_id": facts.run_id}
+    edits = [
+        {"action": "c2pa.edited", "digitalSourceType": facts.digital_source_type, "softwareAgent": agent,
+         "description": f"recipe {facts.recipe_name}, step {step.id}",
+         "parameters": {**run, "step": step.id, "prompt_sha256": step.prompt_sha256,
+                        **({"prompt": step.prompt} if step.prompt else {})}}
+        for step in facts.steps
+    ] or [{"action": "c2pa.edited", "digitalSourceType": facts.digital_source_type, "softwareAgent": agent,
+           "parameters": run}]
+    manifest: dict[str, Any] = {
+        "claim_generator_info": [{"name": facts.tool_name, "version": facts.tool_version}],
+        "title": f"{facts.recipe_name}.{fmt}",
+        "format": MIME[fmt],
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+            {"action": "c2pa.opened", "parameters": {"ingredientIds": ["source"],
+                                                     "source_sha256": facts.source_sha256}},
+            *edits,
+        ]}}],
+    }
+    if not source_attached:
+        manifest["ingredients"] = [_source_ingredient(facts)]
+    return manifest
+
+
+def _source_ingredient(facts: ProvenanceFacts) -> dict[str, Any]:
+    name = (facts.source_uri or "").rstrip("/").rsplit("/", 1)[-1] or "source"
+    ingredient = {"title": name, "relationship": "parentOf", "label": "source",
+                  "instance_id": f"sha256:{facts.source_sha256}",
+                  "format": mimetypes.guess_type(name)[0] or "application/octet-stream"}
+    if facts.source_uri:
+        ingredient["metadata"] = {"dc:source": facts.source_uri}
+    return ingredient
+
+
+def sign_c2pa(data: bytes, fmt: str | None, facts: ProvenanceFacts, signer_config: SignerConfig, *,
+              source: bytes | None = None) -> bytes:
+    """``data`` with an embedded, signed C2PA manifest.
+
+    ``source``: the original image's bytes, when at hand, become a hashed parent ingredient (and
+    carry over any C2PA history the source already had); otherwise it is named by its sha256.
+    """
+    import c2pa
+
+    fmt = _format(data, fmt)
+    info = c2pa.C2paSignerInfo(signer_config.alg.lower().encode(), signer_config.pem_chain(),
+                               signer_config.pem_key(), signer_config.tsa_url)
+    try:
+        signer = c2pa.Signer.from_info(info)
+        settings = c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": signer_config.thumbnail}}})
+        manifest = build_manifest(facts, fmt, source_attached=source is not None)
+        with c2pa.Builder.from_json(manifest, context=c2pa.Context(settings=settings)) as builder:
+            if source is not None:
+                source_fmt = sniff_format(source)
+                builder.add_ingredient(_source_ingredient(facts) | ({"format": MIME[source_fmt]} if source_fmt
+                                                                    else {}),
+                                       MIME.get(source_fmt or "", "application/octet-stream"), io.BytesIO(source))
+            out = io.BytesIO()
+            builder.sign(signer, MIME[fmt], io.BytesIO(data), out)
+            return out.getvalue()
+    except c2pa.C2paError as exc:
+        raise ProvenanceError(f"C2PA signing failed: {exc}") from exc
+
+
+def read_c2pa(data: bytes, fmt: str | None = None, *, trust_anchors: str | None = None) -> dict[str, Any] | None:
+    """The manifest store as JSON (``validation_state``: Invalid / Valid / Trusted); None without one.
+
+    ``trust_anchors``: PEM root certificates to trust; without them a private CA's signature
+    validates as ``Valid`` with a ``signingCredential.untrusted`` status, never ``Trusted``.
+    """
+    import c2pa
+
+    fmt = _format(data, fmt)
+    context = None
+    if trust_anchors:
+        context = c2pa.Context(settings=c2pa.Settings.from_dict({"trust": {"user_anchors": trust_anchors}}))
+    reader = c2pa.Reader.try_create(MIME[fmt], io.BytesIO(data), context=context)
+    if reader is None:
+        return None
+    with reader:
+        return json.loads(reader.json())
+
+
+def c2pa_summary(store: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a manifest store an audit record needs: validity, actions, signer."""
+    active = store["manifests"][store["active_manifest"]]
+    actions = [a for assertion in active.get("assertions", []) if assertion["label"].startswith("c2pa.actions")
+               for a in assertion["data"]["actions"]]
+    results = store.get("validation_results", {}).get("activeManifest", {})
+    return {
+        "manifest_label": store["active_manifest"],
+        "validation_state": store.get("validation_state"),
+        "failures": sorted({f["code"] for f in results.get("failure", [])}),
+        "actions": [a["action"] for a in actions],
+        "digital_source_types": sorted({a["digitalSourceType"] for a in actions if "digitalSourceType" in a}),
+        "signer": (active.get("signature_info") or {}).get("common_name"),
+        "issuer": (active.get("signature_info") or {}).get("issuer"),
+    }
+
+
+# --- the publish step's entry point ---------------------------------------------------------------
+
+def apply_provenance(data: bytes, fmt: str | None, facts: ProvenanceFacts, *,
+                     c2pa_signer: SignerConfig | None = None,
+                     source: bytes | None = None) -> tuple[bytes, dict[str, Any]]:
+    """XMP always, a C2PA manifest when a signer is configured; returns the new bytes and an audit summary.
+
+    The summary records the sha256 of the bytes before and after, so the audit trail can tie
+    the verified edit output to the published file.
+    """
+    fmt = _format(data, fmt)
+    out = embed_xmp(data, fmt, facts)
+    summary: dict[str, Any] = {
+        "input_sha256": hashlib.sha256(data).hexdigest(),
+        "format": fmt,
+        "digital_source_type": facts.digital_source_type,
+        "xmp": True,
+        "c2pa": None,
+    }
+    if c2pa_signer is not None:
+        out = sign_c2pa(out, fmt, facts, c2pa_signer, source=source)
+        store = read_c2pa(out, fmt)
+        summary["c2pa"] = {**c2pa_summary(store), "alg": c2pa_signer.alg, "thumbnail": c2pa_signer.thumbnail,
+                           "timestamped": bool(c2pa_signer.tsa_url)} if store else None
+    summary["sha256"] = hashlib.sha256(out).hexdigest()
+    summary["bytes"] = len(out)
+    summary["facts"] = asdict(facts) | {"generative": facts.is_generative}
+    return out, summary

@@ -1,0 +1,172 @@
+"""The run report as one self-contained HTML page: counts, charts, before/after, reasons.
+
+Thumbnails are embedded as data URIs so the page opens anywhere (a browser, an
+e-mail attachment, an S3 console) without access to the storage it came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_image_catalog.pipeline.publishing.publish import ChunkResult
+
+THUMB_PX = 180
+MAX_THUMB_ROWS = 300  # beyond this the table lists rows without pictures: the page stays small
+SHOWN_METRICS = ("ssim_preserved", "delta_e_preserved", "seam_score", "bg_exact_share", "product_fill",
+                 "sharpness_ratio", "phash_distance", "blockiness", "jpeg_quality", "ocr_similarity")
+esc = html.escape
+BAD_CLASS = ' class="bad"'  # a failed metric, highlighted
+
+
+#: the engine's decode limit: a failed upload past it (a bomb) gets no thumbnail rather than ~0.5 GB decoded
+THUMB_MAX_PIXELS = 60_000_000
+
+
+def thumbnail(uri: str | None) -> str:
+    """A small JPEG data URI of the image at ``uri`` ('' when it cannot be read)."""
+    if not uri:
+        return ""
+    from PIL import Image
+
+    from airflow_image_catalog.storage import read_bytes
+
+    try:
+        with Image.open(io.BytesIO(read_bytes(uri))) as image:
+            image.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
+            if image.width * image.height > THUMB_MAX_PIXELS:  # a decompression bomb: no thumbnail, no decode
+                return ""
+            image = image.convert("RGB")
+            image.thumbnail((THUMB_PX, THUMB_PX))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=80)
+    except Exception:  # a broken upload has no thumbnail; its row still shows the reason
+        return ""
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(uri: str | None) -> str:
+    data = thumbnail(uri)
+    return f'<img src="{data}" alt="">' if data else '<span class="none">-</span>'
+
+
+def bar_chart(values: dict[str, int], *, colours: dict[str, str] | None = None, width: int = 420) -> str:
+    """A horizontal SVG bar chart, no JavaScript, no external assets."""
+    if not values:
+        return ""
+    peak = max(values.values()) or 1
+    rows = []
+    for i, (label, value) in enumerate(values.items()):
+        length = int((width - 230) * value / peak)  # room for the count after the bar
+        colour = (colours or {}).get(label, "#4a78b5")
+        rows.append(
+            f'<text x="0" y="{i * 24 + 15}" font-size="12">{esc(label[:28])}</text>'
+            f'<rect x="180" y="{i * 24 + 3}" width="{length}" height="16" fill="{colour}"></rect>'
+            f'<text x="{184 + length}" y="{i * 24 + 15}" font-size="12">{value}</text>'
+        )
+    return f'<svg width="{width}" height="{len(values) * 24 + 4}" role="img">{"".join(rows)}</svg>'
+
+
+def shown_metrics(metrics: dict[str, Any], failed_metrics: set[str], float_format: str = ".3f",
+                  ) -> list[tuple[str, str, bool]]:
+    """The metrics a reviewer sees (report and UI alike): ``(name, formatted value, failed)``."""
+    return [(name, format(value, float_format) if isinstance(value, float) else str(value), name in failed_metrics)
+            for name in SHOWN_METRICS if (value := metrics.get(name)) is not None]
+
+
+def _metric_cell(metrics: dict[str, Any], failed_metrics: set[str]) -> str:
+    return "<br>".join(f"<span{BAD_CLASS if bad else ''}>{esc(name)}={esc(shown)}</span>"
+                       for name, shown, bad in shown_metrics(metrics, failed_metrics))
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+def cost_section(cost: dict[str, Any] | None) -> str:
+    """The cost check's decision, estimate vs actual, and a table + chart per model."""
+    if not cost:
+        return ""
+    decision = cost.get("decision") or {}
+    lines = []
+    if decision:
+        lines.append(f"<p>cost check: <b>{esc(decision['action'])}</b> (policy {esc(decision['policy'])}): "
+                     f"{esc(decision['message'])}</p>")
+        for name, variant in (decision.get("variants") or {}).items():
+            lines.append(f"<p>the same run on <b>{esc(name)}</b> would cost {_money(variant['usd'])} "
+                         f"(band {_money(variant['low_usd'])}-{_money(variant['high_usd'])})</p>")
+    recon = cost.get("reconciliation") or {}
+    warn = ' class="bad"' if recon.get("warning") else ""
+    reconciled = f" &middot; <span{warn}>{esc(recon['message'])}</span>" if recon else ""
+    lines.append(f"<p>actual {_money(cost['actual_usd'])} in {cost['paid_calls']} paid calls &middot; "
+                 f"{cost['cache_hits']} cache hits (free) &middot; per published image "
+                 f"{_money(cost.get('cost_per_published_image_usd'))}{reconciled}</p>")
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{g['calls']}</td><td>{g['images']}</td><td>{g['tokens_in']}</td>"
+        f"<td>{g['tokens_out']}</td><td>{g['credits']}</td><td>{_money(g['usd'])}</td></tr>"
+        for name, g in (cost.get("by_model") or {}).items())
+    if rows:
+        lines.append("<table><tr><th>provider/model</th><th>calls</th><th>images</th><th>tokens in</th>"
+                     f"<th>tokens out</th><th>credits</th><th>cost</th></tr>{rows}</table>")
+        cents = {name: round(g["usd"] * 100) for name, g in cost["by_model"].items()}
+        lines.append(f"<p>cost per model, cents</p>{bar_chart(cents)}")
+    return "<h3>Cost</h3>" + "".join(lines)
+
+
+def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
+    counts = report["counts"]
+    quality = report.get("quality") or {}
+    published = {p["image_id"]: p["published_uri"] for p in report["published"]}
+    rows = []
+    for result in results:
+        verdicts = result.verdicts()
+        for record in result.edit.items:
+            verdict = verdicts.get(record.image_id, {})
+            failed = verdict.get("failed", [])
+            status = verdict.get("verdict", record.status) if record.status == "edited" else record.status
+            css = "failed" if record.status != "edited" else status
+            with_pictures = len(rows) < MAX_THUMB_ROWS
+            after_uri = published.get(record.image_id) or verdict.get("quarantine_uri") or record.output_uri
+            reasons = "".join(f"<li>{esc(f['label'])} (observed {esc(str(f['observed']))})</li>" for f in failed)
+            detail = esc(record.error) if record.error else (f"<ul>{reasons}</ul>" if reasons else "")
+            rows.append(
+                f"<tr class='{esc(css)}'><td>{esc(record.image_id)}</td><td>{esc(status)}"
+                f"{' (cache)' if record.cache_hit else ''}</td>"
+                f"<td>{_img(record.source_uri) if with_pictures else ''}</td>"
+                f"<td>{_img(after_uri) if with_pictures and record.output_uri else ''}</td>"
+                f"<td class='metrics'>{_metric_cell(verdict.get('metrics', {}), {f['metric'] for f in failed})}</td>"
+                f"<td>{detail}</td></tr>"
+            )
+    outcome = {k: counts[k] for k in ("published", "quarantined", "failed")}
+    colours = {"published": "#3c9a5f", "quarantined": "#d99a29", "failed": "#c8483f"}
+    docs = "".join(f'<li><a href="{esc(uri)}">{esc(uri.rsplit("/data_docs/", 1)[-1])}</a></li>'
+                   for uri in quality.get("data_docs", []))
+    recipe = report["recipe"]["name"] if report["recipe"] else "-"
+    pass_rate = quality.get("pass_rate")
+    quality_line = (
+        f"<p>quality profile <b>{esc(', '.join(quality['profiles']))}</b> ({esc(', '.join(quality['intents']))} "
+        f"intent): pass rate <b>{pass_rate:.0%}</b></p>" if quality and pass_rate is not None else ""
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>catalog run {esc(str(report.get('run_id')))}</title>
+<style>body{{font-family:sans-serif;margin:2em;color:#222}} td{{padding:4px 8px;vertical-align:top;border-bottom:1px solid #eee}}
+img{{max-width:{THUMB_PX}px;max-height:{THUMB_PX}px;border:1px solid #ccc}} tr.failed td{{background:#fde8e8}}
+tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .metrics{{font-size:12px}}
+.charts{{display:flex;gap:3em}} .none{{color:#999}}</style></head>
+<body><h1>Catalog run {esc(str(report.get('run_id')))}</h1>
+<p>DAG <b>{esc(str(report.get('dag_id')))}</b>, recipe <b>{esc(recipe)}</b>, backend {esc(', '.join(report['backends']))}</p>
+<p>found {counts['found']} &middot; edited {counts['edited']} &middot; failed {counts['failed']}
+&middot; quarantined {counts['quarantined']} &middot; published {counts['published']}
+&middot; edit time {report['edit_seconds']} s</p>
+{quality_line}
+{cost_section(report.get("cost"))}
+<div class="charts"><div><h3>Outcome</h3>{bar_chart(outcome, colours=colours)}</div>
+<div><h3>Failed expectations</h3>{bar_chart(quality.get('failed_expectations', {})) or '<p>none</p>'}</div></div>
+{f'<h3>Great Expectations Data Docs</h3><ul>{docs}</ul>' if docs else ''}
+<table><tr><th>image</th><th>status</th><th>before</th><th>after</th><th>metrics</th><th>reason</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""

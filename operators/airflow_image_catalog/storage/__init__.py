@@ -1,0 +1,74 @@
+"""Object storage behind URIs, so no task depends on another task's local disk.
+
+Every location the pipeline reads or writes (sources, outputs, manifests, reports)
+is a URI. ``file://`` (or a plain absolute path) is the embedded default; other
+schemes are added as backends register in :data:`BACKENDS`: ``s3://`` is always
+registered, and imports boto3 only when first used.
+"""
+
+from __future__ import annotations
+
+from airflow_image_catalog.storage.base import (
+    BACKENDS,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    join_uri,
+    normalize_uri,
+    storage_for,
+)
+from airflow_image_catalog.storage.local import LocalStorage
+from airflow_image_catalog.storage.s3 import S3Storage, S3StorageError
+
+__all__ = [
+    "BACKENDS",
+    "LocalStorage",
+    "ObjectInfo",
+    "S3Storage",
+    "S3StorageError",
+    "Storage",
+    "StorageError",
+    "join_uri",
+    "normalize_uri",
+    "delete",
+    "exists",
+    "read_bytes",
+    "read_json",
+    "write_bytes",
+    "write_json",
+    "list_objects",
+    "storage_for",
+]
+
+
+def read_bytes(uri: str) -> bytes:
+    return storage_for(uri).read_bytes(uri)
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    return storage_for(uri).write_bytes(uri, data)
+
+
+def list_objects(prefix: str) -> list[ObjectInfo]:
+    return storage_for(prefix).list(prefix)
+
+
+def exists(uri: str) -> bool:
+    return storage_for(uri).exists(uri)
+
+
+def delete(uri: str) -> None:
+    """Remove one object; missing is fine."""
+    storage_for(uri).delete(uri)
+
+
+def read_json(uri: str):
+    import json
+
+    return json.loads(read_bytes(uri))
+
+
+def write_json(uri: str, payload) -> str:
+    import json
+
+    return write_bytes(uri, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())

@@ -1,0 +1,87 @@
+"""``make demo``: run catalog_refresh once through Airflow and print where everything is.
+
+Runs ``airflow dags test catalog_refresh`` (real scheduler-less run against the
+SQLite Airflow home inside the repo), then reads the run report it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from airflow_image_catalog.workspace.runs import catalog_home as _catalog_home
+
+
+def _path(uri: str) -> str:
+    return unquote(urlsplit(uri).path) if uri.startswith("file://") else uri
+
+
+def main() -> int:
+    catalog_home = _catalog_home().resolve()
+    airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+    log_path = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "demo-run.log"
+    started = time.time()
+    print(f"running catalog_refresh through Airflow (log: {log_path}) ...", flush=True)
+    with log_path.open("w") as log:
+        proc = subprocess.run([airflow, "dags", "test", "catalog_refresh"], stdout=log, stderr=subprocess.STDOUT)
+    wall = time.time() - started
+    reports = [p for p in (catalog_home / "work" / "runs").glob("*/report.json") if p.stat().st_mtime >= started]
+    if proc.returncode != 0 or not reports:
+        print("".join(log_path.read_text().splitlines(keepends=True)[-60:]))
+        print(f"catalog_refresh FAILED (exit {proc.returncode}); full log: {log_path}")
+        return proc.returncode or 1
+    latest = max(reports, key=lambda p: p.stat().st_mtime)
+    report = json.loads(latest.read_text())
+    discovery = json.loads((latest.parent / "discovery.json").read_text())
+    counts = report["counts"]
+    print()
+    recipe = report["recipe"]["name"] if report["recipe"] else "-"
+    print(f"catalog_refresh run {report['run_id']}: recipe {recipe}, {', '.join(report['backends']) or 'no backend call'}")
+    print(f"  discovery: {discovery['images']} new or changed images; {discovery['unchanged']} unchanged since "
+          f"published and {len(discovery.get('refused_before', []))} refused before with the same bytes: "
+          f"skipped, no edit call")
+    if not discovery["images"]:
+        print("  (nothing changed since the last run: `make clean` starts the catalog over)")
+    print(f"  images found {counts['found']} / edited {counts['edited']} / failed {counts['failed']} "
+          f"/ quarantined {counts['quarantined']} / published {counts['published']} "
+          f"/ from the result cache {counts.get('cache_hits', 0)}   "
+          f"wall time {wall:.1f} s (edit time {report['edit_seconds']:.1f} s)")
+    cost = report.get("cost") or {}
+    decision = cost.get("decision")
+    if decision:
+        print(f"  cost check: {decision['action']} (policy {decision['policy']}): {decision['message']}")
+        for name, variant in decision.get("variants", {}).items():
+            print(f"    the same run on {name} would cost ${variant['usd']:.2f} "
+                  f"(band ${variant['low_usd']:.2f}-${variant['high_usd']:.2f}; shipped price table)")
+        print(f"  spent ${cost['actual_usd']:.2f} in {cost['paid_calls']} paid calls "
+              f"({cost['cache_hits']} results from the cache)")
+    quality = report.get("quality")
+    if quality and quality["pass_rate"] is not None:
+        print(f"  quality gate ({', '.join(quality['profiles'])}): pass rate {quality['pass_rate']:.0%}, "
+              f"{quality['quarantined']} quarantined")
+    for failure in report["failures"]:
+        print(f"  {failure.get('status', 'failed')}: {failure['image_id']}: {failure['error']}")
+    print(f"  published images: {_path(report['published_root'])}")
+    print(f"  run report:       {_path(report['report_html'])}")
+    print(f"                    {_path(report['report_json'])}")
+    for docs in (quality or {}).get("data_docs", []):
+        print(f"  GX Data Docs:     {_path(docs)}")
+    if report.get("audit_uri"):
+        print(f"  audit records:    {_path(report['audit_uri'])}")
+    if report["published"]:
+        example = _path(report["published"][0]["published_uri"])
+        print(f"  trace an image:   .venv/bin/python -m airflow_image_catalog.pipeline.publishing.audit trace {example}")
+    lineage = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "openlineage" / "events.jsonl"
+    if lineage.exists():
+        print(f"  lineage events:   {lineage} (OpenLineage, {sum(1 for _ in lineage.open())} events so far)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""What every run must satisfy, read from what it left behind: manifests, outputs, the ledger, the service.
+
+Counted, never guessed: the local edit service records every edit it performed (the paid
+work) and whether it produced a result; the ledger holds what the pipeline booked; the edit
+manifests and outputs hold what each image ended with.
+
+After every run (:func:`check_run`):
+
+- every discovered image has exactly one record, in a final state; none is lost (an ``edited``
+  image's output exists with its recorded sha256);
+- no work was paid twice (the service's duplicates: the same work after it had produced a result);
+- nothing was booked that was not paid (ledger rows <= paid calls), each ledger row once.
+
+After the reruns (:func:`check_settled`), additionally:
+
+- nothing is left retryable;
+- every paid call is booked (ledger rows = paid calls);
+- every call that produced a result produced an output (produced calls = edited images x steps).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_image_catalog.storage import StorageError, join_uri, list_objects, read_bytes, read_json
+from airflow_image_catalog.workspace.manifest import (
+    FINAL_STATUSES,
+    STATUS_EDITED,
+    STATUS_FAILED_RETRYABLE,
+    EditRecord,
+    sha256_hex,
+)
+
+
+@dataclass
+class Outcome:
+    """One run's facts.
+
+    :param discovered: image ids the run's chunk manifests name.
+    :param records: every edit record of the run (from the edit manifests, else the per-image state).
+    :param paid: the service's performed edits (each a dict, see ``ServiceState.record``).
+    :param produced: how many of them produced a result.
+    :param duplicates: the service's count of work paid twice.
+    :param ledger_rows: the ledger's entries for the run.
+    :param ledger_ids: their entry ids.
+    :param steps: recipe steps (paid calls per edited image).
+    """
+
+    discovered: list[str]
+    records: list[EditRecord]
+    paid: list[dict[str, Any]]
+    produced: int
+    duplicates: int
+    ledger_rows: int
+    ledger_ids: list[str]
+    steps: int = 1
+    lost: list[str] = field(default_factory=list)
+
+    def statuses(self) -> Counter:
+        return Counter(r.status for r in self.records)
+
+    def calls_per_image(self) -> dict[str, int]:
+        """Paid calls per image, matched by the idempotency scope (its cache key prefix)."""
+        scopes = {r.cache_key[:32]: r.image_id for r in self.records if r.cache_key}
+        counts: Counter = Counter()
+        for entry in self.paid:
+            scope = (entry.get("idempotency_key") or "")[:32]
+            counts[scopes.get(scope, "?")] += 1
+        return dict(counts)
+
+
+def listing(prefix: str) -> list[str]:
+    """URIs of the JSON objects under ``prefix``, sorted; none when it does not exist (yet)."""
+    try:
+        return sorted(o.uri for o in list_objects(prefix) if o.uri.endswith(".json"))
+    except StorageError:
+        return []
+
+
+def collect(workspace: str, run_key: str, service_state: Any, *, steps: int = 1) -> Outcome:
+    """Read one run's outcome from its workspace, its ledger and the edit service's counts.
+
+    Chunks without an edit manifest (a task that died) are read from their per-image state.
+    """
+    from airflow_image_catalog.pipeline.costing.ledger import Ledger
+    from airflow_image_catalog.workspace.manifest import ChunkManifest
+    from airflow_image_catalog.workspace.state import ChunkState
+
+    run_root = join_uri(workspace, "runs", run_key)
+    chunks = [ChunkManifest.from_dict(read_json(uri)) for uri in listing(join_uri(run_root, "chunks"))]
+    discovered = [item.image_id for chunk in chunks for item in chunk.items]
+    records: list[EditRecord] = []
+    for chunk in chunks:
+        uri = join_uri(run_root, "edits", f"chunk-{chunk.chunk_index:05d}.json")
+        try:
+            records += [EditRecord(**item) for item in read_json(uri)["items"]]
+        except StorageError:  # no manifest: the task never finished; its state says what each image reached
+            states = ChunkState(run_root, chunk.chunk_index).load()
+            records += [ChunkState.record_of(s) for s in states.values()]
+    lost = sorted(set(discovered) - {r.image_id for r in records})
+    for record in records:
+        if record.status == STATUS_EDITED:
+            try:
+                intact = sha256_hex(read_bytes(record.output_uri)) == record.output_sha256
+            except StorageError:
+                intact = False
+            if not intact:
+                lost.append(record.image_id)
+    entries = Ledger(workspace).entries(run_key=run_key)
+    paid = list(service_state.performed)
+    produced = sum(service_state.produced(entry) for entry in paid)
+    return Outcome(discovered, records, paid, produced, service_state.duplicates(), len(entries),
+                   [e.entry_id for e in entries], steps, lost)
+
+
+def check_run(outcome: Outcome) -> list[str]:
+    """Violations after any run (empty: all hold)."""
+    problems = []
+    counts = Counter(r.image_id for r in outcome.records)
+    if sorted(counts) != sorted(set(outcome.discovered)) or any(n != 1 for n in counts.values()):
+        extra = {i: n for i, n in counts.items() if n != 1}
+        problems.append(f"not exactly one record per image: discovered {len(outcome.discovered)}, "
+                        f"records {len(outcome.records)}, repeated {extra}")
+    unfinished = [r.image_id for r in outcome.records if r.status not in FINAL_STATUSES]
+    if unfinished:
+        problems.append(f"images without a final state: {unfinished}")
+    if outcome.lost:
+        problems.append(f"lost images (no record, or an edited image without its output): {outcome.lost}")
+    if outcome.duplicates:
+        problems.append(f"{outcome.duplicates} edits paid twice at the service")
+    if outcome.ledger_rows > len(outcome.paid):
+        problems.append(f"ledger books {outcome.ledger_rows} calls, the service was paid for {len(outcome.paid)}")
+    if len(set(outcome.ledger_ids)) != len(outcome.ledger_ids):
+        problems.append("a ledger entry is booked twice")
+    for record in outcome.records:
+        if record.status in FINAL_STATUSES and record.status != STATUS_EDITED and not record.error:
+            problems.append(f"{record.image_id} is {record.status} without a reason")
+    return problems
+
+
+def check_settled(outcome: Outcome) -> list[str]:
+    """Violations once the reruns are done: :func:`check_run` plus the end-to-end accounting."""
+    problems = check_run(outcome)
+    left = [r.image_id for r in outcome.records if r.status == STATUS_FAILED_RETRYABLE]
+    if left:
+        problems.append(f"still retryable after the reruns: {left}")
+    if outcome.ledger_rows != len(outcome.paid):
+        problems.append(f"paid calls {len(outcome.paid)} != ledger rows {outcome.ledger_rows}")
+    outputs = sum(r.status == STATUS_EDITED and not r.cache_hit for r in outcome.records) * outcome.steps
+    if outcome.produced != outputs:
+        problems.append(f"calls that produced a result {outcome.produced} != outputs {outputs}")
+    return problems

@@ -1,0 +1,5 @@
+import sys
+
+from airflow_image_catalog.tooling.service.server import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""The Black Forest Labs contract on the local edit service: submit, poll ``polling_url``, download.
+
+``POST /v1/flux-kontext-pro`` (or ``-max``, ``flux-2-*``) with header ``x-key`` and
+JSON ``prompt``, ``input_image`` (base64), ``input_image_2``.. (references),
+``output_format`` -> ``{id, polling_url, cost}``. ``GET /v1/get_result?id=`` ->
+``Pending`` / ``Ready`` (``result.sample``) / ``Request Moderated`` /
+``Content Moderated`` / ``Error`` / ``Task not found``. Samples expire after
+``sample_ttl_s``. A created job is the paid work (``bfl.submit`` in
+``ServiceState.performed``, BFL charges at submit); a submit with an ``Idempotency-Key``
+already answered gets the same job back (the app's :class:`~airflow_image_catalog.tooling.service.app.Idempotency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+import uuid
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from airflow_image_catalog.tooling.service import editor
+from airflow_image_catalog.tooling.service.app import BFL_CREDITS, Job, ServiceState
+from airflow_image_catalog.tooling.service.faults import BFL_KINDS
+
+MODELS = tuple(BFL_CREDITS)
+
+
+def _detail(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+async def _process(job: Job, images: list[bytes]) -> None:
+    try:
+        job.data, _, _ = await run_in_threadpool(editor.edit_pixels, images, job.prompt,
+                                                 output_format=job.output_format, drift=job.drift)
+    except Exception as exc:  # the engine refused the image: BFL reports "Error"
+        job.error = str(exc)
+    job.done, job.ready_at = True, time.monotonic()
+
+
+def bfl_routes(state: ServiceState) -> list[Route]:
+    tasks: set[asyncio.Task] = set()
+
+    async def submit(request: Request) -> Response:
+        model = request.path_params["model"]
+        if model not in MODELS:
+            return _detail(404, f"Not Found: unknown model {model}")
+        if not request.headers.get("x-key") or (state.api_key and request.headers["x-key"] != state.api_key):
+            return _detail(403, "Not authenticated: invalid or missing x-key")
+        body = await request.json()
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return _detail(422, "prompt: field required")
+        images = []
+        for key in ["input_image", *(f"input_image_{i}" for i in range(2, 9))]:
+            if body.get(key):
+                try:
+                    images.append(base64.b64decode(body[key], validate=True))
+                except (binascii.Error, ValueError):
+                    return _detail(422, f"{key}: not valid base64")
+        if not images:
+            return _detail(422, "input_image: field required")
+        output_format = body.get("output_format") or "jpeg"
+        if output_format not in ("jpeg", "png"):
+            return _detail(422, "output_format: must be jpeg or png")
+        fault = state.faults.take(request.url.path, BFL_KINDS, prompt=prompt)
+        job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format)
+        state.jobs[job.id] = job
+        state.record("bfl.submit", images[0], prompt, model, request.headers.get("idempotency-key"), job_id=job.id)
+        if job.fate not in ("bfl_pending", "bfl_error", "request_moderated"):
+            job.drift = state.take_drift(request.url.path, prompt)  # only a job that yields an image drifts
+            task = asyncio.create_task(_process(job, images))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({"id": job.id, "polling_url": f"{base}/v1/get_result?id={job.id}",
+                             "cost": BFL_CREDITS[model]})
+
+    async def get_result(request: Request) -> Response:
+        job = state.jobs.get(request.query_params.get("id", ""))
+        if job is None or job.fate == "bfl_not_found":
+            return JSONResponse({"id": request.query_params.get("id"), "status": "Task not found"})
+        status, result = "Pending", None
+        if job.fate == "bfl_error":
+            status = "Error"
+        elif job.fate == "request_moderated":
+            status = "Request Moderated"
+        elif job.fate == "bfl_pending" or not job.done:
+            status = "Pending"
+        elif job.fate == "content_moderated":
+            status = "Content Moderated"
+        elif job.error:
+            status, result = "Error", {"error": job.error}
+        else:
+            ext = "jpg" if job.output_format == "jpeg" else "png"
+            base = str(request.base_url).rstrip("/")
+            status = "Ready"
+            result = {"sample": f"{base}/_delivery/{job.id}.{ext}?se=signed", "prompt": job.prompt}
+        return JSONResponse({"id": job.id, "status": status, "result": result, "progress": None})
+
+    async def delivery(request: Request) -> Response:
+        job = state.jobs.get(request.path_params["name"].split(".")[0])
+        if job is None or job.data is None:
+            return Response("BlobNotFound", status_code=404)
+        if job.fate == "bfl_expired" or time.monotonic() - job.ready_at > state.sample_ttl_s:
+            return Response("AuthenticationFailed: Signed expiry time has passed", status_code=403)
+        media = "image/jpeg" if job.output_format == "jpeg" else "image/png"
+        return Response(job.data, media_type=media)
+
+    return [
+        Route("/v1/get_result", get_result, methods=["GET"]),
+        Route("/_delivery/{name}", delivery, methods=["GET"]),
+        Route("/v1/{model}", submit, methods=["POST"]),
+    ]

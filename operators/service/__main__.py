@@ -1,5 +1,0 @@
-import sys
-
-from operators.service.server import main
-
-sys.exit(main())
