@@ -175,10 +175,12 @@ def test_execute_complete_fails_clearly(tmp_path: Path):
         wait.execute_complete({}, {"status": "timeout", "last_error": "boom", "polls": 3})
     with pytest.raises(AirflowSkipException):
         sensor(tmp_path.as_uri(), soft_fail=True).execute_complete({}, {"status": "timeout", "last_error": None})
-    with pytest.raises(AirflowException, match="no 'images' mapping"):
+    with pytest.raises(AirflowException, match=r"NewObjectsTrigger on .*photos error: x.json: no 'images' mapping"):
         wait.execute_complete({}, {"status": "error", "message": "x.json: no 'images' mapping"})
-    with pytest.raises(AirflowException, match="unexpected trigger event"):
+    with pytest.raises(AirflowException, match="resumed without an event"):
         wait.execute_complete({}, None)
+    with pytest.raises(AirflowException, match="unexpected event status 'found'"):  # an older triggerer's event
+        wait.execute_complete({}, {"status": "found", "count": 1, "uris": [], "truncated": False})
 
 
 def test_templated_fields_and_provider_registration():

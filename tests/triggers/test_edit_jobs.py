@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -52,11 +53,55 @@ async def first_event(trigger: EditJobsTrigger, timeout: float = 20):
 
 
 def test_serialize_round_trips_every_kwarg():
-    trigger = EditJobsTrigger("c", {"a": {"id": "1", "polling_url": "http://x/1"}}, poll_interval=0.5,
-                              deadline=123.0, hold_ready=7.0)
-    again = roundtrip(trigger)
-    assert again.serialize() == trigger.serialize()
-    assert trigger.serialize()[0] == "airflow_image_catalog.triggers.edit_jobs.EditJobsTrigger"
+    kwargs = {"conn_id": "c", "jobs": {"a": {"id": "1", "polling_url": "http://x/1"}}, "poll_interval": 0.5,
+              "deadline": 123.0, "hold_ready": 7.0, "overrides": {"backend": "openai_batch", "quality": "low"}}
+    assert set(kwargs) == set(inspect.signature(EditJobsTrigger).parameters)  # every kwarg, none forgotten
+    trigger = EditJobsTrigger(**kwargs)
+    path, serialized = trigger.serialize()
+    assert serialized == kwargs
+    assert roundtrip(trigger).serialize() == trigger.serialize()
+    module, name = path.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is EditJobsTrigger  # the literal path imports
+
+
+async def test_an_unreadable_connection_is_an_error_event_not_an_exception(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BROKEN_EDIT", json.dumps({"conn_type": "image_edit",
+                                                               "extra": {"backend": "no-such-backend"}}))
+    payload = await first_event(EditJobsTrigger("broken_edit", {"a": {"id": "1"}}, poll_interval=0.01))
+    assert payload["status"] == "error"
+    assert "broken_edit" in payload["message"] and "no-such-backend" in payload["message"]
+    from airflow_image_catalog.triggers.edit_jobs import first_event as worker_poll  # the non-deferrable path
+    from airflow_image_catalog.triggers.events import TriggerEventError
+
+    with pytest.raises(TriggerEventError, match="EditJobsTrigger error: .*no-such-backend"):
+        await worker_poll(EditJobsTrigger("broken_edit", {"a": {"id": "1"}}, poll_interval=0.01))
+
+
+async def test_a_failing_poll_round_is_one_error_event(service, bfl_conn, monkeypatch):
+    jobs = await _submit(bfl_conn, 1)
+
+    async def broken_round(self, backend, keys):
+        raise KeyError("polling_url")  # a bug, not a provider answer
+
+    monkeypatch.setattr(EditJobsTrigger, "_poll_round", broken_round)
+    trigger = EditJobsTrigger(bfl_conn, jobs, poll_interval=0.01)
+    events = [event.payload async for event in trigger.run()]
+    assert events == [{"status": "error", "message": f"polling 1 jobs through connection {bfl_conn!r} failed: "
+                                                     "KeyError: 'polling_url'"}]
+
+
+def test_the_operator_fails_clearly_on_an_error_event(tmp_path: Path):
+    from airflow_image_catalog.operators.image_edit import ImageEditOperator
+    from airflow_image_catalog.triggers.events import TriggerEventError
+
+    op = ImageEditOperator(task_id="edit", chunk_manifest_uri=(tmp_path / "c.json").as_uri(), recipe="r",
+                           workspace=tmp_path.as_uri(), deferrable=True)
+    with pytest.raises(TriggerEventError, match="EditJobsTrigger error: polling 1 jobs .* failed: boom"):
+        op.execute_complete({}, {"status": "error", "message": "polling 1 jobs through 'c' failed: boom"})
+    with pytest.raises(TriggerEventError, match="without an event"):
+        op.execute_complete({}, None)
+    with pytest.raises(TriggerEventError, match="unexpected event status 'done'"):
+        op.execute_complete({}, {"status": "done", "results": {}})
 
 
 async def _submit(conn_id: str, count: int) -> dict:
@@ -80,7 +125,7 @@ async def test_polls_all_jobs_and_separates_permanent_from_transient(service, bf
     service.state.faults.add(kind="status", status=503, path="/v1/get_result", count=3)  # transient polls
     payload = await first_event(roundtrip(EditJobsTrigger(bfl_conn, jobs, poll_interval=0.02)))
     results = payload["results"]
-    assert payload["status"] == "done" and set(results) == set(jobs)
+    assert payload["status"] == "success" and set(results) == set(jobs)
     states = sorted((r["state"], r["code"], r["retryable"]) for r in results.values())
     assert states == [("failed", "provider_error", True), ("failed", "request_moderated", False),
                       ("ready", None, False), ("ready", None, False)]
@@ -91,6 +136,7 @@ async def test_deadline_reports_outstanding_jobs(service, bfl_conn):
     service.state.faults.add(kind="bfl_pending", path="/v1/flux", count=1)
     jobs = await _submit(bfl_conn, 2)
     payload = await first_event(EditJobsTrigger(bfl_conn, jobs, poll_interval=0.02, deadline=time.time() + 0.5))
+    assert payload["status"] == "timeout"
     codes = sorted(str(r["code"]) for r in payload["results"].values())
     assert codes == ["None", "timeout"]
     stuck = next(r for r in payload["results"].values() if r["code"] == "timeout")

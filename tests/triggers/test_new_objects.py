@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -65,13 +66,15 @@ def setup_source(root: str, names: dict[str, bytes]) -> tuple[str, str]:
 
 
 def test_serialize_round_trips_every_kwarg():
-    trigger = NewObjectsTrigger("s3://b/src", "s3://b/published.json", poke_interval=2.5, deadline=123.0,
-                                extensions=[".png", ".jpg"], ignore_prefixes=["masks/"])
+    kwargs = {"source": "s3://b/src", "published_manifest": "s3://b/published.json", "poke_interval": 2.5,
+              "deadline": 123.0, "extensions": [".jpg", ".png"], "ignore_prefixes": ["masks/"]}
+    assert set(kwargs) == set(inspect.signature(NewObjectsTrigger).parameters)  # every kwarg, none forgotten
+    trigger = NewObjectsTrigger(**kwargs)
     again = roundtrip(trigger)
     assert again.serialize() == trigger.serialize()
-    assert trigger.serialize() == ("airflow_image_catalog.triggers.new_objects.NewObjectsTrigger", {
-        "source": "s3://b/src", "published_manifest": "s3://b/published.json", "poke_interval": 2.5,
-        "deadline": 123.0, "extensions": [".jpg", ".png"], "ignore_prefixes": ["masks/"]})
+    assert trigger.serialize() == ("airflow_image_catalog.triggers.new_objects.NewObjectsTrigger", kwargs)
+    module, name = trigger.serialize()[0].rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is NewObjectsTrigger  # the literal path imports
 
 
 async def test_fires_for_an_object_put_after_it_started(root: str):
@@ -83,7 +86,7 @@ async def test_fires_for_an_object_put_after_it_started(root: str):
     assert not task.done()
     new_uri = await asyncio.to_thread(write_bytes, join_uri(source, "sub", "b.png"), b"bbbb")
     event = await task
-    assert event == {"status": "found", "count": 1, "uris": [new_uri], "truncated": False}
+    assert event == {"status": "success", "count": 1, "uris": [new_uri], "truncated": False}
 
 
 async def test_published_unchanged_objects_time_out_cleanly(root: str):
@@ -91,6 +94,7 @@ async def test_published_unchanged_objects_time_out_cleanly(root: str):
     started = time.monotonic()
     event = await first_event(NewObjectsTrigger(source, manifest, poke_interval=0.05, deadline=time.time() + 0.4))
     assert event["status"] == "timeout" and event["last_error"] is None and event["polls"] >= 2
+    assert event["message"] == f"nothing new under {source} by the deadline"
     assert 0.3 < time.monotonic() - started < 5
 
 
@@ -98,21 +102,21 @@ async def test_a_changed_size_is_new(root: str):
     source, manifest = setup_source(root, {"a.jpg": b"aaa", "b.jpg": b"bb"})
     changed = write_bytes(join_uri(source, "b.jpg"), b"bigger now")
     event = await first_event(NewObjectsTrigger(source, manifest, poke_interval=0.05, deadline=time.time() + 5))
-    assert event["status"] == "found" and event["uris"] == [changed]
+    assert event["status"] == "success" and event["uris"] == [changed]
 
 
 async def test_a_changed_etag_is_new_on_s3(s3_bucket, s3_faults):
     source, manifest = setup_source(s3_bucket.uri, {"a.jpg": b"aaa", "b.jpg": b"bbb"})
     changed = write_bytes(join_uri(source, "b.jpg"), b"BBB")  # same size, other content
     event = await first_event(NewObjectsTrigger(source, manifest, poke_interval=0.05, deadline=time.time() + 5))
-    assert event == {"status": "found", "count": 1, "uris": [changed], "truncated": False}
+    assert event == {"status": "success", "count": 1, "uris": [changed], "truncated": False}
 
 
 async def test_a_missing_manifest_makes_everything_new(root: str):
     source, _ = setup_source(root, {"a.jpg": b"a", "b.jpg": b"b"})
     event = await first_event(NewObjectsTrigger(source, join_uri(root, "never-published.json"),
                                                 deadline=time.time() + 5))
-    assert event["status"] == "found" and event["count"] == 2
+    assert event["status"] == "success" and event["count"] == 2
 
 
 async def test_survives_s3_5xx_bursts(s3_bucket, s3_faults):
@@ -121,7 +125,7 @@ async def test_survives_s3_5xx_bursts(s3_bucket, s3_faults):
     s3_faults.fail("LIST", times=6)  # CATALOG_S3_MAX_ATTEMPTS=3: two whole polls fail after retries
     trigger = NewObjectsTrigger(source, manifest, poke_interval=0.02, deadline=time.time() + 30)
     event = await first_event(trigger)
-    assert event == {"status": "found", "count": 1, "uris": [new_uri], "truncated": False}
+    assert event == {"status": "success", "count": 1, "uris": [new_uri], "truncated": False}
     assert trigger.polls == 3 and s3_faults.stats()["failed"] == {"LIST": 6}
 
 
@@ -139,7 +143,7 @@ async def test_a_source_folder_that_appears_later(tmp_path: Path):
     task = asyncio.create_task(first_event(trigger))
     await wait_until(lambda: trigger.polls >= 2)  # "does not exist" is transient: polled again
     uri = await asyncio.to_thread(write_bytes, join_uri(source, "first.jpg"), b"1")
-    assert (await task) == {"status": "found", "count": 1, "uris": [uri], "truncated": False}
+    assert (await task) == {"status": "success", "count": 1, "uris": [uri], "truncated": False}
 
 
 async def test_a_malformed_manifest_is_a_permanent_error(tmp_path: Path):
@@ -147,6 +151,19 @@ async def test_a_malformed_manifest_is_a_permanent_error(tmp_path: Path):
     bad = write_json(join_uri(tmp_path.as_uri(), "bad.json"), {"images": [1, 2]})
     event = await first_event(NewObjectsTrigger(source, bad, deadline=time.time() + 5))
     assert event["status"] == "error" and "no 'images' mapping" in event["message"]
+
+
+async def test_anything_unexpected_is_one_error_event_never_an_exception(tmp_path: Path, monkeypatch):
+    source, manifest = setup_source(tmp_path.as_uri(), {"a.jpg": b"a"})
+    trigger = NewObjectsTrigger(source, manifest, poke_interval=0.01, deadline=time.time() + 5)
+
+    def broken_find():
+        raise PermissionError(13, "Permission denied")  # an OSError the storage layer did not expect
+
+    monkeypatch.setattr(trigger, "_find", broken_find)
+    events = [event.payload async for event in trigger.run()]
+    assert events == [{"status": "error", "message": f"waiting for new objects under {source} failed: "
+                                                     "PermissionError: [Errno 13] Permission denied"}]
 
 
 async def test_polling_never_blocks_the_event_loop(s3_bucket, s3_faults):

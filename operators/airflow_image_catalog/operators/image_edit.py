@@ -186,12 +186,14 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
             event = asyncio.run(first_event(trigger))
             state = asyncio.run(advance_jobs(state, event["results"], run))
 
-    def execute_complete(self, context, event: dict[str, Any]) -> str:
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> str:
         import asyncio
 
         from airflow_image_catalog.pipeline.editing.chunk import advance_jobs
         from airflow_image_catalog.storage import read_json
+        from airflow_image_catalog.triggers.events import validate_execute_complete_event
 
+        event = validate_execute_complete_event(event, trigger="EditJobsTrigger")  # success or timeout
         run = self._load(context)
         state = read_json(self._jobs_uri(run))
         state = asyncio.run(advance_jobs(state, event["results"], run))

@@ -8,16 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_image_catalog.lineage.mixin import ReportsLineage
-
-MASKS_PREFIX = "masks/"  # ground-truth / edit masks stored beside the photos are not products
-
-
-def image_extensions() -> list[str]:
-    from airflow_image_catalog.workspace.manifest import IMAGE_EXTENSIONS
-
-    return sorted(IMAGE_EXTENSIONS)
+from airflow_image_catalog.pipeline.discovery.changes import MASKS_PREFIX, find_new_images, image_extensions
+from airflow_image_catalog.storage import StorageError
+from airflow_image_catalog.triggers.events import TIMEOUT, validate_execute_complete_event
+from airflow_image_catalog.triggers.new_objects import NewObjectsTrigger
 
 
 class NewImagesSensor(ReportsLineage, BaseSensorOperator):
@@ -62,18 +59,9 @@ class NewImagesSensor(ReportsLineage, BaseSensorOperator):
         self.published_manifest = published_manifest
         self.deferrable = deferrable
 
-    def _find(self) -> dict[str, Any] | None:
-        """The summary of new images, or None; storage errors propagate."""
-        from airflow_image_catalog.pipeline.discovery.changes import find_new_objects, summary
-
-        found = find_new_objects(self.source, self.published_manifest, image_extensions(), [MASKS_PREFIX])
-        return summary(found) if found else None
-
     def poke(self, context) -> PokeReturnValue | bool:
-        from airflow_image_catalog.storage import StorageError
-
         try:
-            found = self._find()
+            found = find_new_images(self.source, self.published_manifest)
         except StorageError as exc:
             self.log.warning("cannot check %s yet, poking again: %s", self.source, exc)
             return False
@@ -89,8 +77,6 @@ class NewImagesSensor(ReportsLineage, BaseSensorOperator):
         done = self.poke(context)  # images already there (the usual nightly case): no deferral
         if done:
             return done.xcom_value
-        from airflow_image_catalog.triggers.new_objects import NewObjectsTrigger
-
         self.defer(
             trigger=NewObjectsTrigger(
                 source=self.source,
@@ -104,19 +90,13 @@ class NewImagesSensor(ReportsLineage, BaseSensorOperator):
         )
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
-
-        status = (event or {}).get("status")
-        if status == "found":
-            self.log.info("%d new or changed images under %s", event["count"], self.source)
-            return {key: event[key] for key in ("count", "uris", "truncated") if key in event}
-        if status == "timeout":
+        event = validate_execute_complete_event(event, trigger=f"NewObjectsTrigger on {self.source}")
+        if event["status"] == TIMEOUT:
             message = f"no new or changed images under {self.source} within {self.timeout:.0f}s"
             if event.get("last_error"):
                 message += f" (last error: {event['last_error']})"
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
-        if status == "error":
-            raise AirflowException(f"cannot compare {self.source} with the published manifest: {event['message']}")
-        raise AirflowException(f"unexpected trigger event for {self.source}: {event!r}")
+        self.log.info("%d new or changed images under %s", event["count"], self.source)
+        return {key: event[key] for key in ("count", "uris", "truncated") if key in event}

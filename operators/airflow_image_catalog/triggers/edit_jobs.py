@@ -8,6 +8,13 @@ errors (429/5xx/connection) as pending, and hands back to the operator when ever
 job is finished, or as soon as a ready result has waited ``hold_ready`` seconds
 (signed result URLs expire: BFL's after 10 minutes), or at ``deadline`` (epoch
 seconds), when the outstanding jobs are cancelled where the provider allows.
+
+It ends with exactly one event (:mod:`airflow_image_catalog.triggers.events`):
+``success`` (every job finished, or a ready result must be fetched) or ``timeout`` (the
+deadline passed; the outstanding jobs are reported as retryable ``timeout`` failures), both
+``{"status", "results": {key: job status}}``, or ``error`` with a ``message`` when polling
+itself broke (the connection cannot be read, a backend bug): nothing escapes ``run()``, so the
+task's retries resume the jobs recorded in the chunk's jobs manifest.
 """
 
 from __future__ import annotations
@@ -19,6 +26,13 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_image_catalog.triggers.events import (
+    SUCCESS,
+    TIMEOUT,
+    error_event,
+    validate_execute_complete_event,
+)
+
 
 def _final(exc) -> dict[str, Any]:
     """A permanent poll error as a failed job result."""
@@ -26,10 +40,11 @@ def _final(exc) -> dict[str, Any]:
 
 
 async def first_event(trigger: BaseTrigger) -> dict[str, Any]:
-    """Run a trigger in this process until its first event (the non-deferrable path)."""
+    """Run a trigger in this process until its event (the non-deferrable path), checked as
+    ``execute_complete`` checks it: an ``error`` event raises here too."""
     async for event in trigger.run():
-        return event.payload
-    raise RuntimeError(f"{type(trigger).__name__} ended without an event")
+        return validate_execute_complete_event(event.payload, trigger=type(trigger).__name__)
+    return validate_execute_complete_event(None, trigger=type(trigger).__name__)
 
 
 class EditJobsTrigger(BaseTrigger):
@@ -55,7 +70,7 @@ class EditJobsTrigger(BaseTrigger):
         self.hold_ready = hold_ready
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
+        return ("airflow_image_catalog.triggers.edit_jobs.EditJobsTrigger",
                 {"conn_id": self.conn_id, "jobs": self.jobs, "poll_interval": self.poll_interval,
                  "deadline": self.deadline, "hold_ready": self.hold_ready, "overrides": self.overrides})
 
@@ -92,6 +107,16 @@ class EditJobsTrigger(BaseTrigger):
         return [statuses[key].to_dict() for key in keys]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await self._collect()
+        except Exception as exc:  # never out of run(): the task resumes with an error event and retries
+            self.log.exception("polling %d jobs through connection %s failed", len(self.jobs), self.conn_id)
+            event = error_event(f"polling {len(self.jobs)} jobs through connection {self.conn_id!r} failed: "
+                                f"{type(exc).__name__}: {exc}")
+        yield TriggerEvent(event)
+
+    async def _collect(self) -> dict[str, Any]:
+        """Poll until the jobs are done (``success``) or the deadline passed (``timeout``): the event."""
         # The first poll waits one interval: jobs were submitted a moment ago, and in Airflow 3.3.2 an
         # event that fires before the scheduler has handled the deferring process's exit fails the
         # task that already resumed ("state changed externally").
@@ -99,14 +124,15 @@ class EditJobsTrigger(BaseTrigger):
         backend = await self._backend()
         results: dict[str, dict[str, Any]] = {}
         first_ready: float | None = None
+        status = SUCCESS
         try:
             while True:
                 pending = [key for key in self.jobs if key not in results]
                 polled = await self._poll_round(backend, pending)
-                for key, status in zip(pending, polled, strict=True):
-                    if status is not None and status["state"] != "pending":
-                        results[key] = status
-                        if status["state"] == "ready" and first_ready is None:
+                for key, job_status in zip(pending, polled, strict=True):
+                    if job_status is not None and job_status["state"] != "pending":
+                        results[key] = job_status
+                        if job_status["state"] == "ready" and first_ready is None:
                             first_ready = time.monotonic()
                 outstanding = [key for key in self.jobs if key not in results]
                 if not outstanding or (first_ready is not None and time.monotonic() - first_ready >= self.hold_ready):
@@ -117,11 +143,12 @@ class EditJobsTrigger(BaseTrigger):
                         results[key] = {"state": "failed", "result": {}, "code": "timeout", "retryable": True,
                                         "message": f"job {self.jobs[key].get('id')} not finished by the deadline"
                                                    f"{' (cancelled)' if cancelled else ''}"}
+                    status = TIMEOUT
                     break
                 await asyncio.sleep(self.poll_interval)
         finally:
             await backend.transport.aclose()
-        yield TriggerEvent({"status": "done", "results": results})
+        return {"status": status, "results": results}
 
     async def on_kill(self) -> None:
         """The task was killed while deferred: cancel the jobs where the provider allows."""

@@ -6,7 +6,8 @@ reads the published manifest in a worker thread (boto3 and file I/O block), comp
 them with :func:`airflow_image_catalog.pipeline.discovery.changes.new_or_changed`, and sleeps ``poke_interval``.
 A StorageError (an S3 5xx burst after botocore's retries, a source folder not created
 yet) is transient: logged, polled again, reported as ``last_error`` if the deadline
-passes. A manifest of the wrong shape is permanent: an ``error`` event at once.
+passes. A manifest of the wrong shape is permanent: an ``error`` event at once, as is
+anything unexpected: nothing escapes ``run()`` (see :mod:`airflow_image_catalog.triggers.events`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_image_catalog.triggers.events import SUCCESS, TIMEOUT, error_event
+
 
 class NewObjectsTrigger(BaseTrigger):
     """Poll ``source`` until it holds objects the published manifest does not have (or has changed).
 
-    Events: ``{"status": "found", "count": n, "uris": [first 100], "truncated": bool}``,
-    ``{"status": "timeout", "last_error": str | None, "polls": n}`` at ``deadline``, or
-    ``{"status": "error", "message": str}`` for an unreadable published manifest.
+    Exactly one event: ``{"status": "success", "count": n, "uris": [first 100], "truncated": bool}``,
+    ``{"status": "timeout", "message": str, "last_error": str | None, "polls": n}`` at ``deadline``, or
+    ``{"status": "error", "message": str}`` for an unreadable published manifest (or a bug).
 
     :param source: URI prefix to list (``s3://bucket/photos``, ``file:///data/photos``).
     :param published_manifest: URI of the published manifest; missing = everything is new.
@@ -47,7 +50,7 @@ class NewObjectsTrigger(BaseTrigger):
         self.polls = 0  # polls run() has completed (logs, tests)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
+        return ("airflow_image_catalog.triggers.new_objects.NewObjectsTrigger",
                 {"source": self.source, "published_manifest": self.published_manifest,
                  "poke_interval": self.poke_interval, "deadline": self.deadline,
                  "extensions": self.extensions, "ignore_prefixes": self.ignore_prefixes})
@@ -58,6 +61,15 @@ class NewObjectsTrigger(BaseTrigger):
         return find_new_objects(self.source, self.published_manifest, self.extensions, self.ignore_prefixes)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await self._wait()
+        except Exception as exc:  # never out of run(): the sensor resumes with an error event
+            self.log.exception("waiting for new objects under %s failed", self.source)
+            event = error_event(f"waiting for new objects under {self.source} failed: {type(exc).__name__}: {exc}")
+        yield TriggerEvent(event)
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until something is new (``success``), the deadline (``timeout``) or a bad manifest (``error``)."""
         from airflow_image_catalog.pipeline.discovery.changes import summary
         from airflow_image_catalog.storage import StorageError
 
@@ -70,20 +82,18 @@ class NewObjectsTrigger(BaseTrigger):
                 last_error = str(exc)
                 self.log.warning("poll %d of %s failed, polling again: %s", self.polls, self.source, exc)
             except ValueError as exc:  # malformed manifest JSON or shape: polling again will not help
-                yield TriggerEvent({"status": "error", "message": f"{self.published_manifest}: {exc}"})
-                return
+                return error_event(f"{self.published_manifest}: {exc}")
             else:
                 self.polls += 1
                 last_error = None
                 if found:
                     self.log.info("%d new or changed objects under %s (poll %d)", len(found), self.source, self.polls)
-                    yield TriggerEvent({"status": "found", **summary(found)})
-                    return
+                    return {"status": SUCCESS, **summary(found)}
             wait = self.poke_interval
             if self.deadline is not None:
                 left = self.deadline - time.time()
                 if left <= 0:
-                    yield TriggerEvent({"status": "timeout", "last_error": last_error, "polls": self.polls})
-                    return
+                    return {"status": TIMEOUT, "message": f"nothing new under {self.source} by the deadline",
+                            "last_error": last_error, "polls": self.polls}
                 wait = min(wait, left)
             await asyncio.sleep(wait)

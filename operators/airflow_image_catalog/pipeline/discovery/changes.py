@@ -15,9 +15,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_image_catalog.storage import ObjectInfo, list_objects, normalize_uri, read_json, storage_for
+from airflow_image_catalog.workspace.manifest import IMAGE_EXTENSIONS
 
 #: how many URIs an event or XCom value carries (the count is always exact)
 MAX_REPORTED_URIS = 100
+#: ground-truth / edit masks stored beside the photos are not products
+MASKS_PREFIX = "masks/"
 
 
 def relative_key(obj: ObjectInfo, root: str) -> str:
@@ -90,6 +93,20 @@ def find_new_objects(source: str, published_manifest: str | None, extensions: It
     """List ``source`` and compare it with the published manifest (blocking: call it off the event loop)."""
     published = load_published(published_manifest)
     return new_or_changed(select(list_objects(source), source, extensions, ignore_prefixes), published)
+
+
+def image_extensions() -> list[str]:
+    """The suffixes of product images (what discovery would pick up)."""
+    return sorted(IMAGE_EXTENSIONS)
+
+
+def find_new_images(source: str, published_manifest: str | None) -> dict[str, Any] | None:
+    """The :func:`summary` of the product images under ``source`` that are new or changed, or None.
+
+    Non-image files and anything under ``masks/`` are ignored; storage errors propagate.
+    """
+    found = find_new_objects(source, published_manifest, image_extensions(), [MASKS_PREFIX])
+    return summary(found) if found else None
 
 
 def summary(found: list[ObjectInfo], limit: int = MAX_REPORTED_URIS) -> dict[str, Any]:

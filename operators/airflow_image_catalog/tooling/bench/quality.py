@@ -134,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get(var) != "1":
             print(f"note: {var} is not 1; run with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 for one core")
     cv2.setNumThreads(1)
-    from airflow_image_catalog.pipeline.quality.metrics import DELTA_E_SIDE, ciede2000, compute_metrics, psnr, ssim
+    from airflow_image_catalog.pipeline.quality.metrics import (
+        DELTA_E_SIDE,
+        ciede2000,
+        compute_metrics,
+        psnr,
+        ssim,
+    )
 
     t0 = time.perf_counter()
     pairs: list[Pair] = []
@@ -157,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # agreement: the preserved-region comparison of each pair, ours vs scikit-image
     from airflow_image_catalog.imaging.engine._common import dilate
-
     from airflow_image_catalog.pipeline.quality.metrics import MASK_DILATE_PX, align_reframed
 
     rows = []
