@@ -15,10 +15,6 @@ DEFAULT_URLS = {
     "firefly": "https://firefly-api.adobe.io",
     "recraft": "https://external.api.recraft.ai",
 }
-EXTRA_EXAMPLE = (
-    '{"backend": "openai", "model": "gpt-image-2", "quality": "medium", "timeout": 180, '
-    '"max_attempts": 5, "requests_per_minute": 60, "max_concurrency": 8}'
-)
 
 
 @dataclass
@@ -54,7 +50,8 @@ class ImageEditHook(BaseHook):
     backend's own options (see ``docs/backends.md``). A connection of type ``openai``
     means ``backend: openai`` unless its extra says otherwise. When the default
     connection ``image_edit_default`` is not defined at all, the local engine is used,
-    so a fresh install works offline.
+    so a fresh install works offline. The connection form (labels, placeholders) is declared in
+    the provider info (:func:`airflow_image_catalog.get_provider_info`, ``ui-field-behaviour``).
 
     :param image_edit_conn_id: the connection id; see :attr:`default_conn_name`.
     """
@@ -67,18 +64,6 @@ class ImageEditHook(BaseHook):
     def __init__(self, image_edit_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.image_edit_conn_id = image_edit_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Base URL", "login": "Client ID (Firefly)", "password": "API key / client secret"},
-            "placeholders": {
-                "host": "https://api.openai.com/v1 (empty: the backend's default)",
-                "password": "the provider's API key (never logged)",
-                "extra": EXTRA_EXAMPLE,
-            },
-        }
 
     def config_from_connection(self, conn: Any) -> BackendConfig:
         from airflow.sdk.log import mask_secret
