@@ -7,7 +7,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_image_catalog.config.params import as_bool
 from airflow_image_catalog.lineage.mixin import ReportsLineage
+from airflow_image_catalog.pipeline.discovery.discover import discover_run
 from airflow_image_catalog.workspace.runs import run_root_for
 
 
@@ -49,42 +51,25 @@ class DiscoverImagesOperator(ReportsLineage, BaseOperator):
         self.only_changed = only_changed
 
     def execute(self, context) -> list[str]:
-        from airflow_image_catalog.config.params import as_bool
-        from airflow_image_catalog.pipeline.discovery.discover import discover_images, write_chunk_manifests
-        from airflow_image_catalog.pipeline.publishing.publish import published_manifest_uri
-        from airflow_image_catalog.recipes import load_recipe
-        from airflow_image_catalog.storage import join_uri, read_json, storage_for, write_json
-
         run_root, run_key = run_root_for(self.workspace, context)
-        summary_uri = join_uri(run_root, "discovery.json")
-        if storage_for(summary_uri).exists(summary_uri):  # a rerun of this run: the same images, the same chunks
-            summary = read_json(summary_uri)
+        found = discover_run(
+            self.source,
+            workspace=self.workspace,
+            run_root=run_root,
+            run_key=run_key,
+            chunk_size=int(self.chunk_size),
+            recipe=self.recipe,
+            only_changed=as_bool(self.only_changed, "only_changed"),
+        )
+        summary = found.summary
+        if found.reused:
             self.log.info("reusing this run's discovery: %d images in %d chunks", summary["images"],
                           len(summary["chunks"]))
-            return summary["chunks"]
-        state: dict = {}
-        if as_bool(self.only_changed, "only_changed"):
-            uri = published_manifest_uri(self.workspace)
-            state = read_json(uri) if storage_for(uri).exists(uri) else {}
-        fingerprint = load_recipe(self.recipe).fingerprint if self.recipe else None
-        discovery = discover_images(self.source, published=state.get("images"), recipe_fingerprint=fingerprint,
-                                    refused=state.get("failed_final"))
-        chunk_uris = write_chunk_manifests(
-            discovery, run_root=run_root, run_key=run_key, chunk_size=int(self.chunk_size)
-        )
-        summary = {
-            "source_root": discovery.source_root,
-            "images": len(discovery.items),
-            "unchanged": len(discovery.unchanged),
-            "refused_before": discovery.refused,
-            "ignored": discovery.ignored,
-            "chunks": chunk_uris,
-        }
-        write_json(summary_uri, summary)  # last: it commits the run's discovery
-        self.log.info(
-            "found %d new or changed images under %s in %d chunks (%d unchanged since published, %d refused "
-            "before with the same bytes, %d other files ignored)",
-            len(discovery.items), discovery.source_root, len(chunk_uris), len(discovery.unchanged),
-            len(discovery.refused), len(discovery.ignored),
-        )
-        return chunk_uris
+        else:
+            self.log.info(
+                "found %d new or changed images under %s in %d chunks (%d unchanged since published, %d refused "
+                "before with the same bytes, %d other files ignored)",
+                summary["images"], summary["source_root"], len(summary["chunks"]), summary["unchanged"],
+                len(summary["refused_before"]), len(summary["ignored"]),
+            )
+        return found.chunk_uris

@@ -12,7 +12,17 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
-from airflow_image_catalog.storage import join_uri, list_objects, normalize_uri, read_bytes, write_json
+from airflow_image_catalog.pipeline.publishing.publish import published_manifest_uri
+from airflow_image_catalog.recipes import load_recipe
+from airflow_image_catalog.storage import (
+    join_uri,
+    list_objects,
+    normalize_uri,
+    read_bytes,
+    read_json,
+    storage_for,
+    write_json,
+)
 from airflow_image_catalog.workspace.manifest import (
     IMAGE_EXTENSIONS,
     ChunkManifest,
@@ -119,3 +129,47 @@ def write_chunk_manifests(discovery: Discovery, *, run_root: str, run_key: str, 
         manifest = ChunkManifest(run_key, index, discovery.source_root, items)
         uris.append(write_json(join_uri(run_root, "chunks", f"chunk-{index:05d}.json"), manifest.to_dict()))
     return uris
+
+
+@dataclass
+class RunDiscovery:
+    """A run's discovery summary (``runs/<run>/discovery.json``) and whether an earlier try wrote it."""
+
+    summary: dict[str, Any]
+    reused: bool
+
+    @property
+    def chunk_uris(self) -> list[str]:
+        return list(self.summary["chunks"])
+
+
+def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, chunk_size: int,
+                 recipe: str | None = None, only_changed: bool = True) -> RunDiscovery:
+    """Discover a run's images and write its chunk manifests, once per run.
+
+    A rerun of the same run reuses the first try's ``discovery.json``, so every chunk (and its
+    recorded per-image state) means the same images on every try. With ``only_changed``, images
+    published (or refused for good) from the same bytes and ``recipe`` (a shipped name or a
+    file; None: any recipe) are left out.
+    """
+    summary_uri = join_uri(run_root, "discovery.json")
+    if storage_for(summary_uri).exists(summary_uri):  # a rerun of this run: the same images, the same chunks
+        return RunDiscovery(read_json(summary_uri), reused=True)
+    state: dict = {}
+    if only_changed:
+        uri = published_manifest_uri(workspace)
+        state = read_json(uri) if storage_for(uri).exists(uri) else {}
+    fingerprint = load_recipe(recipe).fingerprint if recipe else None
+    discovery = discover_images(source, published=state.get("images"), recipe_fingerprint=fingerprint,
+                                refused=state.get("failed_final"))
+    chunk_uris = write_chunk_manifests(discovery, run_root=run_root, run_key=run_key, chunk_size=chunk_size)
+    summary = {
+        "source_root": discovery.source_root,
+        "images": len(discovery.items),
+        "unchanged": len(discovery.unchanged),
+        "refused_before": discovery.refused,
+        "ignored": discovery.ignored,
+        "chunks": chunk_uris,
+    }
+    write_json(summary_uri, summary)  # last: it commits the run's discovery
+    return RunDiscovery(summary, reused=False)
