@@ -23,14 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_image_catalog.tooling.service.app import (
-    BadRequest,
-    ServiceState,
-    _authorised,
-    openai_error,
-    run_edit,
-)
 from airflow_image_catalog.tooling.service.faults import BATCH_KINDS, LINE_KINDS
+from airflow_image_catalog.tooling.service.images import run_edit
+from airflow_image_catalog.tooling.service.protocol import BadRequest, authorised, openai_error
+from airflow_image_catalog.tooling.service.state import ServiceState
 
 ENDPOINTS = ("/v1/images/edits",)
 EXPIRED = {"code": "batch_expired",
@@ -102,7 +98,7 @@ def batch_routes(state: ServiceState) -> list[Route]:
     tasks: set[asyncio.Task] = set()
 
     def denied(request: Request) -> Response | None:
-        if _authorised(request, state):
+        if authorised(request, state.api_key):
             return None
         return openai_error(401, "invalid_api_key", "Incorrect API key provided.")
 

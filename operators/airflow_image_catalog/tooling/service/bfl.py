@@ -7,7 +7,7 @@ JSON ``prompt``, ``input_image`` (base64), ``input_image_2``.. (references),
 ``Content Moderated`` / ``Error`` / ``Task not found``. Samples expire after
 ``sample_ttl_s``. A created job is the paid work (``bfl.submit`` in
 ``ServiceState.performed``, BFL charges at submit); a submit with an ``Idempotency-Key``
-already answered gets the same job back (the app's :class:`~airflow_image_catalog.tooling.service.app.Idempotency`).
+already answered gets the same job back (:class:`~airflow_image_catalog.tooling.service.layers.Idempotency`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from airflow_image_catalog.tooling.service import editor
-from airflow_image_catalog.tooling.service.app import BFL_CREDITS, Job, ServiceState
 from airflow_image_catalog.tooling.service.faults import BFL_KINDS
+from airflow_image_catalog.tooling.service.protocol import BFL_CREDITS
+from airflow_image_catalog.tooling.service.state import Job, ServiceState
 
 MODELS = tuple(BFL_CREDITS)
 

@@ -11,14 +11,14 @@ import json
 import os
 import sys
 
-from airflow_image_catalog.tooling.service.app import ServiceState
 from airflow_image_catalog.tooling.service.server import LocalEditService
+from airflow_image_catalog.tooling.service.state import ServiceState
 
 DEMO_KEY = "sk-local-demo"
 
 
 def main() -> int:
-    from airflow_image_catalog import demo
+    from airflow_image_catalog.tooling import demo
 
     with LocalEditService(0, state=ServiceState(api_key=DEMO_KEY)) as service:
         os.environ["AIRFLOW_CONN_IMAGE_EDIT_DEFAULT"] = json.dumps({

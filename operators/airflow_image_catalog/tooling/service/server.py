@@ -14,8 +14,9 @@ import time
 
 import httpx
 
-from airflow_image_catalog.tooling.service.app import ServiceState, build_app
+from airflow_image_catalog.tooling.service.app import build_app
 from airflow_image_catalog.tooling.service.faults import parse_fault
+from airflow_image_catalog.tooling.service.state import ServiceState
 
 
 async def read_body(receive) -> bytes:
