@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo demo-openai test lint venv ocr browser bench-quality bench demo-prepare clean reliability check-docker
+.PHONY: demo demo-openai test lint venv ocr browser services bench-quality bench demo-prepare clean reliability check-docker up down
 
 venv: $(STAMP)
 
@@ -46,6 +46,12 @@ ocr:
 browser:
 	$(call apt_ensure,chromium,chromium,browser tests)
 
+# Redis and PostgreSQL servers for the CeleryExecutor test (tests/deploy/test_celery.py starts them as processes
+# on loopback; nothing runs as a system service). pg_ctlcluster comes with Debian's server packages.
+services:
+	$(call apt_ensure,redis-server,--no-install-recommends redis-server,the CeleryExecutor test)
+	$(call apt_ensure,pg_ctlcluster,--no-install-recommends postgresql,the CeleryExecutor test)
+
 demo-prepare: $(STAMP) ocr
 	@mkdir -p $(AIRFLOW_HOME)/openlineage
 	$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
@@ -62,7 +68,7 @@ demo-openai: demo-prepare
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) ocr browser lint check-docker
+test: $(STAMP) ocr browser services lint check-docker
 	$(BIN)/python -m pytest -q
 
 # docker/ checked without a Docker engine (CI has none): Debian's docker-compose (v1) validates the compose
@@ -89,17 +95,21 @@ check-docker: $(STAMP)
 	@if test -x $(TOOLS)/hadolint/bin/hadolint; then \
 	  $(TOOLS)/hadolint/bin/hadolint docker/Dockerfile && echo "hadolint $(HADOLINT_VERSION): docker/Dockerfile clean"; fi
 
-# The Airflow UI with the image catalog plugin (catalog runs, review queue, audit search) on the demo's
-# data: run `make demo` first. Airflow's SimpleAuthManager generates the admin password on first start.
+# The local stack: api-server, scheduler (LocalExecutor), dag-processor and triggerer on the repo's Airflow home
+# (.airflow, SQLite), DAGs unpaused, the UI plugin loaded; Trigger and Clear in the UI run tasks and their logs
+# show. The services go on in the background (logs in .airflow/logs/services/) until `make down`. Airflow's
+# SimpleAuthManager generates the admin password on first start; `make up` prints it.
 UI_PORT ?= 8080
+export UI_PORT
+up: demo-prepare
+	$(BIN)/python -m airflow_image_catalog.tooling.stack up
+
+down:
+	@test -x $(BIN)/python && $(BIN)/python -m airflow_image_catalog.tooling.stack down || true
+
+# the same stack (it was the api-server alone, which cannot run anything)
 .PHONY: ui
-ui: $(STAMP)
-	@mkdir -p $(AIRFLOW_HOME)
-	@$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
-	@test -d $(CATALOG_HOME)/work/runs || echo "no catalog runs yet: run 'make demo' first (or trigger catalog_refresh)"
-	@echo "image catalog: http://127.0.0.1:$(UI_PORT)/plugin/image-catalog (also under Browse in the Airflow UI)"
-	@echo "sign in as admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (Ctrl-C stops)"
-	$(BIN)/airflow api-server --host 127.0.0.1 --port $(UI_PORT)
+ui: up
 
 # quality-gate metric speed (one core) and agreement with scikit-image's reference implementations
 bench-quality: $(STAMP)

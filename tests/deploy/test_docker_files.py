@@ -17,20 +17,24 @@ import pytest
 import yaml
 
 from airflow_image_catalog.storage.s3 import DEFAULT_CONN_ID
-from tests.deploy.stack import REPO
+from airflow_image_catalog.tooling.stack import REPO
 from tests.deploy.test_install_modes import PACKAGE_FILES
 
 DOCKER = REPO / "docker"
-#: options the Celery provider defines (the official image ships it; the test venv does not have it)
-CELERY_PROVIDER_OPTIONS = {("celery", "result_backend")}
+#: the deployment's settings that name no host or secret: compose's env_file, and the Celery test's settings
+AIRFLOW_ENV = DOCKER / "airflow.env"
 ONE_SHOT = {"airflow-init", "minio-init"}
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 
 
-def _env_example() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
-             if line.strip() and not line.startswith("#"))
+def read_env_file(path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments), as compose reads an env file."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
     return {key.strip(): value for key, value in pairs}
+
+
+def _env_example() -> dict[str, str]:
+    return read_env_file(DOCKER / ".env.example")
 
 
 def _interpolate(text: str, env: dict[str, str]) -> str:
@@ -55,12 +59,19 @@ def _airflow_services(compose: dict) -> dict[str, dict]:
         "airflow-image-catalog")}
 
 
+def _environment(service: dict) -> dict[str, str]:
+    """What a service's container gets: its env_file, under its ``environment``."""
+    files = service.get("env_file", [])
+    return {**{k: v for f in ([files] if isinstance(files, str) else files) for k, v in read_env_file(DOCKER / f).items()},
+            **service.get("environment", {})}
+
+
 def test_every_airflow_setting_is_an_option_of_the_installed_airflow(compose):
     from airflow.configuration import conf
 
-    known = {(section, option) for section, body in conf.configuration_description.items()
-             for option in body.get("options", {})} | CELERY_PROVIDER_OPTIONS
-    names = {name for svc in _airflow_services(compose).values() for name in svc.get("environment", {})}
+    known = {(section, option) for section, body in conf.configuration_description.items()  # the Celery provider's too
+             for option in body.get("options", {})}
+    names = {name for svc in _airflow_services(compose).values() for name in _environment(svc)}
     settings = sorted(name for name in names if name.startswith("AIRFLOW__"))
     assert len(settings) > 15
     unknown = [name for name in settings
@@ -68,8 +79,17 @@ def test_every_airflow_setting_is_an_option_of_the_installed_airflow(compose):
     assert unknown == []
 
 
+def test_every_airflow_service_reads_the_shared_settings(compose):
+    """compose.yaml and the Celery test run one deployment: the settings in airflow.env, set nowhere else."""
+    shared = read_env_file(AIRFLOW_ENV)
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name, svc in _airflow_services(compose).items():
+        assert svc["env_file"] == "airflow.env", name
+        assert set(shared).isdisjoint(svc.get("environment", {})), name  # one source for each setting
+
+
 def test_connections_are_the_ones_the_code_uses(compose):
-    env = compose["services"]["airflow-worker"]["environment"]
+    env = _environment(compose["services"]["airflow-worker"])
     aws = json.loads(env[f"AIRFLOW_CONN_{DEFAULT_CONN_ID.upper()}"])  # the S3 storage's connection
     assert aws["conn_type"] == "aws" and aws["extra"]["endpoint_url"] == "http://minio:9000"
     edit = {name: json.loads(value) for name, value in env.items()

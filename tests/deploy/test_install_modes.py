@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from airflow_image_catalog.tooling.bundle import write_bundle
+from airflow_image_catalog.tooling.stack import REPO, clean_environment
 from tests.conftest import PRISTINE_DB
-from tests.deploy.stack import REPO, clean_environment
 
 pytestmark = pytest.mark.timeout(300)
 
