@@ -1,7 +1,10 @@
 """Both ways to deploy the project, each in a new virtualenv (uv; its cache makes them take seconds).
 
-- ``pip install``: the package from a copy of what the Dockerfile copies; Airflow discovers the
-  provider (``apache_airflow_provider`` entry point) and the UI plugin (``airflow.plugins``).
+- ``pip install``: the wheel built from a copy of what the Dockerfile copies, installed without the
+  ``test`` extra; Airflow discovers the provider (``apache_airflow_provider`` entry point) and the UI
+  plugin (``airflow.plugins``); the wheel installs one top-level package, ``airflow_image_catalog``,
+  so a team's own ``operators/`` package in the DAGs or plugins folder keeps working beside it; every
+  runtime module imports with neither pytest nor moto installed.
 - Folder deployment, as MWAA, Cloud Composer and Astro take it: the DAGs folder and the plugins
   folder with ``airflow_image_catalog/`` inside (``python -m airflow_image_catalog.tooling.bundle``), and an Airflow with the
   bundle's requirements but without the package: the DAGs import and the plugin loads.
@@ -15,6 +18,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,20 +82,48 @@ def _json(text: str):
     raise AssertionError(f"no JSON in the CLI's output:\n{text[-2000:]}")
 
 
-def test_pip_install_registers_the_provider_and_the_plugin(tmp_path: Path):
-    source = tmp_path / "source"
-    source.mkdir()
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built (``uv build``) from a copy of what the Dockerfile copies."""
+    source = tmp_path_factory.mktemp("source")
     for name in PACKAGE_FILES:
         if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy(REPO / name, source / name)
-    bin_dir = _venv(tmp_path / "venv", str(source))
+    dist = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([str(UV), "build", "-q", "--wheel", "--out-dir", str(dist), str(source)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (built,) = dist.glob("*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory) -> Path:
+    """bin/ of a new virtualenv with the wheel installed as users install it: no ``test`` extra."""
+    return _venv(tmp_path_factory.mktemp("installed") / "venv", str(wheel))
+
+
+def test_the_wheel_installs_one_top_level_package(wheel: Path):
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+        assert archive.read(top_level).decode().split() == ["airflow_image_catalog"]
+    roots = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert roots == {"airflow_image_catalog"}  # no top-level `operators` (or anything else) lands in site-packages
+    # the tooling ships (docker compose runs the local edit service and the sample generator from the image)
+    assert "airflow_image_catalog/tooling/service/server.py" in names
+    assert not any(name.startswith("airflow_image_catalog/tests") or "/conftest.py" in name for name in names)
+
+
+def test_pip_install_registers_the_provider_and_the_plugin(installed: Path, tmp_path: Path):
+    bin_dir = installed
     home = tmp_path / "home"
 
     location = subprocess.run([str(bin_dir / "python"), "-c", "import airflow_image_catalog as p; print(p.__file__)"],
                               capture_output=True, text=True, cwd=tmp_path, env=clean_environment())
-    assert location.stdout.startswith(str(tmp_path / "venv")), location  # the installed copy, not the checkout
+    assert location.stdout.startswith(str(bin_dir.parent)), location  # the installed copy, not the checkout
 
     providers = _json(_airflow(bin_dir, home, "providers", "list", "-o", "json"))
     assert any(p["package_name"] == PACKAGE for p in providers), [p["package_name"] for p in providers]
@@ -99,6 +131,113 @@ def test_pip_install_registers_the_provider_and_the_plugin(tmp_path: Path):
     declared = _declared_plugins()
     assert declared, "setup.cfg declares no airflow.plugins entry point (the UI plugin's issue adds it)"
     assert declared <= plugins, plugins
+
+
+def _console_scripts() -> list[str]:
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    lines = parser.get("options.entry_points", "console_scripts", fallback="").splitlines()
+    return [line.split("=")[0].strip() for line in lines if "=" in line]
+
+
+def test_the_console_scripts_run(installed: Path, tmp_path: Path):
+    scripts = _console_scripts()
+    assert {"image-catalog-audit", "image-catalog-edit-service", "image-catalog-bundle"} <= set(scripts)
+    for script in scripts:
+        proc = subprocess.run([str(installed / script), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                              env=clean_environment(AIRFLOW_HOME=str(tmp_path / "home")), timeout=120)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: {script}"), proc.stdout + proc.stderr
+
+
+RUNTIME_IMPORTS = """
+import importlib, importlib.util, json, pkgutil, sys
+
+modules, failed = [], {}
+
+def walk(package):  # pkgutil.walk_packages would import tooling/ to look inside it
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        if info.name == "airflow_image_catalog.tooling" or info.name.endswith(".__main__"):
+            continue
+        modules.append(info.name)
+        try:
+            module = importlib.import_module(info.name)
+        except Exception as exc:
+            failed[info.name] = repr(exc)
+            continue
+        if info.ispkg:
+            walk(module)
+
+import airflow_image_catalog as package
+walk(package)
+print(json.dumps({"file": package.__file__, "modules": modules, "failed": failed,
+                  "test_libraries": [m for m in ("pytest", "moto") if importlib.util.find_spec(m)],
+                  "tooling_loaded": sorted(m for m in sys.modules if m.startswith("airflow_image_catalog.tooling")),
+                  "top_level_operators": importlib.util.find_spec("operators") is not None}))
+"""
+
+
+def test_every_runtime_module_imports_without_pytest_or_moto(installed: Path, tmp_path: Path):
+    """Everything under airflow_image_catalog but tooling/, imported in the installed venv (no ``test`` extra)."""
+    from tests.test_layout import ROOT, runtime_files
+
+    proc = subprocess.run([str(installed / "python"), "-c", RUNTIME_IMPORTS], capture_output=True, text=True,
+                          cwd=tmp_path, env=clean_environment(AIRFLOW_HOME=str(tmp_path / "home")), timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = _json(proc.stdout)
+    assert result["file"].startswith(str(installed.parent))
+    assert result["test_libraries"] == []  # neither pytest nor moto is installed there
+    assert result["failed"] == {}
+    expected = {".".join(("airflow_image_catalog", *p.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
+                for p in runtime_files() if p.name != "__main__.py"}
+    assert set(result["modules"]) | {"airflow_image_catalog"} == expected  # every runtime module was imported
+    assert result["tooling_loaded"] == [] and result["top_level_operators"] is False
+
+
+TEAM_OPERATOR = """from airflow.sdk import BaseOperator
+
+
+class MyOperator(BaseOperator):
+    def execute(self, context):
+        return "the team's own operator"
+"""
+TEAM_DAG = """from datetime import datetime
+
+import operators
+from airflow.sdk import DAG
+from operators.my_operator import MyOperator
+
+from airflow_image_catalog.operators.discover import DiscoverImagesOperator
+
+assert operators.__file__ == {team_init!r}, operators.__file__  # the team's package, not one of ours
+
+with DAG("team_dag", schedule=None, start_date=datetime(2026, 1, 1)):
+    MyOperator(task_id="mine") >> DiscoverImagesOperator(task_id="discover", source="/srv/photos", workspace="/srv/work")
+"""
+
+
+@pytest.mark.parametrize("where", ["dags", "plugins"])
+def test_a_teams_own_operators_package_beside_ours(where: str, installed: Path, tmp_path: Path, airflow_db: Path):
+    """Airflow puts the DAGs and plugins folders on sys.path; teams keep an ``operators/`` package there."""
+    dags, plugins = tmp_path / "dags", tmp_path / "plugins"
+    team = (dags if where == "dags" else plugins) / "operators"
+    team.mkdir(parents=True)
+    dags.mkdir(exist_ok=True)
+    plugins.mkdir(exist_ok=True)
+    (team / "__init__.py").write_text("")
+    (team / "my_operator.py").write_text(TEAM_OPERATOR)
+    (dags / "team_dag.py").write_text(TEAM_DAG.format(team_init=str(team / "__init__.py")))
+    home = tmp_path / "home"
+    folders = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
+               **_migrated_db(home)}
+
+    # parsed as the dag-processor parses: the DAGs folder's bundle (``dags-folder``) on sys.path
+    local = ("--local", "--bundle-name", "dags-folder", "-o", "json")
+    errors = _json(_airflow(installed, home, "dags", "list-import-errors", *local, **folders))
+    assert errors == [], errors
+    listed = _json(_airflow(installed, home, "dags", "list", *local, **folders))
+    assert [d["dag_id"] for d in listed] == ["team_dag"]
+    providers = _json(_airflow(installed, home, "providers", "list", "-o", "json", **folders))
+    assert any(p["package_name"] == PACKAGE for p in providers)  # our entry point still loads beside theirs
 
 
 def _migrated_db(home: Path) -> dict[str, str]:
@@ -112,8 +251,17 @@ def _migrated_db(home: Path) -> dict[str, str]:
 
 
 def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path):  # airflow_db: PRISTINE_DB
-    bundle = write_bundle(tmp_path / "deploy")
+    """Merged into a deployment that already has a team's ``plugins/operators/`` package and DAG."""
+    deploy = tmp_path / "deploy"
+    team = deploy / "plugins" / "operators"
+    team.mkdir(parents=True)
+    (team / "__init__.py").write_text("")
+    (team / "my_operator.py").write_text(TEAM_OPERATOR)
+    (deploy / "dags").mkdir()
+    (deploy / "dags" / "team_dag.py").write_text(TEAM_DAG.format(team_init=str(team / "__init__.py")))
+    bundle = write_bundle(deploy)
     assert (bundle / "plugins" / "airflow_image_catalog" / "__init__.py").is_file()
+    assert (team / "my_operator.py").read_text() == TEAM_OPERATOR
     airflow_pin = next(line for line in (REPO / "constraints.txt").read_text().splitlines()
                        if line.startswith("apache-airflow=="))
     bin_dir = _venv(tmp_path / "venv", airflow_pin, "-r", str(bundle / "requirements.txt"))
@@ -128,7 +276,7 @@ def test_folder_deployment_without_the_package(tmp_path: Path, airflow_db: Path)
     errors = _json(_airflow(bin_dir, home, "dags", "list-import-errors", "--local", "-o", "json", **folders))
     assert errors == [], errors
     dags = _json(_airflow(bin_dir, home, "dags", "list", "--local", "-o", "json", **folders))
-    assert {d["dag_id"] for d in dags} == DAG_IDS
+    assert {d["dag_id"] for d in dags} == DAG_IDS | {"team_dag"}
     assert all(d["fileloc"].startswith(str(bundle / "dags")) for d in dags)
     plugins = _json(_airflow(bin_dir, home, "plugins", "-o", "json", **folders))
     names = {p["name"] for p in plugins}

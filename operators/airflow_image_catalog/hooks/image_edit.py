@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.log import mask_secret
+
+from airflow_image_catalog.backends import build_backend
 
 BACKENDS = ("local", "openai", "openai_batch", "bfl", "firefly", "recraft")
 DEFAULT_URLS = {
@@ -32,8 +36,6 @@ def with_overrides(config: BackendConfig, overrides: dict[str, Any] | None) -> B
     """``config`` with some settings replaced (``backend`` names another route, the rest are extras)."""
     if not overrides:
         return config
-    from dataclasses import replace
-
     changes = dict(overrides)
     return replace(config, backend=str(changes.pop("backend", config.backend)), extras={**config.extras, **changes})
 
@@ -66,8 +68,6 @@ class ImageEditHook(BaseHook):
         self.image_edit_conn_id = image_edit_conn_id
 
     def config_from_connection(self, conn: Any) -> BackendConfig:
-        from airflow.sdk.log import mask_secret
-
         extras = dict(conn.extra_dejson or {})
         client_kwargs = extras.pop("openai_client_kwargs", None) or {}
         default = "openai" if conn.conn_type == "openai" else "local"
@@ -88,8 +88,6 @@ class ImageEditHook(BaseHook):
         return BackendConfig(backend, base_url, api_key, extras, self.image_edit_conn_id)
 
     def backend_config(self) -> BackendConfig:
-        from airflow.sdk.exceptions import AirflowNotFoundException
-
         try:
             conn = self.get_connection(self.image_edit_conn_id)
         except AirflowNotFoundException:
@@ -114,6 +112,4 @@ class ImageEditHook(BaseHook):
         :param overrides: settings that replace the connection's for this call (the cost
             check's downgrade: ``backend`` (e.g. ``openai_batch``), ``model``, ``quality``, ``size``).
         """
-        from airflow_image_catalog.backends import build_backend
-
         return build_backend(with_overrides(self.backend_config(), overrides))

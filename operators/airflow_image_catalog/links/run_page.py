@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink, conf
 
+from airflow_image_catalog.workspace.manifest import safe_run_key
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
@@ -27,8 +29,6 @@ def run_page_url(run_id: str, anchor: str = "") -> str:
     :param run_id: the Airflow run id (its storage-safe key names the page).
     :param anchor: a section of the page: ``cost``, ``edit`` or ``quality``.
     """
-    from airflow_image_catalog.workspace.manifest import safe_run_key
-
     base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
     return f"{base}{PLUGIN_PREFIX}/runs/{quote(safe_run_key(run_id))}" + (f"#{anchor}" if anchor else "")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_image_catalog.lineage.mixin import ReportsLineage
+from airflow_image_catalog.pipeline.publishing.publish import load_chunk_results, publish_run
+from airflow_image_catalog.storage import normalize_uri
 from airflow_image_catalog.workspace.runs import run_root_for
 
 
@@ -30,8 +32,6 @@ class PublishOperator(ReportsLineage, BaseOperator):
         self.workspace = workspace
 
     def execute(self, context) -> str:
-        from airflow_image_catalog.pipeline.publishing.publish import load_chunk_results, publish_run
-
         run_root, _ = run_root_for(self.workspace, context)
         report = publish_run(
             load_chunk_results(list(self.manifest_uris or [])),
@@ -54,10 +54,6 @@ class PublishOperator(ReportsLineage, BaseOperator):
     def _announce(self, context, report: dict) -> None:
         """An asset event on the published location (through the ``catalog-published`` alias, since
         the location is a runtime param), so downstream DAGs run when the catalog changed."""
-        from airflow.sdk import Asset, AssetAlias
-
-        from airflow_image_catalog.storage import normalize_uri
-
         alias = next((o for o in self.outlets if isinstance(o, AssetAlias)), None)
         if alias is None or not report["counts"]["published"]:
             return

@@ -10,6 +10,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.links.run_page import QualityReportLink
+from airflow_image_catalog.pipeline.quality.profiles import load_profile
+from airflow_image_catalog.recipes import load_recipe
+from airflow_image_catalog.storage import join_uri, read_json, write_json
+from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest
 
 
 class QualityGateFailed(AirflowFailException):
@@ -56,11 +60,7 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         self.data_docs = data_docs
 
     def execute(self, context) -> str:
-        from airflow_image_catalog.pipeline.quality.gate import gate_chunk
-        from airflow_image_catalog.pipeline.quality.profiles import load_profile
-        from airflow_image_catalog.recipes import load_recipe
-        from airflow_image_catalog.storage import join_uri, read_json, write_json
-        from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest
+        from airflow_image_catalog.pipeline.quality.gate import gate_chunk  # numpy; GX inside
 
         manifest = EditManifest.from_dict(read_json(self.edit_manifest_uri))
         recipe = load_recipe(manifest.recipe.get("ref") or manifest.recipe["origin"])  # "ref": any worker

@@ -10,7 +10,16 @@ from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_image_catalog.lineage.mixin import ReportsLineage
-from airflow_image_catalog.pipeline.quality.review import APPROVE_LISTED, OPTIONS, REJECT_ALL
+from airflow_image_catalog.pipeline.quality.review import (
+    APPROVE_LISTED,
+    OPTIONS,
+    REJECT_ALL,
+    apply_review,
+    pending_reviews,
+    review_body,
+)
+from airflow_image_catalog.storage import join_uri, read_json, write_json
+from airflow_image_catalog.workspace.manifest import safe_run_key
 
 
 class QuarantineReviewOperator(ReportsLineage, HITLOperator):
@@ -40,8 +49,11 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
 
     def _audit(self, context, decided: list[dict[str, Any]]) -> None:
         """Each decision joins the image's audit trail (an ``approved`` / ``rejected`` record)."""
-        from airflow_image_catalog.pipeline.publishing.audit import find_records, review_records, write_audit
-        from airflow_image_catalog.workspace.manifest import safe_run_key
+        from airflow_image_catalog.pipeline.publishing.audit import (  # duckdb
+            find_records,
+            review_records,
+            write_audit,
+        )
 
         originals = find_records(self.workspace, [(r["run_key"], r["image_id"]) for r in decided])
         rows = review_records(decided, originals, run={"dag_id": self.dag_id, "run_id": context["run_id"],
@@ -49,15 +61,9 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
         write_audit(rows, self.workspace, run_key=safe_run_key(context["run_id"]))
 
     def _snapshot_uri(self, context) -> str:
-        from airflow_image_catalog.storage import join_uri
-        from airflow_image_catalog.workspace.manifest import safe_run_key
-
         return join_uri(self.workspace, "reviews", f"{safe_run_key(context['run_id'])}.{self.task_id}.json")
 
     def execute(self, context):
-        from airflow_image_catalog.pipeline.quality.review import pending_reviews, review_body
-        from airflow_image_catalog.storage import write_json
-
         pending = pending_reviews(self.workspace)
         if not pending:
             raise AirflowSkipException("no quarantined images wait for review")
@@ -68,9 +74,6 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
-        from airflow_image_catalog.pipeline.quality.review import apply_review, pending_reviews
-        from airflow_image_catalog.storage import read_json
-
         answer = super().execute_complete(context, event)
         shown = set(read_json(self._snapshot_uri(context)))
         params = answer["params_input"] or {}

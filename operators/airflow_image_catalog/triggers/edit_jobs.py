@@ -26,6 +26,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_image_catalog.backends import build_backend
+from airflow_image_catalog.backends.base import EditError
+from airflow_image_catalog.hooks.image_edit import ImageEditHook, with_overrides
 from airflow_image_catalog.triggers.events import (
     SUCCESS,
     TIMEOUT,
@@ -75,14 +78,9 @@ class EditJobsTrigger(BaseTrigger):
                  "deadline": self.deadline, "hold_ready": self.hold_ready, "overrides": self.overrides})
 
     async def _backend(self):
-        from airflow_image_catalog.backends import build_backend
-        from airflow_image_catalog.hooks.image_edit import ImageEditHook, with_overrides
-
         return build_backend(with_overrides(await ImageEditHook(self.conn_id).abackend_config(), self.overrides))
 
     async def _poll(self, backend, job: dict[str, Any]) -> dict[str, Any] | None:
-        from airflow_image_catalog.backends.base import EditError
-
         try:
             return (await backend.apoll(job)).to_dict()
         except EditError as exc:
@@ -93,8 +91,6 @@ class EditJobsTrigger(BaseTrigger):
 
     async def _poll_round(self, backend, keys: list[str]) -> list[dict[str, Any] | None]:
         """One round: the backend's ``apoll_many`` (one request per batch) or one ``apoll`` per job."""
-        from airflow_image_catalog.backends.base import EditError
-
         if not hasattr(backend, "apoll_many"):
             return list(await asyncio.gather(*(self._poll(backend, self.jobs[key]) for key in keys)))
         try:

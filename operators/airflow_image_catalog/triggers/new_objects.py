@@ -19,6 +19,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_image_catalog.pipeline.discovery.changes import find_new_objects, summary
+from airflow_image_catalog.storage import StorageError
 from airflow_image_catalog.triggers.events import SUCCESS, TIMEOUT, error_event
 
 
@@ -56,8 +58,6 @@ class NewObjectsTrigger(BaseTrigger):
                  "extensions": self.extensions, "ignore_prefixes": self.ignore_prefixes})
 
     def _find(self):
-        from airflow_image_catalog.pipeline.discovery.changes import find_new_objects
-
         return find_new_objects(self.source, self.published_manifest, self.extensions, self.ignore_prefixes)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -70,9 +70,6 @@ class NewObjectsTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         """Poll until something is new (``success``), the deadline (``timeout``) or a bad manifest (``error``)."""
-        from airflow_image_catalog.pipeline.discovery.changes import summary
-        from airflow_image_catalog.storage import StorageError
-
         last_error: str | None = None
         while True:
             try:

@@ -118,7 +118,7 @@ def served(url: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_image_catalog.tooling.service", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="image-catalog-edit-service", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765, help="TCP port on --host (0 = a free port)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--api-key", default=None, help="require this key (default: accept any)")

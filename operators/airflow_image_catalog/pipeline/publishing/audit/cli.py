@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     common.add_argument("--cache-dir", default=argparse.SUPPRESS,
                         help="where s3:// audit files are mirrored (default: a temporary directory)")
-    parser = argparse.ArgumentParser(prog="python -m airflow_image_catalog.pipeline.publishing.audit", parents=[common],
+    parser = argparse.ArgumentParser(prog="image-catalog-audit", parents=[common],
                                      description="Audit trail of published and quarantined images.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("trace", parents=[common], help="where did this image come from").add_argument(
