@@ -18,7 +18,7 @@ from airflow.triggers.base import BaseTrigger
 
 import airflow_image_catalog
 from airflow_image_catalog import get_provider_info
-from tests.deploy.stack import clean_environment
+from airflow_image_catalog.tooling.stack import clean_environment
 
 INFO = get_provider_info()
 PACKAGE = "airflow-image-catalog"
