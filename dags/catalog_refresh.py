@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, AssetAlias, Param, conf
 
+from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.notifications.catalog import CatalogAlertNotifier, nightly_deadline
 from airflow_image_catalog.operators.cost_check import CostCheckOperator
 from airflow_image_catalog.operators.discover import DiscoverImagesOperator
 from airflow_image_catalog.operators.image_edit import ImageEditOperator
 from airflow_image_catalog.operators.publish import PublishOperator
 from airflow_image_catalog.operators.quality_gate import QualityGateOperator
-from airflow_image_catalog.workspace.runs import catalog_location
 
 #: downstream DAGs schedule on this alias; each run that publishes adds an event on the published location
 PUBLISHED = AssetAlias("catalog-published")

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.operators.review import QuarantineReviewOperator
-from airflow_image_catalog.workspace.runs import catalog_location
 
 with DAG(
     dag_id="catalog_review",

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param
 
+from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.sensors.new_images import NewImagesSensor
-from airflow_image_catalog.workspace.runs import catalog_location
 
 with DAG(
     dag_id="catalog_watch",

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -10,6 +12,7 @@ from airflow_image_catalog.workspace.manifest import (
     ChunkManifest,
     EditManifest,
     EditRecord,
+    ImageStatus,
     SourceItem,
     image_id_for,
     safe_run_key,
@@ -52,3 +55,20 @@ def test_edit_manifest_round_trip_and_counts(statuses):
     data = manifest.to_dict()
     assert data["counts"] == {status: statuses.count(status) for status in FINAL_STATUSES}
     assert EditManifest.from_dict(data) == manifest
+
+
+def test_statuses_are_written_as_the_plain_strings_earlier_manifests_hold():
+    """Manifests, state files and reports written before the enum must read back, and new ones read the same."""
+    record = EditRecord("a", "file:///s/a.jpg", "0" * 64, ImageStatus.FAILED_FINAL)
+    manifest = EditManifest("run", 0, {"name": "r"}, "local", "local-engine/0", [record])
+    text = json.dumps(manifest.to_dict(), sort_keys=True)
+    assert '"status": "failed_final"' in text and '"failed_final": 1' in text and "ImageStatus" not in text
+    loaded = EditManifest.from_dict(json.loads(text))
+    assert loaded.items[0].status is ImageStatus.FAILED_FINAL and loaded.items[0].done
+    assert [s.value for s in ImageStatus] == ["pending", "submitted", "edited", "failed_retryable", "failed_final",
+                                              "skipped_budget"]
+
+
+def test_an_unknown_status_is_refused_by_name():
+    with pytest.raises(ValueError, match="'finished'"):
+        EditRecord("a", "file:///s/a.jpg", "0" * 64, "finished")

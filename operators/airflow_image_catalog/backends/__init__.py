@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_image_catalog.backends.base import (
+    AsyncEditBackend,
+    BatchBackend,
+    Capabilities,
     EditBackend,
     EditError,
     EditResult,
@@ -17,7 +20,8 @@ from airflow_image_catalog.backends.base import (
     JobStatus,
 )
 
-__all__ = ["EditBackend", "EditError", "EditResult", "ImageContext", "JobBackend", "JobStatus", "build_backend"]
+__all__ = ["AsyncEditBackend", "BatchBackend", "Capabilities", "EditBackend", "EditError", "EditResult",
+           "ImageContext", "JobBackend", "JobStatus", "build_backend"]
 
 
 def _options(extras: dict[str, Any], *names: str) -> dict[str, Any]:

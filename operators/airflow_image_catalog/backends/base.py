@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeGuard
 
+from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.recipes import Recipe, RecipeStep
 
+if TYPE_CHECKING:
+    from airflow_image_catalog.backends.http import HttpTransport
 
-class EditError(RuntimeError):
+
+class EditError(CatalogError, RuntimeError):
     """One image could not be edited; ``retryable`` says whether trying again may help.
 
     Provider errors also carry the provider's ``code`` (e.g. ``moderation_blocked``),
@@ -93,13 +97,51 @@ class ImageContext:
         return [self.read(ref) for ref in step.reference_images]
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend class can do, declared once on the class; callers branch on it, never probe.
+
+    Each flag that brings methods has a protocol below and a ``TypeGuard`` (:func:`is_async`,
+    :func:`is_jobs`, :func:`is_batch`, :func:`bills_at_submit`), so a type checker follows the branch.
+
+    :param paid: calls are billed: each is booked in the cost ledger, and uploads are prepared for the
+        provider and decoded first, so nothing unreadable is paid for (False: the local engine).
+    :param concurrent: ``aedit`` under the backend's HTTP transport and its limiter (:class:`AsyncEditBackend`).
+    :param jobs: the provider's jobs can be submitted, polled, collected and cancelled (:class:`JobBackend`),
+        so the operator can defer to the triggerer.
+    :param batch: many jobs go in one submission and one poll (:class:`BatchBackend`, the OpenAI Batch API).
+    :param jobs_only: no per-image edit is offered for the route: the job loop always runs.
+    :param bills_at_submit: a job is charged when created, so one that dies is booked all the same
+        (:class:`SubmitBilledBackend`).
+    :param prompt_driven: the backend follows each step's prompt (a drift regeneration can merge prompts);
+        False for the local engine, which runs each step's operation.
+    :param job_timeout_s: how long the provider may legitimately take with a job (a batch's completion
+        window); the operator's ``job_timeout`` is raised to it.
+    """
+
+    paid: bool = True
+    concurrent: bool = False
+    jobs: bool = False
+    batch: bool = False
+    jobs_only: bool = False
+    bills_at_submit: bool = False
+    prompt_driven: bool = True
+    job_timeout_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch and not self.jobs:
+            raise ValueError("a batch backend is a job backend: set jobs=True")
+        if (self.jobs_only or self.bills_at_submit or self.job_timeout_s) and not self.jobs:
+            raise ValueError("jobs_only, bills_at_submit and job_timeout_s describe jobs: set jobs=True")
+        if self.jobs and not self.concurrent:
+            raise ValueError("a job backend talks to its provider through a transport: set concurrent=True")
+
+
 class EditBackend(Protocol):
     """Edits one source image through every step of a recipe.
 
-    Network backends also offer ``async def aedit(...)`` with the same meaning; the
-    chunk runner then edits a chunk's images concurrently under the backend's limiter.
-    Backends of asynchronous providers (submit, poll, collect) additionally implement
-    :class:`JobBackend`, which the deferrable operator and the trigger use.
+    Every backend class sets ``capabilities`` (see :class:`Capabilities`) and may name, in
+    ``IDENTITY_FIELDS``, the settings that change its output (they join the result cache key).
 
     Usage records are dicts a cost ledger can price: ``{"step", "provider", "model",
     "images", ...}`` plus ``input_tokens`` / ``input_image_tokens`` /
@@ -109,16 +151,31 @@ class EditBackend(Protocol):
 
     name: str
     model: str
+    capabilities: ClassVar[Capabilities]
+    IDENTITY_FIELDS: ClassVar[tuple[str, ...]]
 
     def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult: ...
 
 
-def backend_identity(backend: Any) -> dict[str, Any]:
+class AsyncEditBackend(EditBackend, Protocol):
+    """A network backend: ``aedit`` means ``edit``; the chunk runner edits images concurrently under
+    ``transport``'s limiter and closes the transport when the chunk is done."""
+
+    transport: HttpTransport
+
+    async def aedit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult: ...
+
+
+def is_async(backend: EditBackend) -> TypeGuard[AsyncEditBackend]:
+    return backend.capabilities.concurrent
+
+
+def backend_identity(backend: EditBackend) -> dict[str, Any]:
     """What about a backend determines its output: provider, model and ``IDENTITY_FIELDS`` settings.
 
     Part of the result cache key; never includes credentials or endpoints.
     """
-    settings = {name: getattr(backend, name, None) for name in getattr(backend, "IDENTITY_FIELDS", ())}
+    settings = {name: getattr(backend, name) for name in backend.IDENTITY_FIELDS}
     return {"backend": backend.name, "model": backend.model, **settings}
 
 
@@ -142,11 +199,8 @@ class JobStatus:
                 "message": self.message, "retryable": self.retryable}
 
 
-class JobBackend(Protocol):
+class JobBackend(AsyncEditBackend, Protocol):
     """An asynchronous provider: one job per recipe step, submitted, polled, then collected."""
-
-    name: str
-    model: str
 
     async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict: ...
 
@@ -155,3 +209,30 @@ class JobBackend(Protocol):
     async def acollect(self, job: dict, status: JobStatus) -> tuple[bytes, dict[str, Any]]: ...
 
     async def acancel(self, job: dict) -> bool: ...
+
+
+class BatchBackend(JobBackend, Protocol):
+    """Jobs that travel together: one submission for many images' steps, one poll per batch."""
+
+    async def asubmit_many(self, entries: list[tuple[str, bytes, int, ImageContext]],
+                           recipe: Recipe) -> dict[str, dict[str, Any]]: ...
+
+    async def apoll_many(self, jobs: dict[str, dict]) -> dict[str, JobStatus]: ...
+
+
+class SubmitBilledBackend(JobBackend, Protocol):
+    """A provider that charges a job when it is created (BFL's credits)."""
+
+    def submit_usage(self, job: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def is_jobs(backend: EditBackend) -> TypeGuard[JobBackend]:
+    return backend.capabilities.jobs
+
+
+def is_batch(backend: EditBackend) -> TypeGuard[BatchBackend]:
+    return backend.capabilities.batch
+
+
+def bills_at_submit(backend: EditBackend) -> TypeGuard[SubmitBilledBackend]:
+    return backend.capabilities.bills_at_submit

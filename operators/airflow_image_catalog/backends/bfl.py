@@ -19,7 +19,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext, JobStatus
+from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext, JobStatus
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request, poll_plan
 from airflow_image_catalog.backends.imaging import conform, provider_image
 from airflow_image_catalog.recipes import Recipe, RecipeStep
@@ -44,7 +44,8 @@ class BFLBackend(PlanDriven):
     """
 
     name = "bfl"
-    bills_at_submit = True  # BFL charges credits when a task is created (the local edit service models it so)
+    # BFL charges credits when a task is created (the local edit service models it so)
+    capabilities = Capabilities(concurrent=True, jobs=True, bills_at_submit=True)
     IDENTITY_FIELDS = ("safety_tolerance", "seed", "aspect_ratio")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, safety_tolerance: int = 2,
@@ -105,6 +106,10 @@ class BFLBackend(PlanDriven):
     def usage_record(self, job: dict[str, Any]) -> dict[str, Any]:
         return {"step": job["step"], "provider": "bfl", "model": self.model, "images": 1, "credits": job["credits"],
                 "job_id": job["id"]}
+
+    def submit_usage(self, job: dict[str, Any]) -> dict[str, Any]:
+        """What creating ``job`` was billed, booked even when the job dies without a result."""
+        return self.usage_record(job)
 
     def raise_failed(self, status: JobStatus, job: dict[str, Any]) -> None:
         """A job that ended without a result: billed at submit (booked through ``usage``); a retryable

@@ -18,7 +18,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext, JobStatus
+from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext, JobStatus
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request, poll_plan
 from airflow_image_catalog.backends.imaging import edit_region, final_result, white_mask_png
 from airflow_image_catalog.recipes import Recipe, RecipeStep
@@ -45,6 +45,7 @@ class FireflyBackend(PlanDriven):
     """
 
     name = "firefly"
+    capabilities = Capabilities(concurrent=True, jobs=True)
     IDENTITY_FIELDS = ("seed",)  # settings that change the output (cache key)
     model = MODEL
 

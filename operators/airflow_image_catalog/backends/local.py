@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from airflow_image_catalog import __version__
-from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext
 from airflow_image_catalog.recipes import Recipe, RecipeStep
 
 MAX_PIXELS = 60_000_000
@@ -22,7 +22,9 @@ SUBJECT_MASK_OPS = frozenset({"white_background", "replace_background"})
 class LocalEngineBackend:
     name = "local"
     model = f"local-engine/{__version__}"
-    prompt_driven = False  # runs each step's operation, not its prompt
+    # free, and runs each step's operation, not its prompt
+    capabilities = Capabilities(paid=False, prompt_driven=False)
+    IDENTITY_FIELDS: tuple[str, ...] = ()
 
     def __init__(self, *, max_pixels: int = MAX_PIXELS):
         self.max_pixels = max_pixels

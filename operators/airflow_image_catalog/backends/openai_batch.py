@@ -21,9 +21,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditError, ImageContext, JobStatus
+from airflow_image_catalog.backends.base import Capabilities, EditError, ImageContext, JobStatus
 from airflow_image_catalog.backends.http import Request, is_retryable_status
-from airflow_image_catalog.backends.openai_images import MIME, OpenAIImagesBackend
+from airflow_image_catalog.backends.openai_images import OpenAIImagesBackend
+from airflow_image_catalog.imaging.containers import MIME
 from airflow_image_catalog.recipes import Recipe
 
 ENDPOINT = "/v1/images/edits"
@@ -66,8 +67,10 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
     """
 
     name = "openai_batch"
-    jobs_only = True  # no per-image synchronous edit: the operator runs the job loop
-    job_timeout_s = COMPLETION_WINDOW_S + 3600
+    # no per-image synchronous edit on this route: the operator runs the job loop; a batch may take its
+    # whole completion window
+    capabilities = Capabilities(concurrent=True, jobs=True, batch=True, jobs_only=True,
+                                job_timeout_s=COMPLETION_WINDOW_S + 3600)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -16,7 +16,7 @@ import binascii
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request
 from airflow_image_catalog.backends.imaging import alpha_mask_png, conform, edit_region, provider_image
 from airflow_image_catalog.recipes import OutputSpec, Recipe, RecipeStep
@@ -24,7 +24,6 @@ from airflow_image_catalog.recipes import OutputSpec, Recipe, RecipeStep
 DEFAULT_MODEL = "gpt-image-2"
 FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 GPT_IMAGE_2_MAX = (3840, 3840 * 2160)  # longest side, pixels
-MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 def _flexible(model: str) -> bool:
@@ -79,6 +78,7 @@ class OpenAIImagesBackend(PlanDriven):
     """
 
     name = "openai"
+    capabilities = Capabilities(concurrent=True)
     IDENTITY_FIELDS = ("size", "quality", "background", "input_fidelity", "n")  # settings that change the output (cache key)
 
     def __init__(

@@ -15,7 +15,7 @@ import binascii
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request
 from airflow_image_catalog.backends.imaging import edit_region, final_result, white_mask_png
 from airflow_image_catalog.recipes import Recipe, RecipeStep
@@ -33,6 +33,7 @@ class RecraftBackend(PlanDriven):
     """
 
     name = "recraft"
+    capabilities = Capabilities(concurrent=True)
     IDENTITY_FIELDS = ("strength", "style")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, strength: float = 0.5,

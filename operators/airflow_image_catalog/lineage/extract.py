@@ -26,6 +26,7 @@ from airflow_image_catalog.lineage.facets import (
     ImageEditRunFacet,
     ImageQualityRunFacet,
 )
+from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,13 @@ def _lineage(inputs: Iterable[str | None], outputs: Iterable[str | None] = (),
                            outputs=_datasets(OutputDataset, outputs), run_facets=dict(run_facets or {}))
 
 
-def _run_root(workspace: str, run_key: str) -> str:
-    from airflow_image_catalog.storage import join_uri
-
-    return join_uri(workspace, "runs", run_key)
+def _run(workspace: str, run_key: str) -> RunLayout:
+    return WorkspaceLayout(workspace).run(run_key)
 
 
 def _outputs(workspace: str, run_key: str | None) -> str | None:
     """The run's edited images: one dataset, ``<workspace>/runs/<run>/outputs``."""
-    from airflow_image_catalog.storage import join_uri
-
-    return join_uri(_run_root(workspace, run_key), "outputs") if run_key else None
+    return _run(workspace, run_key).outputs if run_key else None
 
 
 def _run_key(task_instance: Any, manifests: Iterable[str] = ()) -> str | None:
@@ -113,9 +110,7 @@ def _ledger_entries(workspace: str, run_key: str, chunk_index: int | None = None
 
 def _run_cost(workspace: str, run_key: str) -> dict[str, Any]:
     """The run-level cost facet: the cost check's decision and everything the ledger booked."""
-    from airflow_image_catalog.pipeline.costing.decision import decision_uri
-
-    decision = _read(decision_uri(_run_root(workspace, run_key)))
+    decision = _read(_run(workspace, run_key).cost_decision)
     return {COST_FACET: ImageCostRunFacet(**builders.cost_fields(decision, _ledger_entries(workspace, run_key)))}
 
 
@@ -140,20 +135,17 @@ def cost_check_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
 
 def edit_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """Source prefix -> the run's outputs prefix; on complete: the edit and the chunk's cost facets."""
-    from airflow_image_catalog.pipeline.costing.decision import decision_uri
-    from airflow_image_catalog.storage import join_uri
-
     chunk = _read(op.chunk_manifest_uri)
     if chunk is None:
         return OperatorLineage()
     run_key, index = chunk["run_key"], chunk["chunk_index"]
     run_facets: dict[str, Any] = {}
     if task_instance is not None:
-        manifest = _read(join_uri(_run_root(op.workspace, run_key), "edits", f"chunk-{index:05d}.json"))
+        manifest = _read(_run(op.workspace, run_key).edit(index))
         if manifest is not None:
             fields = builders.edit_fields(manifest, _prompts(manifest))
             run_facets[EDIT_FACET] = ImageEditRunFacet(**fields)
-            decision = _read(decision_uri(_run_root(op.workspace, run_key)))
+            decision = _read(_run(op.workspace, run_key).cost_decision)
             run_facets[COST_FACET] = ImageCostRunFacet(**builders.cost_fields(
                 decision, _ledger_entries(op.workspace, run_key, index), scope="chunk",
                 images=fields["images"], cache_hits=fields["cacheHits"]))
@@ -173,8 +165,6 @@ def _prompts(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def quality_gate_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """Outputs prefix -> quarantine prefix; on complete: the quality facet and DQ assertions on the input."""
-    from airflow_image_catalog.storage import join_uri
-
     edit = _read(op.edit_manifest_uri)
     if edit is None:
         return OperatorLineage()
@@ -182,7 +172,7 @@ def quality_gate_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     run_facets: dict[str, Any] = {}
     input_facets: dict[str, Any] = {}
     if task_instance is not None:
-        gate = _read(join_uri(_run_root(op.workspace, run_key), "quality", f"chunk-{index:05d}.json"))
+        gate = _read(_run(op.workspace, run_key).gate(index))
         if gate is not None:
             try:
                 threshold: float | None = float(op.min_pass_rate)
@@ -192,7 +182,7 @@ def quality_gate_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
             assertions = [data_quality_assertions_dataset.Assertion(**a) for a in builders.assertion_fields(gate)]
             input_facets["dataQualityAssertions"] = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
                 assertions=assertions)
-    quarantine = join_uri(op.workspace, "quarantine", run_key)
+    quarantine = WorkspaceLayout(op.workspace).run_quarantine(run_key)
     return _lineage([_outputs(op.workspace, run_key)], [quarantine], run_facets, input_facets)
 
 
@@ -208,6 +198,4 @@ def publish_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
 
 def review_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """A reviewer moves images from the quarantine (all runs) to the published catalog."""
-    from airflow_image_catalog.storage import join_uri
-
-    return _lineage([join_uri(op.workspace, "quarantine")], [op.published])
+    return _lineage([WorkspaceLayout(op.workspace).quarantine], [op.published])

@@ -53,20 +53,18 @@ def read_run_state(workspace: str | None, run_id: str | None) -> dict[str, Any]:
     state: dict[str, Any] = {"report": None, "decision": None, "gates": []}
     if not workspace or not run_id:
         return state
-    from airflow_image_catalog.storage import exists, join_uri, list_objects, read_json
-    from airflow_image_catalog.workspace.manifest import safe_run_key
+    from airflow_image_catalog.storage import exists, list_objects, read_json
+    from airflow_image_catalog.workspace.layout import WorkspaceLayout, is_chunk_document
 
-    run_root = join_uri(workspace, "runs", safe_run_key(str(run_id)))
-    for key, parts in (("report", ("report.json",)), ("decision", ("cost", "decision.json"))):
-        uri = join_uri(run_root, *parts)
+    run = WorkspaceLayout(workspace).run_for({"run_id": run_id})
+    for key, uri in (("report", run.report_json), ("decision", run.cost_decision)):
         try:
             state[key] = read_json(uri) if exists(uri) else None
         except Exception:  # noqa: BLE001 - see the docstring
             state[key] = None
     try:
-        quality = join_uri(run_root, "quality")
-        uris = [o.uri for o in list_objects(quality) if o.uri.endswith(".json")
-                and o.uri.rsplit("/", 1)[0] == quality and o.uri.rsplit("/", 1)[-1].startswith("chunk-")]
+        quality = run.quality
+        uris = [o.uri for o in list_objects(quality) if o.uri.rsplit("/", 1)[0] == quality and is_chunk_document(o.uri)]
         state["gates"] = [read_json(u) for u in uris]
     except Exception:  # noqa: BLE001
         state["gates"] = []

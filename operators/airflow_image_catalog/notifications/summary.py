@@ -153,12 +153,11 @@ def alert_summary(kind: str, context_like: Mapping[str, Any], report: Mapping | 
     links: dict[str, str] = {}
     workspace = workspace_of(context_like)
     if workspace and identity["run_id"]:
-        from airflow_image_catalog.storage import join_uri
-        from airflow_image_catalog.workspace.manifest import safe_run_key
+        from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
-        run_root = join_uri(workspace, "runs", safe_run_key(str(identity["run_id"])))
-        links["report"] = (report or {}).get("report_html") or join_uri(run_root, "report.html")
-        links["run_state"] = run_root
+        run = WorkspaceLayout(workspace).run_for({"run_id": identity["run_id"]})
+        links["report"] = (report or {}).get("report_html") or run.report_html
+        links["run_state"] = run.root
     if identity["log_url"]:
         links["task_log"] = str(identity["log_url"])
 

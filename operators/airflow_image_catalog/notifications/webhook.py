@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from airflow.sdk import BaseNotifier
 
+from airflow_image_catalog.exceptions import CatalogError
+
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _TOKENISH = re.compile(r"^[A-Za-z0-9_\-.~+=]{20,}$")
 _RESERVED_EXTRAS = frozenset({"headers", "timeout", "verify", "proxies", "auth_type"})
@@ -52,7 +54,7 @@ def connection_target(conn: Any, endpoint: str = "") -> tuple[str, dict[str, str
     return url, {str(k): str(v) for k, v in raw_headers.items()}, auth
 
 
-class WebhookDeliveryError(RuntimeError):
+class WebhookDeliveryError(CatalogError, RuntimeError):
     """The receiver did not accept the alert after the retries (the message names no secret)."""
 
 

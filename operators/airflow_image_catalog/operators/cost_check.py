@@ -14,7 +14,7 @@ from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.links.run_page import CostReportLink
 from airflow_image_catalog.pipeline.costing.check import check_run_cost, decision_summary, resolve_budgets
 from airflow_image_catalog.recipes import load_recipe
-from airflow_image_catalog.workspace.runs import run_root_for
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 
 class CostCheckOperator(ReportsLineage, BaseOperator):
@@ -87,7 +87,7 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
         return ImageEditHook(image_edit_conn_id=self.backend_conn_id)
 
     def execute(self, context) -> list[str]:
-        run_root, _ = run_root_for(self.workspace, context)
+        run_root = WorkspaceLayout(self.workspace).run_for(context).root
         config = self.hook.backend_config()
         budgets = resolve_budgets({name: getattr(self, f"budget_{name}_usd") for name in ("run", "day", "month")},
                                   lambda name: Variable.get(name, default=None))

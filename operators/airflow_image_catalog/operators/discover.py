@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow_image_catalog.config.params import as_bool
 from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.pipeline.discovery.discover import discover_run
-from airflow_image_catalog.workspace.runs import run_root_for
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 
 class DiscoverImagesOperator(ReportsLineage, BaseOperator):
@@ -51,12 +51,12 @@ class DiscoverImagesOperator(ReportsLineage, BaseOperator):
         self.only_changed = only_changed
 
     def execute(self, context) -> list[str]:
-        run_root, run_key = run_root_for(self.workspace, context)
+        run = WorkspaceLayout(self.workspace).run_for(context)
         found = discover_run(
             self.source,
             workspace=self.workspace,
-            run_root=run_root,
-            run_key=run_key,
+            run_root=run.root,
+            run_key=run.run_key,
             chunk_size=int(self.chunk_size),
             recipe=self.recipe,
             only_changed=as_bool(self.only_changed, "only_changed"),

@@ -97,19 +97,21 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
         The cost check's decision (``runs/<run>/cost/decision.json``), when there is one, brings
         the downgrade's overrides, the per-image estimate and the run's budget for the mid-run guard.
         """
-        from airflow_image_catalog.pipeline.costing.decision import BudgetGuard, decision_uri
+        from airflow_image_catalog.pipeline.costing.decision import BudgetGuard
         from airflow_image_catalog.pipeline.costing.ledger import Ledger
         from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
         from airflow_image_catalog.recipes import load_recipe
-        from airflow_image_catalog.storage import join_uri, read_json, storage_for
+        from airflow_image_catalog.storage import read_json, storage_for
+        from airflow_image_catalog.workspace.layout import WorkspaceLayout
         from airflow_image_catalog.workspace.manifest import ChunkManifest
 
         chunk = ChunkManifest.from_dict(read_json(self.chunk_manifest_uri))
-        run_root = join_uri(self.workspace, "runs", chunk.run_key)
-        uri = decision_uri(run_root)
+        layout = WorkspaceLayout(self.workspace).run(chunk.run_key)
+        run_root = layout.root
+        uri = layout.cost_decision
         decision = read_json(uri) if storage_for(uri).exists(uri) else {}
         backend = self.hook.get_backend(decision.get("overrides"))
-        ledger = Ledger(self.workspace) if backend.name != "local" else None  # the local engine is free
+        ledger = Ledger(self.workspace) if backend.capabilities.paid else None  # the local engine is free
         guard = None
         if ledger is not None and decision.get("available_usd") is not None:
             guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key))
@@ -125,9 +127,7 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
 
     @staticmethod
     def _jobs_uri(run) -> str:
-        from airflow_image_catalog.storage import join_uri
-
-        return join_uri(run.run_root, "jobs", f"chunk-{run.chunk.chunk_index:05d}.json")
+        return run.layout.jobs(run.chunk.chunk_index)
 
     def execute(self, context) -> str:
         import asyncio
@@ -140,7 +140,8 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
             run.chunk.chunk_index, len(run.chunk.items), run.recipe.name, len(run.recipe.steps), run.backend.model,
             run.concurrency,
         )
-        if (self.is_deferrable and hasattr(run.backend, "asubmit")) or getattr(run.backend, "jobs_only", False):
+        can = run.backend.capabilities
+        if (self.is_deferrable and can.jobs) or can.jobs_only:
             return self._run_jobs(run)
         return self._finish(new_manifest(run.chunk, run.recipe, run.backend, asyncio.run(aedit_chunk(run))), run)
 
@@ -158,7 +159,7 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
         else:  # first try, or a rerun after the jobs ended: finals kept, retryable failures redone (per-image state)
             state = asyncio.run(start_jobs(run))
             # a batch backend's completion window (24 h) outlasts a shorter job_timeout
-            timeout = max(self.job_timeout.total_seconds(), getattr(run.backend, "job_timeout_s", 0))
+            timeout = max(self.job_timeout.total_seconds(), run.backend.capabilities.job_timeout_s)
             state["deadline"] = time.time() + timeout
         return self._defer_or_finish(state, run)
 
@@ -202,11 +203,10 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
     def _finish(self, manifest, run) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_image_catalog.storage import join_uri, write_json
-        from airflow_image_catalog.workspace.manifest import STATUS_FAILED_FINAL
+        from airflow_image_catalog.storage import write_json
+        from airflow_image_catalog.workspace.manifest import ImageStatus
 
-        uri = write_json(join_uri(run.run_root, "edits", f"chunk-{manifest.chunk_index:05d}.json"),
-                         manifest.to_dict())
+        uri = write_json(run.layout.edit(manifest.chunk_index), manifest.to_dict())
         counts = manifest.counts()
         hits = sum(r.cache_hit for r in manifest.items)
         self.log.info("chunk %d done: %s (%d from the result cache); manifest %s", manifest.chunk_index, counts,
@@ -215,7 +215,7 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
         if fatal:
             raise AirflowFailException(f"{manifest.backend}: {fatal[0].error_code} ({len(fatal)} images not edited): "
                                        f"{fatal[0].error}; manifest {uri}")
-        failed, total = counts.get(STATUS_FAILED_FINAL, 0), len(manifest.items)
+        failed, total = counts.get(ImageStatus.FAILED_FINAL, 0), len(manifest.items)
         if total and failed / total > float(self.max_failure_rate):
             raise AirflowFailException(
                 f"chunk {manifest.chunk_index}: {failed} of {total} images failed finally, more than the allowed "
@@ -241,5 +241,5 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
             finally:
                 await backend.transport.aclose()
 
-        if pending and hasattr(backend, "acancel"):
+        if pending and backend.capabilities.jobs:
             asyncio.run(cancel_all())

@@ -10,7 +10,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.pipeline.publishing.publish import load_chunk_results, publish_run
 from airflow_image_catalog.storage import normalize_uri
-from airflow_image_catalog.workspace.runs import run_root_for
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 
 class PublishOperator(ReportsLineage, BaseOperator):
@@ -32,7 +32,7 @@ class PublishOperator(ReportsLineage, BaseOperator):
         self.workspace = workspace
 
     def execute(self, context) -> str:
-        run_root, _ = run_root_for(self.workspace, context)
+        run_root = WorkspaceLayout(self.workspace).run_for(context).root
         report = publish_run(
             load_chunk_results(list(self.manifest_uris or [])),
             published_root=self.published,

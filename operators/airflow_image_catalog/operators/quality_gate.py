@@ -12,7 +12,8 @@ from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.links.run_page import QualityReportLink
 from airflow_image_catalog.pipeline.quality.profiles import load_profile
 from airflow_image_catalog.recipes import load_recipe
-from airflow_image_catalog.storage import join_uri, read_json, write_json
+from airflow_image_catalog.storage import read_json, write_json
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest
 
 
@@ -65,20 +66,20 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         manifest = EditManifest.from_dict(read_json(self.edit_manifest_uri))
         recipe = load_recipe(manifest.recipe.get("ref") or manifest.recipe["origin"])  # "ref": any worker
         profile = load_profile(self.profile or recipe.quality.profile)
-        run_root = join_uri(self.workspace, "runs", manifest.run_key)
-        chunk_name = f"chunk-{manifest.chunk_index:05d}"
-        chunk = ChunkManifest.from_dict(read_json(join_uri(run_root, "chunks", f"{chunk_name}.json")))
+        workspace = WorkspaceLayout(self.workspace)
+        run = workspace.run(manifest.run_key)
+        chunk = ChunkManifest.from_dict(read_json(run.chunk(manifest.chunk_index)))
         gate = gate_chunk(
             manifest,
             recipe,
             profile,
             source_root=chunk.source_root,
-            quarantine_root=join_uri(self.workspace, "quarantine", manifest.run_key),
-            docs_root=join_uri(run_root, "quality", "data_docs", chunk_name) if self.data_docs else None,
+            quarantine_root=workspace.run_quarantine(manifest.run_key),
+            docs_root=run.data_docs(manifest.chunk_index) if self.data_docs else None,
             ocr=self.ocr,
         )
         gate["edit_manifest_uri"] = self.edit_manifest_uri
-        uri = write_json(join_uri(run_root, "quality", f"{chunk_name}.json"), gate)
+        uri = write_json(run.gate(manifest.chunk_index), gate)
         self.log.info(
             "chunk %d: profile %s (%s intent): %s, pass rate %s; gate manifest %s",
             manifest.chunk_index, profile.name, gate["intent"], gate["counts"], gate["pass_rate"], uri,

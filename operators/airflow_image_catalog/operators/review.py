@@ -18,7 +18,8 @@ from airflow_image_catalog.pipeline.quality.review import (
     pending_reviews,
     review_body,
 )
-from airflow_image_catalog.storage import join_uri, read_json, write_json
+from airflow_image_catalog.storage import read_json, write_json
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import safe_run_key
 
 
@@ -61,7 +62,7 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
         write_audit(rows, self.workspace, run_key=safe_run_key(context["run_id"]))
 
     def _snapshot_uri(self, context) -> str:
-        return join_uri(self.workspace, "reviews", f"{safe_run_key(context['run_id'])}.{self.task_id}.json")
+        return WorkspaceLayout(self.workspace).review_snapshot(context["run_id"], self.task_id)
 
     def execute(self, context):
         pending = pending_reviews(self.workspace)

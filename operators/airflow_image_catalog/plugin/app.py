@@ -29,8 +29,8 @@ def configured_roots() -> "StorageRoots":
     """The storage roots from Airflow's configuration, defaulting to the DAGs' embedded defaults."""
     from airflow.configuration import conf
 
+    from airflow_image_catalog.config.locations import catalog_location
     from airflow_image_catalog.plugin.files import StorageRoots
-    from airflow_image_catalog.workspace.runs import catalog_location
 
     sources: dict[str, str] = {}
     text = conf.get(SECTION, "sources", fallback=None)

@@ -17,8 +17,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from airflow_image_catalog.storage import StorageError, join_uri, list_objects, read_json
+from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
 
-_RUN_FILE = re.compile(r"/runs/([^/]+)/(report\.json|cost/decision\.json)$")
+_SUMMARY_FILES = (RunLayout.REPORT, RunLayout.COST_DECISION)
+_RUN_FILE = re.compile(rf"/runs/([^/]+)/({'|'.join(map(re.escape, _SUMMARY_FILES))})$")
 _SHA256 = re.compile(r"[0-9a-fA-F]{8,64}")
 UI_DAG_ID = "image_catalog_ui"  # who recorded a decision made on the plugin's review page
 
@@ -79,13 +81,13 @@ def recent_runs(workspace: str, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs of the workspace (newest first): those with a report, and those that got as
     far as a cost decision (running, failed or skipped before publish)."""
     found: dict[str, dict[str, str]] = {}
-    runs_root = join_uri(workspace, "runs")
+    runs_root = WorkspaceLayout(workspace).runs
     if runs_root.startswith("file://"):  # one look per run folder, not a walk over every output
         from airflow_image_catalog.storage.local import uri_to_path
 
         folder = uri_to_path(runs_root)
         for run_dir in (p for p in (folder.iterdir() if folder.is_dir() else []) if p.is_dir()):
-            for name in ("report.json", "cost/decision.json"):
+            for name in _SUMMARY_FILES:
                 if (run_dir / name).is_file():
                     found.setdefault(run_dir.name, {})[name] = join_uri(runs_root, run_dir.name, *name.split("/"))
     else:  # object stores list the run prefixes (no delimiter listing in the storage layer)
@@ -95,8 +97,8 @@ def recent_runs(workspace: str, limit: int = 20) -> list[dict[str, Any]]:
                 found.setdefault(match.group(1), {})[match.group(2)] = obj.uri
     rows = []
     for run_key, files in found.items():
-        report = _read(files["report.json"]) if "report.json" in files else None
-        decision = _read(files["cost/decision.json"]) if "cost/decision.json" in files else None
+        report = _read(files[RunLayout.REPORT]) if RunLayout.REPORT in files else None
+        decision = _read(files[RunLayout.COST_DECISION]) if RunLayout.COST_DECISION in files else None
         rows.append(run_summary(run_key, report, decision))
     rows.sort(key=lambda r: (r["finished_at"] or "", r["run_key"]), reverse=True)
     return rows[:limit]
@@ -108,9 +110,9 @@ def run_detail(workspace: str, run_key: str) -> dict[str, Any] | None:
 
     if safe_run_key(run_key) != run_key:
         return None
-    root = join_uri(workspace, "runs", run_key)
-    report = _read(join_uri(root, "report.json"))
-    decision = _read(join_uri(root, "cost", "decision.json"))
+    run = WorkspaceLayout(workspace).run(run_key)
+    report = _read(run.report_json)
+    decision = _read(run.cost_decision)
     if report is None and decision is None:
         return None
     return {"summary": run_summary(run_key, report, decision), "report": report or {}, "decision": decision}
@@ -150,7 +152,7 @@ def budget_usage(workspace: str, budgets: dict[str, float | None] | None = None,
 def review_queue(workspace: str, decided_limit: int = 30) -> dict[str, list[dict[str, Any]]]:
     """Quarantine records: ``pending`` (no decision yet, oldest run first) and the latest ``decided``."""
     pending, decided = [], []
-    for obj in _objects(join_uri(workspace, "quarantine")):
+    for obj in _objects(WorkspaceLayout(workspace).quarantine):
         if not obj.uri.endswith(".json"):
             continue
         record = _read(obj.uri)
@@ -227,9 +229,7 @@ def record_decision(workspace: str, published: str, *, run_key: str, image_id: s
 
 def snapshot_uri(workspace: str, run_id: str, task_id: str) -> str:
     """Where a waiting review task keeps the record URIs it showed (``QuarantineReviewOperator``)."""
-    from airflow_image_catalog.workspace.manifest import safe_run_key
-
-    return join_uri(workspace, "reviews", f"{safe_run_key(run_id)}.{task_id}.json")
+    return WorkspaceLayout(workspace).review_snapshot(run_id, task_id)
 
 
 def shown_to(workspace: str, run_id: str, task_id: str) -> set[str]:

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
+from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.storage import join_uri, normalize_uri
 
 _ROOT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
-class RefusedPath(ValueError):
+class RefusedPath(CatalogError, ValueError):
     """A requested path that is not a file under a configured root (answered 404, never served)."""
 
 

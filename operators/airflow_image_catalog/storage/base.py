@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from airflow_image_catalog.exceptions import CatalogError
 
-class StorageError(OSError):
+
+class StorageError(CatalogError, OSError):
     """A read, write or listing failed; the message names the URI."""
 
 

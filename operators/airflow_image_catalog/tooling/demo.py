@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from airflow_image_catalog.workspace.runs import catalog_home as _catalog_home
+from airflow_image_catalog.config.locations import catalog_home as _catalog_home
+from airflow_image_catalog.storage.local import uri_to_path
+from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
 
 
 def _path(uri: str) -> str:
@@ -31,14 +33,15 @@ def main() -> int:
     with log_path.open("w") as log:
         proc = subprocess.run([airflow, "dags", "test", "catalog_refresh"], stdout=log, stderr=subprocess.STDOUT)
     wall = time.time() - started
-    reports = [p for p in (catalog_home / "work" / "runs").glob("*/report.json") if p.stat().st_mtime >= started]
+    runs = uri_to_path(WorkspaceLayout(str(catalog_home / "work")).runs)
+    reports = [p for p in runs.glob(f"*/{RunLayout.REPORT}") if p.stat().st_mtime >= started]
     if proc.returncode != 0 or not reports:
         print("".join(log_path.read_text().splitlines(keepends=True)[-60:]))
         print(f"catalog_refresh FAILED (exit {proc.returncode}); full log: {log_path}")
         return proc.returncode or 1
     latest = max(reports, key=lambda p: p.stat().st_mtime)
     report = json.loads(latest.read_text())
-    discovery = json.loads((latest.parent / "discovery.json").read_text())
+    discovery = json.loads(uri_to_path(RunLayout(str(latest.parent)).discovery).read_text())
     counts = report["counts"]
     print()
     recipe = report["recipe"]["name"] if report["recipe"] else "-"

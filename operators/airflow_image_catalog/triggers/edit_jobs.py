@@ -27,7 +27,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_image_catalog.backends import build_backend
-from airflow_image_catalog.backends.base import EditError
+from airflow_image_catalog.backends.base import EditError, is_batch
 from airflow_image_catalog.hooks.image_edit import ImageEditHook, with_overrides
 from airflow_image_catalog.triggers.events import (
     SUCCESS,
@@ -91,7 +91,7 @@ class EditJobsTrigger(BaseTrigger):
 
     async def _poll_round(self, backend, keys: list[str]) -> list[dict[str, Any] | None]:
         """One round: the backend's ``apoll_many`` (one request per batch) or one ``apoll`` per job."""
-        if not hasattr(backend, "apoll_many"):
+        if not is_batch(backend):
             return list(await asyncio.gather(*(self._poll(backend, self.jobs[key]) for key in keys)))
         try:
             statuses = await backend.apoll_many({key: self.jobs[key] for key in keys})

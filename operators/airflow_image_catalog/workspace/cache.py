@@ -26,6 +26,7 @@ from airflow_image_catalog.storage import (
     write_bytes,
     write_json,
 )
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import sha256_hex
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ResultCache:
     """Edits by content address under ``<workspace>/cache``."""
 
     def __init__(self, workspace: str):
-        self.root = join_uri(workspace, "cache")
+        self.root = WorkspaceLayout(workspace).cache
 
     def _entry(self, key: str) -> str:
         if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -18,17 +19,28 @@ SCHEMA_VERSION = 1
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif",
                               ".heic", ".heif"})
 
-# Per-image states, recorded durably before and after each paid call. No record = pending.
-STATUS_PENDING = "pending"
-STATUS_SUBMITTED = "submitted"  # a paid call (or job) is out; its key / job id is recorded
-STATUS_EDITED = "edited"
-STATUS_FAILED_RETRYABLE = "failed_retryable"  # a rerun may succeed (throttling, outage, timeout)
-STATUS_FAILED_FINAL = "failed_final"  # the image or request itself is at fault; a rerun would fail again
-STATUS_SKIPPED_BUDGET = "skipped_budget"  # not submitted: the run's budget was spent
+
+
+class ImageStatus(StrEnum):
+    """Per-image states, recorded durably before and after each paid call. No record = pending.
+
+    The values are what manifests, state files, reports and audit records store (a ``StrEnum``
+    serialises as its value, so those documents read the same as when these were plain strings).
+    """
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"  # a paid call (or job) is out; its key / job id is recorded
+    EDITED = "edited"
+    FAILED_RETRYABLE = "failed_retryable"  # a rerun may succeed (throttling, outage, timeout)
+    FAILED_FINAL = "failed_final"  # the image or request itself is at fault; a rerun would fail again
+    SKIPPED_BUDGET = "skipped_budget"  # not submitted: the run's budget was spent
+
+
 #: the states a chunk manifest ends with; a rerun redoes every image not in DONE_STATUSES
-FINAL_STATUSES = (STATUS_EDITED, STATUS_FAILED_RETRYABLE, STATUS_FAILED_FINAL, STATUS_SKIPPED_BUDGET)
-DONE_STATUSES = (STATUS_EDITED, STATUS_FAILED_FINAL)
-FAILED_STATUSES = (STATUS_FAILED_RETRYABLE, STATUS_FAILED_FINAL)
+FINAL_STATUSES = (ImageStatus.EDITED, ImageStatus.FAILED_RETRYABLE, ImageStatus.FAILED_FINAL,
+                  ImageStatus.SKIPPED_BUDGET)
+DONE_STATUSES = (ImageStatus.EDITED, ImageStatus.FAILED_FINAL)
+FAILED_STATUSES = (ImageStatus.FAILED_RETRYABLE, ImageStatus.FAILED_FINAL)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -95,7 +107,7 @@ class EditRecord:
     image_id: str
     source_uri: str
     source_sha256: str
-    status: str
+    status: ImageStatus
     error: str | None = None
     output_uri: str | None = None
     output_sha256: str | None = None
@@ -122,6 +134,9 @@ class EditRecord:
     #: provider jobs that died without a result (lost, errored, stuck, expired): each starts a fresh
     #: idempotency scope, so a retry submits a new job instead of being replayed the dead one
     lost_jobs: int = 0
+
+    def __post_init__(self) -> None:
+        self.status = ImageStatus(self.status)  # read back from JSON as its value
 
     @property
     def done(self) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from airflow_image_catalog.storage import join_uri, list_objects, read_json, storage_for, write_json
+from airflow_image_catalog.workspace.layout import RunLayout
 from airflow_image_catalog.workspace.manifest import EditRecord
 
 STARTED_MARKER = ".started"
@@ -23,7 +24,7 @@ class ChunkState:
     """The per-image records of one chunk of one run."""
 
     def __init__(self, run_root: str, chunk_index: int):
-        self.root = join_uri(run_root, "state", f"chunk-{chunk_index:05d}")
+        self.root = RunLayout(run_root).state(chunk_index)
         self._marker = join_uri(self.root, STARTED_MARKER)
 
     def uri(self, image_id: str) -> str:

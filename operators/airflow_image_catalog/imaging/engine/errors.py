@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_image_catalog.exceptions import CatalogError
 
-class EngineError(ValueError):
+
+class EngineError(CatalogError, ValueError):
     """Base class for every error the engine raises on purpose."""
 
 

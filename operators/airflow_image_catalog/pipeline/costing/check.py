@@ -17,12 +17,12 @@ from airflow_image_catalog.pipeline.costing.decision import (
     Budgets,
     Decision,
     decide,
-    decision_uri,
     price_images,
 )
 from airflow_image_catalog.pipeline.costing.ledger import Ledger
 from airflow_image_catalog.pipeline.costing.pricing import load_prices
-from airflow_image_catalog.storage import StorageError, join_uri, read_json, write_json
+from airflow_image_catalog.storage import StorageError, read_json, write_json
+from airflow_image_catalog.workspace.layout import RunLayout
 from airflow_image_catalog.workspace.manifest import ChunkManifest
 
 #: the Airflow Variables a budget falls back to when its argument (DAG param) is empty
@@ -78,8 +78,7 @@ def capped_chunks(chunks: Iterable[ChunkManifest], kept: set[str], run_root: str
     for chunk in chunks:
         items = [item for item in chunk.items if item.image_id in kept]
         if items:
-            uri = join_uri(run_root, "chunks", "capped", f"chunk-{chunk.chunk_index:05d}.json")
-            uris.append(write_json(uri, replace(chunk, items=items).to_dict()))
+            uris.append(write_json(RunLayout(run_root).capped_chunk(chunk.chunk_index), replace(chunk, items=items).to_dict()))
     return uris
 
 
@@ -137,6 +136,6 @@ def check_run_cost(chunk_uris: list[str], *, recipe, backend, backend_name: str,
             "usd": round(sum(c.usd for c in priced if not c.cache_hit), 6),
             "low_usd": round(sum(c.low_usd for c in priced if not c.cache_hit), 6),
             "high_usd": round(sum(c.high_usd for c in priced if not c.cache_hit), 6)}
-    write_json(decision_uri(run_root), decision.to_dict())
+    write_json(RunLayout(run_root).cost_decision, decision.to_dict())
     uris = capped_chunks(chunks, set(decision.kept or []), run_root) if decision.action == "cap" else list(chunk_uris)
     return CostCheck(decision, uris)

@@ -13,13 +13,6 @@ from typing import Any
 
 POLICIES = ("fail", "skip", "downgrade", "cap")
 
-
-def decision_uri(run_root: str) -> str:
-    """Where the cost check writes its decision (the edit task and the report read it)."""
-    from airflow_image_catalog.storage import join_uri
-
-    return join_uri(run_root, "cost", "decision.json")
-
 #: cheaper settings tried in order by ``downgrade``, each on top of the previous ones
 OPENAI_LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
     ("the Batch API route (50% off, results within 24 h)", {"backend": "openai_batch"}),

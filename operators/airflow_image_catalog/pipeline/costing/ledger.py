@@ -50,10 +50,10 @@ from airflow_image_catalog.storage import (
     write_bytes,
     write_json,
 )
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 log = logging.getLogger(__name__)
 
-LEDGER_DIR = "ledger"
 SUMMARY_NAME = "_summary.json"
 SUMMARY_SCHEMA = 1
 USD_DIGITS = 9  # as the pricing module: nano-dollars
@@ -281,7 +281,7 @@ class Ledger:
     """
 
     def __init__(self, workspace_uri: str, *, workers: int | None = None):
-        self.root = join_uri(workspace_uri, LEDGER_DIR)
+        self.root = WorkspaceLayout(workspace_uri).ledger
         local = urlsplit(self.root).scheme == "file"
         self.workers = workers if workers is not None else (1 if local else REMOTE_WORKERS)
         self._local = local

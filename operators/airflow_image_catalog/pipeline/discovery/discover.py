@@ -12,10 +12,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
-from airflow_image_catalog.pipeline.publishing.publish import published_manifest_uri
 from airflow_image_catalog.recipes import load_recipe
 from airflow_image_catalog.storage import (
-    join_uri,
     list_objects,
     normalize_uri,
     read_bytes,
@@ -23,6 +21,7 @@ from airflow_image_catalog.storage import (
     storage_for,
     write_json,
 )
+from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import (
     IMAGE_EXTENSIONS,
     ChunkManifest,
@@ -127,7 +126,7 @@ def write_chunk_manifests(discovery: Discovery, *, run_root: str, run_key: str, 
     uris = []
     for index, items in enumerate(chunks):
         manifest = ChunkManifest(run_key, index, discovery.source_root, items)
-        uris.append(write_json(join_uri(run_root, "chunks", f"chunk-{index:05d}.json"), manifest.to_dict()))
+        uris.append(write_json(RunLayout(run_root).chunk(index), manifest.to_dict()))
     return uris
 
 
@@ -152,12 +151,12 @@ def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, ch
     published (or refused for good) from the same bytes and ``recipe`` (a shipped name or a
     file; None: any recipe) are left out.
     """
-    summary_uri = join_uri(run_root, "discovery.json")
+    summary_uri = RunLayout(run_root).discovery
     if storage_for(summary_uri).exists(summary_uri):  # a rerun of this run: the same images, the same chunks
         return RunDiscovery(read_json(summary_uri), reused=True)
     state: dict = {}
     if only_changed:
-        uri = published_manifest_uri(workspace)
+        uri = WorkspaceLayout(workspace).published_manifest
         state = read_json(uri) if storage_for(uri).exists(uri) else {}
     fingerprint = load_recipe(recipe).fingerprint if recipe else None
     discovery = discover_images(source, published=state.get("images"), recipe_fingerprint=fingerprint,

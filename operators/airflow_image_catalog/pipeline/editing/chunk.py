@@ -21,21 +21,25 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext, backend_identity
+from airflow_image_catalog.backends.base import (
+    EditError,
+    EditResult,
+    ImageContext,
+    backend_identity,
+    bills_at_submit,
+    is_async,
+    is_batch,
+)
 from airflow_image_catalog.recipes import AUTO_MASKS, Recipe, portable_ref
 from airflow_image_catalog.storage import StorageError, join_uri, read_bytes, write_bytes
 from airflow_image_catalog.workspace.cache import CachedResult, ResultCache, cache_key
+from airflow_image_catalog.workspace.layout import RunLayout
 from airflow_image_catalog.workspace.manifest import (
     FAILED_STATUSES,
-    STATUS_EDITED,
-    STATUS_FAILED_FINAL,
-    STATUS_FAILED_RETRYABLE,
-    STATUS_PENDING,
-    STATUS_SKIPPED_BUDGET,
-    STATUS_SUBMITTED,
     ChunkManifest,
     EditManifest,
     EditRecord,
+    ImageStatus,
     SourceItem,
     sha256_hex,
 )
@@ -74,7 +78,7 @@ def _failing(record: EditRecord) -> Iterator[EditRecord]:
     except (Exception, MemoryError) as exc:  # one image must never sink its chunk
         expected = _is_expected(exc)
         record.retryable = _is_retryable(exc)
-        record.status = STATUS_FAILED_RETRYABLE if record.retryable else STATUS_FAILED_FINAL
+        record.status = ImageStatus.FAILED_RETRYABLE if record.retryable else ImageStatus.FAILED_FINAL
         record.error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, EditError):
             record.error_code = exc.code
@@ -85,7 +89,7 @@ def _failing(record: EditRecord) -> Iterator[EditRecord]:
 
 
 def new_record(item: SourceItem, edited_by: dict[str, Any] | None = None) -> EditRecord:
-    return EditRecord(item.image_id, item.source_uri, item.source_sha256, STATUS_PENDING,
+    return EditRecord(item.image_id, item.source_uri, item.source_sha256, ImageStatus.PENDING,
                       started_at=_now(), source_bytes=item.bytes, source_etag=item.etag,
                       edited_by=dict(edited_by) if edited_by else None)
 
@@ -109,7 +113,7 @@ def store_result(record: EditRecord, recipe: Recipe, result: EditResult | Cached
     record.width, record.height = result.width, result.height
     record.steps, record.usage, record.rounds = list(result.steps), list(result.usage), list(result.rounds)
     record.attempts = getattr(result, "attempts", 0)
-    record.status, record.error, record.error_code, record.retryable = STATUS_EDITED, None, None, None
+    record.status, record.error, record.error_code, record.retryable = ImageStatus.EDITED, None, None, None
 
 
 def _cached(result: EditResult, recipe: Recipe, run: dict[str, Any]) -> CachedResult:
@@ -122,7 +126,7 @@ def _cached(result: EditResult, recipe: Recipe, run: dict[str, Any]) -> CachedRe
 
 def _output_intact(record: EditRecord) -> bool:
     """A kept ``edited`` record still has its output (an earlier try's write may not have landed)."""
-    if record.status != STATUS_EDITED:
+    if record.status != ImageStatus.EDITED:
         return True
     try:
         return sha256_hex(read_bytes(record.output_uri)) == record.output_sha256
@@ -158,13 +162,15 @@ class ChunkRun:
     overrides: dict[str, Any] = field(default_factory=dict)  # connection settings the cost check replaced
 
     def __post_init__(self) -> None:
+        self.layout = RunLayout(self.run_root)
         self.state = ChunkState(self.run_root, self.chunk.chunk_index)
         self.cache = ResultCache(self.workspace) if self.workspace else None
-        self.output_root = join_uri(self.run_root, "outputs")
+        self.output_root = self.layout.outputs
         self.identity = backend_identity(self.backend)
         if self.concurrency is None:
-            transport = getattr(self.backend, "transport", None)
-            self.concurrency = transport.settings.max_concurrency if transport else DEFAULT_LOCAL_CONCURRENCY
+            backend = self.backend
+            self.concurrency = backend.transport.settings.max_concurrency if is_async(backend) else \
+                DEFAULT_LOCAL_CONCURRENCY
 
     def context(self, item: SourceItem, source_size: tuple[int, int] | None = None) -> ImageContext:
         return ImageContext(item.image_id, self.chunk.source_root, self.recipe.recipe_dir, cache=self.refs,
@@ -189,7 +195,7 @@ async def _call(backend: Any, image: bytes, recipe: Recipe, context: ImageContex
     from airflow_image_catalog.backends.http import idempotency_scope
 
     with idempotency_scope(scope):
-        if hasattr(backend, "aedit"):
+        if is_async(backend):
             return await backend.aedit(image, recipe, context)
         return await asyncio.to_thread(backend.edit, image, recipe, context)
 
@@ -213,7 +219,7 @@ async def run_recipe(backend: Any, upload: bytes, recipe: Recipe, context: Image
     from airflow_image_catalog.pipeline.quality.drift import measure_drift
 
     source = await asyncio.to_thread(decode_image, upload)
-    prompt_driven = getattr(backend, "prompt_driven", True)
+    prompt_driven = backend.capabilities.prompt_driven
     image, usage, steps, rounds, attempts, regenerations = upload, [], [], [], 0, 0
     result: EditResult | None = None
     for index, step in enumerate(recipe.steps):
@@ -293,7 +299,7 @@ async def settle_without_paying(run: ChunkRun, item: SourceItem, record: EditRec
         record.cache_hit = True
         return None
     if run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
-        record.status = STATUS_SKIPPED_BUDGET
+        record.status = ImageStatus.SKIPPED_BUDGET
         record.error = f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent"
         return None
     return source
@@ -314,7 +320,7 @@ async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | No
         if source is not None:
             key = record.cache_key
             upload, context = await prepare_upload_for(run, item, record, source)
-            record.status = STATUS_SUBMITTED
+            record.status = ImageStatus.SUBMITTED
             await asyncio.to_thread(run.state.save, record)  # durable before the paid call
             try:
                 result = await run_recipe(run.backend, upload, run.recipe, context, key, record.lost_jobs)
@@ -344,12 +350,12 @@ async def aedit_chunk(run: ChunkRun) -> list[EditRecord]:
         async with slots:
             return await edit_one(run, item, earlier.get(item.image_id))
 
-    transport = getattr(run.backend, "transport", None)
+    backend = run.backend
     try:
         records = await asyncio.gather(*(bounded(item) for item in run.chunk.items))
     finally:
-        if transport is not None:
-            await transport.aclose()
+        if is_async(backend):
+            await backend.transport.aclose()
     for record in records:
         _log_record(record)
     return list(records)
@@ -398,18 +404,17 @@ class _Submissions:
         self.queued: list[tuple[EditRecord, bytes, int, ImageContext]] = []
 
     def _record(self, record: EditRecord, job: dict[str, Any], image: bytes, step: int) -> None:
-        record.job_id, record.status = job["id"], STATUS_SUBMITTED
+        record.job_id, record.status = job["id"], ImageStatus.SUBMITTED
         entry = {"step": step, "job": job}
         if step:
-            uri = join_uri(self.run.run_root, "intermediate", f"{record.image_id}.step{step}")
-            entry["image_uri"] = write_bytes(uri, image)
+            entry["image_uri"] = write_bytes(self.run.layout.intermediate(record.image_id, step), image)
         self.pending[record.image_id] = entry
         self.run.state.save(record, pending_job=entry)
 
     async def add(self, record: EditRecord, image: bytes, step: int, context: ImageContext) -> None:
         from airflow_image_catalog.backends.http import idempotency_scope
 
-        if hasattr(self.run.backend, "asubmit_many"):
+        if is_batch(self.run.backend):
             self.queued.append((record, image, step, context))
             return
         with idempotency_scope(f"{idempotency_base(record.cache_key, record.lost_jobs)}-s{step}"):
@@ -507,7 +512,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
         status = JobStatus(**result)
         with _failing(record):
             if status.state != "ready":  # the job was billed at submit: booked; a dead job is not replayed
-                billed = [backend.usage_record(entry["job"])] if getattr(backend, "bills_at_submit", False) else []
+                billed = [backend.submit_usage(entry["job"])] if bills_at_submit(backend) else []
                 await asyncio.to_thread(book, run, items[key], record.cache_key, billed, len(record.usage))
                 record.usage += billed
                 raise EditError(f"{backend.name} job {entry['job'].get('id')}: {status.message or status.code}",
@@ -525,7 +530,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
                 await asyncio.to_thread(run.cache.put, record.cache_key, _cached(edited, recipe, run.run_facts()))
             await asyncio.to_thread(store_result, record, recipe, edited, run.output_root)
             record.finished_at = _now()
-        if record.status != STATUS_SUBMITTED:
+        if record.status != ImageStatus.SUBMITTED:
             await asyncio.to_thread(run.state.save, record)
 
     try:

@@ -21,12 +21,11 @@ from airflow_image_catalog.storage import (
     write_bytes,
     write_json,
 )
+from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import (
     FINAL_STATUSES,
-    STATUS_EDITED,
-    STATUS_FAILED_FINAL,
-    STATUS_SKIPPED_BUDGET,
     EditManifest,
+    ImageStatus,
     sha256_hex,
 )
 
@@ -108,10 +107,6 @@ def _step_prompts(results: list[ChunkResult]) -> dict[str, str]:
         return {}
 
 
-def published_manifest_uri(workspace: str) -> str:
-    return join_uri(workspace, "state", "published_manifest.json")
-
-
 def publish_run(
     results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any]
 ) -> dict[str, Any]:
@@ -125,7 +120,7 @@ def publish_run(
         verdicts = result.verdicts()
         for record in result.edit.items:
             verdict = verdicts.get(record.image_id, {})
-            if record.status != STATUS_EDITED:
+            if record.status != ImageStatus.EDITED:
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
                                  "source_sha256": record.source_sha256, "source_bytes": record.source_bytes,
                                  "source_etag": record.source_etag, "recipe_fingerprint":
@@ -155,11 +150,12 @@ def publish_run(
     from airflow_image_catalog.pipeline.costing.ledger import Ledger
     from airflow_image_catalog.pipeline.publishing.audit import audit_records, write_audit
 
-    run_key = run_root.rstrip("/").rsplit("/", 1)[-1]
+    layout = RunLayout(run_root)
+    run_key = layout.run_key
     entries = Ledger(workspace).entries(run_key=run_key)
     cost = cost_report(results, entries, run_root=run_root, published=len(published))
     found = sum(len(r.edit.items) for r in results)
-    edited = sum(r.edit.counts().get(STATUS_EDITED, 0) for r in results)
+    edited = sum(r.edit.counts().get(ImageStatus.EDITED, 0) for r in results)
     gates = [r.gate for r in results if r.gate]
     report = {
         "kind": "run_report",
@@ -183,9 +179,9 @@ def publish_run(
         "published": published,
         "quarantined": quarantined,
         "failures": failures,
-        "published_manifest": published_manifest_uri(workspace),
-        "report_html": join_uri(run_root, "report.html"),
-        "report_json": join_uri(run_root, "report.json"),
+        "published_manifest": WorkspaceLayout(workspace).published_manifest,
+        "report_html": layout.report_html,
+        "report_json": layout.report_json,
     }
     records = audit_records(results, published=published, quarantined=quarantined, ledger_entries=entries,
                             run={**run, "run_key": run_key}, published_at=report["finished_at"])
@@ -205,21 +201,21 @@ def _state_counts(results: list[ChunkResult], cost: dict[str, Any]) -> dict[str,
             if record.status in counts:
                 counts[record.status] += 1
             counts["cache_hits"] += record.cache_hit
-    counts[STATUS_SKIPPED_BUDGET] += len((cost.get("decision") or {}).get("skipped_budget") or [])
+    counts[ImageStatus.SKIPPED_BUDGET] += len((cost.get("decision") or {}).get("skipped_budget") or [])
     return counts
 
 
 def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str, published: int) -> dict[str, Any]:
     """The run's cost: the cost check's decision, what the ledger booked (``entries``), estimate vs
     actual, per recipe / model / provider; also written to ``runs/<run>/cost/report.json``."""
-    from airflow_image_catalog.pipeline.costing.decision import decision_uri
     from airflow_image_catalog.pipeline.costing.ledger import cost_summary, reconcile
 
-    uri = decision_uri(run_root)
+    layout = RunLayout(run_root)
+    uri = layout.cost_decision
     decision = read_json(uri) if storage_for(uri).exists(uri) else None
     actual = round(sum(entry.usd for entry in entries), 6)
     records = [record for result in results for record in result.edit.items]
-    edited = [r for r in records if r.status == STATUS_EDITED]
+    edited = [r for r in records if r.status == ImageStatus.EDITED]
     estimate = None
     if decision is not None:  # what the edited, paid-for images were expected to cost
         estimate = round(decision["per_image_usd"] * sum(not r.cache_hit for r in edited), 6)
@@ -234,7 +230,7 @@ def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str
         "reconciliation": None if estimate is None else reconcile(estimate, actual),
         **cost_summary(entries),
     }
-    write_json(join_uri(run_root, "cost", "report.json"), report)
+    write_json(layout.cost_report, report)
     return report
 
 
@@ -269,14 +265,14 @@ def record_published(workspace: str, published: list[dict[str, Any]], run: dict[
     the next refresh does not pay to be refused again for the same bytes and recipe; a new
     version of the image, or a new recipe, is tried again.
     """
-    uri = published_manifest_uri(workspace)
+    uri = WorkspaceLayout(workspace).published_manifest
     current = read_json(uri) if storage_for(uri).exists(uri) else {"images": {}}
     refused = current.setdefault("failed_final", {})
     for entry in published:
         current["images"][entry["image_id"]] = {**entry, "run_id": run.get("run_id")}
         refused.pop(entry["image_id"], None)
     for failure in failures:
-        if failure.get("status") == STATUS_FAILED_FINAL:
+        if failure.get("status") == ImageStatus.FAILED_FINAL:
             refused[failure["image_id"]] = {**failure, "run_id": run.get("run_id")}
     current["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(uri, current)

@@ -17,7 +17,7 @@ import numpy as np
 
 from airflow_image_catalog.pipeline.quality.profiles import INTENTS, Expectation, Profile
 from airflow_image_catalog.recipes import AUTO_MASKS, Recipe
-from airflow_image_catalog.workspace.manifest import STATUS_EDITED, EditManifest, EditRecord
+from airflow_image_catalog.workspace.manifest import EditManifest, EditRecord, ImageStatus
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def gate_chunk(
     expectations = profile.for_intent(intent)
     rows, items, errors = [], {}, {}
     for record in manifest.items:
-        if record.status != STATUS_EDITED:
+        if record.status != ImageStatus.EDITED:
             items[record.image_id] = {"image_id": record.image_id, "verdict": VERDICT_NOT_GATED, "failed": []}
             continue
         try:

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.exceptions import CatalogError
+
 SHIPPED_DIR = Path(__file__).parent / "profiles"
 INTENTS = ("reframe", "masked", "region", "global")
 _BOUNDS = ("min", "max")
 _FIELDS = ("metric", "min", "max", "in", "intents", "why", "strict")
 
 
-class ProfileError(ValueError):
+class ProfileError(CatalogError, ValueError):
     """A quality profile is invalid; the message names the file and the field."""
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_image_catalog.storage import StorageError, join_uri, list_objects, read_json, write_json
+from airflow_image_catalog.storage import StorageError, list_objects, read_json, write_json
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 APPROVE_ALL = "Approve all"
 REJECT_ALL = "Reject all"
@@ -20,7 +21,7 @@ OPTIONS = [APPROVE_ALL, REJECT_ALL, APPROVE_LISTED]
 
 def pending_reviews(workspace: str) -> list[dict[str, Any]]:
     """Quarantine records (with their URI under ``record_uri``) that no one has decided on yet."""
-    root = join_uri(workspace, "quarantine")
+    root = WorkspaceLayout(workspace).quarantine
     try:
         objects = list_objects(root)
     except StorageError:

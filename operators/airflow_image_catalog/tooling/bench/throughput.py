@@ -57,6 +57,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from airflow_image_catalog.config.locations import catalog_home
 from airflow_image_catalog.pipeline.discovery.discover import (
     DEFAULT_CHUNK_SIZE,
     MAX_MAPPED_CHUNKS,
@@ -64,7 +65,8 @@ from airflow_image_catalog.pipeline.discovery.discover import (
     discover_images,
     write_chunk_manifests,
 )
-from airflow_image_catalog.workspace.runs import catalog_home
+from airflow_image_catalog.storage.local import uri_to_path
+from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout, is_chunk_document
 
 REPO = Path(__file__).resolve().parents[4]
 MODULE = "airflow_image_catalog.tooling.bench.throughput"  # run as ``python -m`` for the child processes
@@ -83,7 +85,7 @@ RECIPE = {"version": 1, "name": "bench_one_step", "output": {"format": "png"}, "
 LENIENT_PROFILE = "name: lenient\nexpectations:\n  - {metric: width, min: 16, why: bench}\n"
 #: what a task process has before its execute: Airflow and what the DAG file imports
 TASK_PRELOAD = ["airflow_image_catalog.operators.discover", "airflow_image_catalog.operators.image_edit", "airflow_image_catalog.operators.publish",
-                "airflow_image_catalog.operators.quality_gate", "airflow_image_catalog.workspace.runs"]
+                "airflow_image_catalog.operators.quality_gate", "airflow_image_catalog.config.locations"]
 #: what the edit path imports at run time (the bytecode warm-up, and the start-up probe)
 RUNTIME_IMPORTS = ("airflow_image_catalog.pipeline.editing.chunk", "airflow_image_catalog.backends.openai_images", "airflow_image_catalog.backends.prepare",
                    "airflow_image_catalog.hooks.image_edit", "airflow_image_catalog.pipeline.publishing.publish", "airflow_image_catalog.pipeline.publishing.report", "httpx", "aiolimiter",
@@ -362,9 +364,9 @@ def records_of(manifest_uris: list[str]) -> list[Any]:
 
 def outcome(records: list[Any]) -> dict[str, Any]:
     """How the images ended, and the rate-limit errors that reached a task (an image failed with one)."""
-    from airflow_image_catalog.workspace.manifest import STATUS_EDITED
+    from airflow_image_catalog.workspace.manifest import ImageStatus
 
-    failed = [r for r in records if r.status != STATUS_EDITED]
+    failed = [r for r in records if r.status != ImageStatus.EDITED]
     return {"images": len(records), "edited": len(records) - len(failed), "failed": len(failed),
             "rate_limit_errors_in_tasks": sum(r.error_code in ("rate_limit_exceeded", "http_429") for r in failed),
             "failures": sorted({f"{r.error_code}: {r.error}" for r in failed})[:5]}
@@ -400,13 +402,11 @@ class Bench:
 
 def measure_throughput(bench: Bench, service: ServiceProcess, chunk_size: int, first: int) -> dict[str, Any]:
     """The edit stage of ``bench.images`` images as mapped tasks on ``bench.slots`` slots; the service's counts."""
-    from airflow_image_catalog.storage import join_uri
-
     name = f"chunk{chunk_size}"
     service.reset()
     source = write_sources(bench.path(name, "source"), bench.images, first)
     workspace = str(bench.path(name, "work"))
-    run_root = join_uri(workspace, "runs", f"bench-{name}")
+    run_root = WorkspaceLayout(workspace).run(f"bench-{name}").root
     uris = write_chunk_manifests(discover_images(str(source)), run_root=run_root, run_key=f"bench-{name}",
                                  chunk_size=chunk_size)
     tasks = [EditTask(uri, bench.recipe, workspace, bench.task_connection(service.url),
@@ -457,7 +457,8 @@ def memory_run(source: str, root: str, service_url: str, recipe_path: str) -> di
 
     marks = {"imported": mark()}
     workspace, run_key = join_uri(root, "work"), "bench-memory"
-    run_root = join_uri(workspace, "runs", run_key)
+    run = WorkspaceLayout(workspace).run(run_key)
+    run_root = run.root
     discovery = discover_images(source)
     uris = write_chunk_manifests(discovery, run_root=run_root, run_key=run_key, chunk_size=DEFAULT_CHUNK_SIZE)
     marks["discovered"] = mark()
@@ -466,7 +467,7 @@ def memory_run(source: str, root: str, service_url: str, recipe_path: str) -> di
         chunk = ChunkManifest.from_dict(read_json(uri))
         manifest = edit_chunk(chunk, recipe, backend_for(service_url, concurrency=8), run_root=run_root,
                               workspace=workspace)
-        edits.append(write_json(join_uri(run_root, "edits", f"chunk-{chunk.chunk_index:05d}.json"), manifest.to_dict()))
+        edits.append(write_json(run.edit(chunk.chunk_index), manifest.to_dict()))
     marks["edited"] = mark()
     results = load_chunk_results(edits)
     marks["loaded"] = mark()  # every edit manifest of the run, as publish_run takes them
@@ -549,7 +550,9 @@ def measure_dag(bench: Bench, service: ServiceProcess, count: int, chunk_size: i
     if result["state"] != "success" or result["failed_tasks"]:
         raise RuntimeError(f"catalog_refresh (chunk_size {chunk_size}) ended {result['state']}, failed tasks "
                            f"{result['failed_tasks']}; log {bench.path(name, 'run.log')}")
-    records = records_of(sorted(str(p) for p in bench.path(name, "work").glob("runs/*/edits/chunk-*.json")))
+    runs = uri_to_path(WorkspaceLayout(str(bench.path(name, "work"))).runs)
+    edits = (uri_to_path(RunLayout(str(run)).edits) for run in runs.iterdir())
+    records = records_of(sorted(str(p) for folder in edits for p in folder.glob("*.json") if is_chunk_document(str(p))))
     stats = service.stats()
     return {**result, "chunk_size": chunk_size, "process_s": round(process_s, 1), **outcome(records),
             "image_mean_s": round(sum(r.seconds or 0 for r in records) / max(len(records), 1), 3),

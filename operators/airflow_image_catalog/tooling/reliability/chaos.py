@@ -27,6 +27,7 @@ from airflow_image_catalog.tooling.reliability.runner import (
     prepare,
 )
 from airflow_image_catalog.tooling.reliability.scenarios import BFL, EDIT, Scenario
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 MAX_PASSES = 4
 #: the fault kinds chaos draws from, per backend (path-limited, small counts)
@@ -129,7 +130,6 @@ def _one(lab, scenario: Scenario, chaos: ChaosRun, context, rng, kill_rate, late
     import secrets
 
     from airflow_image_catalog.pipeline.discovery.discover import discover_images, write_chunk_manifests
-    from airflow_image_catalog.storage import join_uri
 
     state = lab.service.state
     state.reset(config=True)
@@ -140,9 +140,9 @@ def _one(lab, scenario: Scenario, chaos: ChaosRun, context, rng, kill_rate, late
     with environment(env), PeakRss() as rss:
         setup = prepare(scenario, lab, lab.root / slug(f"chaos-{chaos.index}"), seed=chaos.index, chunk_size=3)
         run_key = f"chaos-{chaos.index:03d}"
-        run_root = join_uri(setup.workspace, "runs", run_key)
-        chunks = listing(join_uri(run_root, "chunks")) or write_chunk_manifests(
-            discover_images(setup.conf["source"]), run_root=run_root, run_key=run_key, chunk_size=3)
+        run = WorkspaceLayout(setup.workspace).run(run_key)
+        chunks = listing(run.chunks) or write_chunk_manifests(
+            discover_images(setup.conf["source"]), run_root=run.root, run_key=run_key, chunk_size=3)
         state.faults.set([dict(f) for f in chaos.faults])
         chaos.kills = _pass(context, env, setup.conf, chunks, rng, kill_rate, lab.service)
         outcome = collect(setup.workspace, run_key, state)

@@ -24,12 +24,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_image_catalog.storage import StorageError, join_uri, list_objects, read_bytes, read_json
+from airflow_image_catalog.storage import StorageError, list_objects, read_bytes, read_json
 from airflow_image_catalog.workspace.manifest import (
     FINAL_STATUSES,
-    STATUS_EDITED,
-    STATUS_FAILED_RETRYABLE,
     EditRecord,
+    ImageStatus,
     sha256_hex,
 )
 
@@ -85,23 +84,23 @@ def collect(workspace: str, run_key: str, service_state: Any, *, steps: int = 1)
     Chunks without an edit manifest (a task that died) are read from their per-image state.
     """
     from airflow_image_catalog.pipeline.costing.ledger import Ledger
+    from airflow_image_catalog.workspace.layout import WorkspaceLayout
     from airflow_image_catalog.workspace.manifest import ChunkManifest
     from airflow_image_catalog.workspace.state import ChunkState
 
-    run_root = join_uri(workspace, "runs", run_key)
-    chunks = [ChunkManifest.from_dict(read_json(uri)) for uri in listing(join_uri(run_root, "chunks"))]
+    run = WorkspaceLayout(workspace).run(run_key)
+    chunks = [ChunkManifest.from_dict(read_json(uri)) for uri in listing(run.chunks)]
     discovered = [item.image_id for chunk in chunks for item in chunk.items]
     records: list[EditRecord] = []
     for chunk in chunks:
-        uri = join_uri(run_root, "edits", f"chunk-{chunk.chunk_index:05d}.json")
         try:
-            records += [EditRecord(**item) for item in read_json(uri)["items"]]
+            records += [EditRecord(**item) for item in read_json(run.edit(chunk.chunk_index))["items"]]
         except StorageError:  # no manifest: the task never finished; its state says what each image reached
-            states = ChunkState(run_root, chunk.chunk_index).load()
+            states = ChunkState(run.root, chunk.chunk_index).load()
             records += [ChunkState.record_of(s) for s in states.values()]
     lost = sorted(set(discovered) - {r.image_id for r in records})
     for record in records:
-        if record.status == STATUS_EDITED:
+        if record.status == ImageStatus.EDITED:
             try:
                 intact = sha256_hex(read_bytes(record.output_uri)) == record.output_sha256
             except StorageError:
@@ -135,7 +134,7 @@ def check_run(outcome: Outcome) -> list[str]:
     if len(set(outcome.ledger_ids)) != len(outcome.ledger_ids):
         problems.append("a ledger entry is booked twice")
     for record in outcome.records:
-        if record.status in FINAL_STATUSES and record.status != STATUS_EDITED and not record.error:
+        if record.status in FINAL_STATUSES and record.status != ImageStatus.EDITED and not record.error:
             problems.append(f"{record.image_id} is {record.status} without a reason")
     return problems
 
@@ -143,12 +142,12 @@ def check_run(outcome: Outcome) -> list[str]:
 def check_settled(outcome: Outcome) -> list[str]:
     """Violations once the reruns are done: :func:`check_run` plus the end-to-end accounting."""
     problems = check_run(outcome)
-    left = [r.image_id for r in outcome.records if r.status == STATUS_FAILED_RETRYABLE]
+    left = [r.image_id for r in outcome.records if r.status == ImageStatus.FAILED_RETRYABLE]
     if left:
         problems.append(f"still retryable after the reruns: {left}")
     if outcome.ledger_rows != len(outcome.paid):
         problems.append(f"paid calls {len(outcome.paid)} != ledger rows {outcome.ledger_rows}")
-    outputs = sum(r.status == STATUS_EDITED and not r.cache_hit for r in outcome.records) * outcome.steps
+    outputs = sum(r.status == ImageStatus.EDITED and not r.cache_hit for r in outcome.records) * outcome.steps
     if outcome.produced != outputs:
         problems.append(f"calls that produced a result {outcome.produced} != outputs {outputs}")
     return problems

@@ -290,12 +290,12 @@ def run_chunks(conf: dict[str, Any], run_key: str) -> str:
     from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_image_catalog.pipeline.discovery.discover import discover_images, write_chunk_manifests
-    from airflow_image_catalog.storage import join_uri
+    from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
-    run_root = join_uri(conf["workspace"], "runs", run_key)
-    chunks = listing(join_uri(run_root, "chunks"))
+    run = WorkspaceLayout(conf["workspace"]).run(run_key)
+    chunks = listing(run.chunks)
     if not chunks:
-        chunks = write_chunk_manifests(discover_images(conf["source"]), run_root=run_root, run_key=run_key,
+        chunks = write_chunk_manifests(discover_images(conf["source"]), run_root=run.root, run_key=run_key,
                                        chunk_size=int(conf["chunk_size"]))
     state = "success"
     for uri in chunks:
@@ -428,10 +428,11 @@ def run_corpus(lab: Lab, cases: list[Any], *, backend: str = "openai") -> Corpus
             (folder / "source" / case.filename).write_bytes(case.data)
         state, run_key = run_once(lab, setup.conf, next_logical_date(), None)
         outcome = collect(setup.workspace, run_key, state_)
-    from airflow_image_catalog.storage import StorageError, join_uri
+    from airflow_image_catalog.storage import StorageError
+    from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
     try:
-        ignored = read_json(join_uri(setup.workspace, "runs", run_key, "discovery.json"))["ignored"]
+        ignored = read_json(WorkspaceLayout(setup.workspace).run(run_key).discovery)["ignored"]
     except StorageError:  # chunk mode writes no discovery.json: ask discovery again (it only reads)
         from airflow_image_catalog.pipeline.discovery.discover import discover_images
 

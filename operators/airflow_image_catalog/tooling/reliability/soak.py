@@ -26,6 +26,7 @@ from airflow_image_catalog.tooling.reliability.runner import (
     connection_env,
     write_sources,
 )
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 
 def soak_edit_child(count: int, root: Path, service_url: str, api_key: str, chunk_size: int) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def soak_edit_child(count: int, root: Path, service_url: str, api_key: str, chun
     counts: dict[str, int] = {}
     after_chunk = []
     with PeakRss(interval=0.05) as rss:
-        run_root = str(folder / "work" / "runs" / "soak")
+        run_root = WorkspaceLayout(str(folder / "work")).run("soak").root
         chunks = write_chunk_manifests(discover_images(conf["source"]), run_root=run_root, run_key="soak",
                                        chunk_size=chunk_size)
         for uri in chunks:
@@ -62,8 +63,7 @@ def soak_edit_child(count: int, root: Path, service_url: str, api_key: str, chun
 
 def soak_child(count: int, root: Path, service_url: str, api_key: str, chunk_size: int) -> dict[str, Any]:
     """Body of the soak process: write ``count`` sources, one DAG run, figures as a dict."""
-    from airflow_image_catalog.storage import join_uri, list_objects, read_json
-    from airflow_image_catalog.workspace.manifest import safe_run_key
+    from airflow_image_catalog.storage import list_objects, read_json
 
     folder = root / f"soak-{count}"
     (folder / "source").mkdir(parents=True, exist_ok=True)
@@ -80,12 +80,12 @@ def soak_child(count: int, root: Path, service_url: str, api_key: str, chunk_siz
     with PeakRss(interval=0.05) as rss:
         dagrun = catalog_refresh().test(run_conf=conf)
     wall = time.perf_counter() - started
-    run_root = join_uri(conf["workspace"], "runs", safe_run_key(dagrun.run_id))
+    run = WorkspaceLayout(conf["workspace"]).run_for({"run_id": dagrun.run_id})
     counts: dict[str, int] = {}
-    for obj in list_objects(join_uri(run_root, "edits")):
+    for obj in list_objects(run.edits):
         for status, n in read_json(obj.uri)["counts"].items():
             counts[status] = counts.get(status, 0) + n
-    report = read_json(join_uri(run_root, "report.json"))
+    report = read_json(run.report_json)
     return {"images": count, "stage": "dag", "state": str(dagrun.state), "chunk_size": chunk_size, "wall_s": round(wall, 1),
             "per_image_ms": round(1000 * wall / max(count, 1), 1), "peak_rss_mb": rss.mb, "statuses": counts,
             "published": report["counts"].get("published")}

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.exceptions import CatalogError
+
 SHIPPED = {"default": Path(__file__).with_name("prices.yaml")}
 BILLING = ("tokens", "credits", "image")
 TOKEN_FIELDS = ("text_in", "text_in_cached", "image_in", "image_in_cached", "image_out")
@@ -25,7 +27,7 @@ _PROVIDER = ("billing", "credit_usd", "models", "source")
 _MODEL_TEXT = ("source", "assumption")
 
 
-class PricingError(ValueError):
+class PricingError(CatalogError, ValueError):
     """A price table is invalid, or a provider/model has no price; the message says which."""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.pipeline.publishing.audit.store import open_audit, query
 
 FOUND, NOT_FOUND, USAGE = 0, 1, 2
@@ -27,13 +28,13 @@ _AGO = re.compile(r"(\d+)\s*([hdw])")
 _AGO_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
-class UsageError(ValueError):
+class UsageError(CatalogError, ValueError):
     """A bad argument: exit code 2."""
 
 
 def default_workspace() -> str:
     """As the DAGs: ``$CATALOG_HOME/work``."""
-    from airflow_image_catalog.workspace.runs import catalog_location
+    from airflow_image_catalog.config.locations import catalog_location
 
     return catalog_location("work")
 

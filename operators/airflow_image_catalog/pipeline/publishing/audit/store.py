@@ -41,8 +41,8 @@ from airflow_image_catalog.storage import (
     write_bytes,
     write_json,
 )
+from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
-AUDIT_DIR = "audit"
 INDEX_DIR = "_runs"
 ROWS_PER_FILE = 2_000  # bounds DuckDB's memory per part file: a run's audit never sits in memory as one file
 _RUN_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # manifest.safe_run_key's output
@@ -64,7 +64,7 @@ def _check(day: str | date | None, run_key: str) -> tuple[str, str]:
 
 
 def audit_root(workspace_uri: str) -> str:
-    return join_uri(workspace_uri, AUDIT_DIR)
+    return WorkspaceLayout(workspace_uri).audit
 
 
 def partition_uri(workspace_uri: str, day: str, run_key: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow_image_catalog.workspace.runs import catalog_location
+from airflow_image_catalog.config.locations import catalog_location
 
 
 def test_local_catalog_home_gives_folders(monkeypatch, tmp_path: Path):

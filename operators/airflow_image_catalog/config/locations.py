@@ -1,19 +1,15 @@
-"""Where a DAG run's state lives: ``<workspace>/runs/<run key>/``."""
+"""Where the catalog lives by default: ``$CATALOG_HOME`` (a folder or a URI), else ``data/`` in the checkout.
+
+DAG params, the audit CLI and the UI plugin take their defaults from here; every path *inside* a
+workspace is :mod:`airflow_image_catalog.workspace.layout`'s.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from airflow_image_catalog.storage import join_uri
-from airflow_image_catalog.workspace.manifest import safe_run_key
-
-
-def run_root_for(workspace: str, context: Any) -> tuple[str, str]:
-    """The run's root URI and its storage-safe key, from the task context's run id."""
-    run_key = safe_run_key(context["run_id"])
-    return join_uri(workspace, "runs", run_key), run_key
 
 
 def catalog_home() -> Path:
