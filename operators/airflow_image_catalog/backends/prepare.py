@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 from airflow_image_catalog.backends.base import EditError
+from airflow_image_catalog.imaging import containers
 from airflow_image_catalog.imaging.engine import decode_image
 
 # The engine's header-only open (refuses empty, unreadable, zero-size and too-many-pixel images before
@@ -285,73 +285,32 @@ _WEBP_DROP = frozenset({b"EXIF", b"XMP ", b"ICCP"})
 _VP8X_META_FLAGS = 0x20 | 0x08 | 0x04  # ICC, EXIF, XMP
 
 
-def _strip_jpeg(data: bytes) -> bytes | None:
+def _strip_jpeg(data: bytes) -> bytes:
     """Drop APP1-APP15 (EXIF, XMP, ICC, MPF, IPTC, ...) but JFIF/Adobe, comments, and anything after EOI."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    out, i = bytearray(data[:2]), 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xDA:  # start of scan: entropy-coded data runs to the first EOI
-            end = data.find(b"\xff\xd9", i)
-            return bytes(out + data[i:end + 2]) if end > 0 else None
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        if length < 2 or i + 2 + length > len(data):
-            return None
-        if not ((0xE0 <= marker <= 0xEF and marker not in _JPEG_KEEP_APP) or marker == 0xFE):
-            out += data[i:i + 2 + length]
-        i += 2 + length
-    return None
+    segments = containers.jpeg_segments(data)
+    scan = segments[-1]
+    end = data.find(containers.JPEG_EOI, scan.start)  # the entropy-coded data runs to the first EOI
+    if end < 0:
+        raise containers.ContainerError("malformed JPEG: no EOI after the scan")
+    kept = b"".join(data[s.start:s.end] for s in segments[:-1]
+                    if not ((0xE0 <= s.kind <= 0xEF and s.kind not in _JPEG_KEEP_APP) or s.kind == 0xFE))
+    return containers.JPEG_SOI + kept + data[scan.start:end + 2]
 
 
-def _strip_png(data: bytes) -> bytes | None:
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return None
-    out, i = bytearray(data[:8]), 8
-    while i + 12 <= len(data):
-        ctype, end = data[i + 4:i + 8], i + 12 + int.from_bytes(data[i:i + 4], "big")
-        if end > len(data):
-            return None
-        if ctype not in _PNG_DROP:
-            out += data[i:end]
-        if ctype == b"IEND":
-            return bytes(out)
-        i = end
-    return None
+def _strip_png(data: bytes) -> bytes:
+    kept = (data[c.start:c.end] for c in containers.png_chunks(data) if c.kind not in _PNG_DROP)
+    return containers.PNG_SIGNATURE + b"".join(kept)
 
 
-def _riff_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(fourcc, whole chunk) of a WebP file; ValueError when the structure is not as expected."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        raise ValueError("not a RIFF WebP")
-    i = 12
-    while i + 8 <= len(data):
-        size = int.from_bytes(data[i + 4:i + 8], "little")
-        end = i + 8 + size + (size & 1)
-        if i + 8 + size > len(data):
-            raise ValueError("truncated chunk")
-        yield data[i:i + 4], data[i:end]
-        i = end
-
-
-def _strip_webp(data: bytes) -> bytes | None:
-    try:
-        chunks = list(_riff_chunks(data))
-    except ValueError:
-        return None
-    body = bytearray()
-    for fourcc, chunk in chunks:
+def _strip_webp(data: bytes) -> bytes:
+    chunks = []
+    for fourcc, payload in containers.riff_chunks(data):
         if fourcc in _WEBP_DROP:
             continue
         if fourcc == b"VP8X":  # the extended header's flags announce the chunks: clear the dropped ones
-            chunk = chunk[:8] + bytes([chunk[8] & ~_VP8X_META_FLAGS & 0xFF]) + chunk[9:]
-        body += chunk
-    return b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WEBP" + bytes(body)
+            payload = bytes([payload[0] & ~_VP8X_META_FLAGS & 0xFF]) + payload[1:]
+        chunks.append((fourcc, payload))
+    return containers.riff_file(chunks)
 
 
 _STRIPPERS = {"jpeg": _strip_jpeg, "png": _strip_png, "webp": _strip_webp}
@@ -360,7 +319,10 @@ _STRIPPERS = {"jpeg": _strip_jpeg, "png": _strip_png, "webp": _strip_webp}
 def _strip_container(data: bytes, head: _Header) -> bytes | None:
     """The file without its metadata, or None when its structure is unusual (then it is re-encoded)."""
     stripper = _STRIPPERS.get(head.format)
-    out = stripper(data) if stripper else None
+    try:
+        out = stripper(data) if stripper else None
+    except containers.ContainerError:
+        return None
     if out is None:
         return None
     try:
@@ -376,8 +338,8 @@ def _strip_container(data: bytes, head: _Header) -> bytes | None:
 
 def _webp_lossless(data: bytes) -> bool:
     try:
-        return any(fourcc == b"VP8L" for fourcc, _ in _riff_chunks(data))
-    except ValueError:
+        return any(fourcc == b"VP8L" for fourcc, _ in containers.riff_chunks(data))
+    except containers.ContainerError:
         return False
 
 

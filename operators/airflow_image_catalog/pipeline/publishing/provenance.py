@@ -29,6 +29,9 @@ from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 from airflow_image_catalog import __version__
+from airflow_image_catalog.exceptions import CatalogError
+from airflow_image_catalog.imaging import containers
+from airflow_image_catalog.imaging.containers import MIME, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,11 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 NON_GENERATIVE_BACKENDS = frozenset({"local"})
 
 _JPEG_XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
 _MAX_JPEG_SEGMENT = 0xFFFF - 2  # a segment's length field counts itself
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(CatalogError, ValueError):
     """The image cannot carry provenance (unsupported or malformed container, bad signer config)."""
 
 
@@ -162,17 +164,6 @@ def signer_from_env(environ: dict[str, str] | None = None) -> SignerConfig | Non
 
 _FORMAT_ALIASES = {"jpg": "jpeg", "jpeg": "jpeg", "image/jpeg": "jpeg", "png": "png", "image/png": "png",
                    "webp": "webp", "image/webp": "webp"}
-MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-
-
-def sniff_format(data: bytes) -> str | None:
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == _PNG_SIGNATURE:
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def _format(data: bytes, fmt: str | None) -> str:
@@ -271,78 +262,42 @@ def _qname(prefixed: str) -> str:
 
 # --- containers: find / replace the XMP packet without touching image data -----------------------
 
-def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
-    """(marker, start, end) of each marker segment before the scan data (SOS ends the walk)."""
-    segments, pos = [], 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise ProvenanceError(f"malformed JPEG: no marker at byte {pos}")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD9 or 0xD0 <= marker <= 0xD7:
-            segments.append((marker, pos, pos + 2))
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        segments.append((marker, pos, pos + 2 + length))
-        if marker == 0xDA:
-            break
-        pos += 2 + length
-    return segments
-
-
-def _jpeg_is_xmp(data: bytes, marker: int, start: int) -> bool:
-    return marker == 0xE1 and data[start + 4:start + 4 + len(_JPEG_XMP_ID)] == _JPEG_XMP_ID
+def _jpeg_is_xmp(data: bytes, segment: containers.Part) -> bool:
+    return segment.kind == 0xE1 and containers.jpeg_payload(data, segment).startswith(_JPEG_XMP_ID)
 
 
 def _jpeg_put_xmp(data: bytes, packet: bytes) -> bytes:
     payload = _JPEG_XMP_ID + packet
     if len(payload) + 2 > _MAX_JPEG_SEGMENT:
         raise ProvenanceError(f"XMP packet too large for one JPEG APP1 segment ({len(payload)} bytes)")
-    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-    segments = _jpeg_segments(data)
+    segment = containers.jpeg_segment(0xE1, payload)
+    segments = containers.jpeg_segments(data)
     # after JFIF (APP0) and Exif (APP1): readers expect those first
     insert_at = 2
-    for marker, start, end in segments:
-        if marker == 0xE0 or (marker == 0xE1 and not _jpeg_is_xmp(data, marker, start)):
-            insert_at = end
+    for part in segments:
+        if part.kind == 0xE0 or (part.kind == 0xE1 and not _jpeg_is_xmp(data, part)):
+            insert_at = part.end
         else:
             break
     out, pos = bytearray(data[:insert_at]), insert_at
     out += segment
-    for marker, start, end in segments:  # drop any older XMP packet (only one may be standard XMP)
-        if start >= insert_at and _jpeg_is_xmp(data, marker, start):
-            out += data[pos:start]
-            pos = end
+    for part in segments:  # drop any older XMP packet (only one may be standard XMP)
+        if part.start >= insert_at and _jpeg_is_xmp(data, part):
+            out += data[pos:part.start]
+            pos = part.end
     out += data[pos:]
     return bytes(out)
 
 
 def _jpeg_get_xmp(data: bytes) -> bytes | None:
-    for marker, start, end in _jpeg_segments(data):
-        if _jpeg_is_xmp(data, marker, start):
-            return data[start + 4 + len(_JPEG_XMP_ID):end]
+    for part in containers.jpeg_segments(data):
+        if _jpeg_is_xmp(data, part):
+            return containers.jpeg_payload(data, part)[len(_JPEG_XMP_ID):]
     return None
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
-    """(type, start, end) of each chunk, length + type + data + CRC."""
-    chunks, pos = [], len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        chunks.append((kind, pos, pos + 12 + length))
-        pos += 12 + length
-        if kind == b"IEND":
-            break
-    return chunks
-
-
-def _png_itxt_xmp(data: bytes, start: int) -> bytes | None:
-    body = data[start + 8:start + 8 + struct.unpack(">I", data[start:start + 4])[0]]
-    keyword, _, rest = body.partition(b"\x00")
+def _png_itxt_xmp(data: bytes, chunk: containers.Part) -> bytes | None:
+    keyword, _, rest = containers.png_payload(data, chunk).partition(b"\x00")
     if keyword != _PNG_XMP_KEYWORD or len(rest) < 2:
         return None
     compressed, rest = rest[0], rest[2:]  # compression flag, method
@@ -352,40 +307,25 @@ def _png_itxt_xmp(data: bytes, start: int) -> bytes | None:
 
 
 def _png_put_xmp(data: bytes, packet: bytes) -> bytes:
-    body = _PNG_XMP_KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + packet  # uncompressed, no language
-    chunk = struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
-    out, placed = bytearray(_PNG_SIGNATURE), False
-    for kind, start, end in _png_chunks(data):
-        if kind == b"iTXt" and _png_itxt_xmp(data, start) is not None:
+    chunk = containers.png_chunk(b"iTXt", _PNG_XMP_KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + packet)
+    out, placed = bytearray(containers.PNG_SIGNATURE), False  # uncompressed, no language
+    for part in containers.png_chunks(data):
+        if part.kind == b"iTXt" and _png_itxt_xmp(data, part) is not None:
             continue  # replaced
-        if kind == b"IDAT" and not placed:  # XMP goes before the image data
+        if part.kind == b"IDAT" and not placed:  # XMP goes before the image data
             out += chunk
             placed = True
-        out += data[start:end]
+        out += data[part.start:part.end]
     if not placed:
         raise ProvenanceError("malformed PNG: no IDAT chunk")
     return bytes(out)
 
 
 def _png_get_xmp(data: bytes) -> bytes | None:
-    for kind, start, _end in _png_chunks(data):
-        if kind == b"iTXt" and (packet := _png_itxt_xmp(data, start)) is not None:
+    for part in containers.png_chunks(data):
+        if part.kind == b"iTXt" and (packet := _png_itxt_xmp(data, part)) is not None:
             return packet
     return None
-
-
-def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    chunks, pos = [], 12
-    while pos + 8 <= len(data):
-        kind = data[pos:pos + 4]
-        (size,) = struct.unpack("<I", data[pos + 4:pos + 8])
-        chunks.append((kind, data[pos + 8:pos + 8 + size]))
-        pos += 8 + size + (size & 1)
-    return chunks
-
-
-def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
-    return kind + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) & 1 else b"")
 
 
 def _webp_vp8x(chunks: list[tuple[bytes, bytes]]) -> bytes:
@@ -405,7 +345,7 @@ def _webp_vp8x(chunks: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def _webp_put_xmp(data: bytes, packet: bytes) -> bytes:
-    chunks = [(k, p) for k, p in _riff_chunks(data) if k != b"XMP "]
+    chunks = [(k, p) for k, p in containers.riff_chunks(data) if k != b"XMP "]
     if not chunks:
         raise ProvenanceError("malformed WebP: no chunks")
     if chunks[0][0] != b"VP8X":
@@ -413,12 +353,11 @@ def _webp_put_xmp(data: bytes, packet: bytes) -> bytes:
     header = bytearray(chunks[0][1])
     header[0] |= 0x04  # XMP metadata present
     chunks[0] = (b"VP8X", bytes(header))
-    body = b"WEBP" + b"".join(_riff_chunk(k, p) for k, p in chunks) + _riff_chunk(b"XMP ", packet)
-    return b"RIFF" + struct.pack("<I", len(body)) + body
+    return containers.riff_file([*chunks, (b"XMP ", packet)])
 
 
 def _webp_get_xmp(data: bytes) -> bytes | None:
-    return next((payload for kind, payload in _riff_chunks(data) if kind == b"XMP "), None)
+    return next((payload for kind, payload in containers.riff_chunks(data) if kind == b"XMP "), None)
 
 
 _PUT = {"jpeg": _jpeg_put_xmp, "png": _png_put_xmp, "webp": _webp_put_xmp}
@@ -427,13 +366,19 @@ _GET = {"jpeg": _jpeg_get_xmp, "png": _png_get_xmp, "webp": _webp_get_xmp}
 
 def embed_xmp(data: bytes, fmt: str | None, facts: ProvenanceFacts) -> bytes:
     """``data`` with our XMP packet (replacing any earlier one); image data is copied byte for byte."""
-    return _PUT[_format(data, fmt)](data, build_xmp(facts))
+    try:
+        return _PUT[_format(data, fmt)](data, build_xmp(facts))
+    except containers.ContainerError as exc:
+        raise ProvenanceError(str(exc)) from None
 
 
 def read_xmp(data: bytes) -> dict[str, Any] | None:
     """The provenance fields of the embedded XMP packet; None when the file carries none."""
     fmt = sniff_format(data)
-    packet = _GET[fmt](data) if fmt else None
+    try:
+        packet = _GET[fmt](data) if fmt else None
+    except containers.ContainerError as exc:
+        raise ProvenanceError(str(exc)) from None
     return parse_xmp(packet) if packet else None
 
 
