@@ -13,7 +13,7 @@ from airflow_image_catalog.backends.base import EditError, ImageContext
 from airflow_image_catalog.backends.openai_images import OpenAIImagesBackend, nearest_size, validate_size
 from airflow_image_catalog.hooks.image_edit import ImageEditHook
 from airflow_image_catalog.pipeline.discovery.discover import discover_images
-from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+from airflow_image_catalog.pipeline.editing.inline import edit_chunk
 from airflow_image_catalog.recipes import parse_recipe
 from airflow_image_catalog.workspace.manifest import ChunkManifest
 from tests.fixtures.service import product_png

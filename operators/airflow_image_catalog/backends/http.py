@@ -522,20 +522,15 @@ def _finish(result: Any, attempts: int) -> Any:
 class PlanDriven:
     """``edit`` / ``aedit`` for backends that describe a recipe as a sans-IO ``plan``.
 
-    Both decode the upload first (:func:`~airflow_image_catalog.backends.imaging.preflight`), so no backend
-    pays for, or even sends, an image that cannot be read.
+    The edit pipeline's *prepare* stage decodes every upload to a paid backend before the call
+    (:func:`~airflow_image_catalog.pipeline.editing.stages.prepare_source`), so no backend pays for,
+    or even sends, an image that cannot be read.
     """
 
     transport: HttpTransport
 
     def edit(self, source: bytes, recipe, context):
-        from airflow_image_catalog.backends.imaging import preflight
-
-        preflight(source)
         return self.transport.run(self.plan(source, recipe, context))
 
     async def aedit(self, source: bytes, recipe, context):
-        from airflow_image_catalog.backends.imaging import preflight
-
-        await asyncio.to_thread(preflight, source)  # decoding is CPU work: keep the event loop free
         return await self.transport.arun(self.plan(source, recipe, context))

@@ -14,7 +14,7 @@ from airflow_image_catalog.hooks.image_edit import ImageEditHook
 from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.links.run_page import EditReportLink
 
-FATAL_CODES = ("insufficient_credits",)  # the account cannot pay: alert, do not retry
+
 class ImageEditOperator(ReportsLineage, BaseOperator):
     """Edit every image of a chunk manifest and write the outputs and an edit manifest.
 
@@ -92,47 +92,19 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
         return ImageEditHook(image_edit_conn_id=self.backend_conn_id)
 
     def _load(self, context=None):
-        """The chunk's :class:`~airflow_image_catalog.pipeline.editing.chunk.ChunkRun`: chunk, recipe, backend, run root, cache, ledger.
+        """The chunk's :class:`~airflow_image_catalog.pipeline.editing.chunk.ChunkRun`
+        (see :func:`~airflow_image_catalog.pipeline.editing.task.load_chunk_run`)."""
+        from airflow_image_catalog.pipeline.editing.task import load_chunk_run
 
-        The cost check's decision (``runs/<run>/cost/decision.json``), when there is one, brings
-        the downgrade's overrides, the per-image estimate and the run's budget for the mid-run guard.
-        """
-        from airflow_image_catalog.pipeline.costing.decision import BudgetGuard
-        from airflow_image_catalog.pipeline.costing.ledger import Ledger
-        from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
-        from airflow_image_catalog.recipes import load_recipe
-        from airflow_image_catalog.storage import read_json, storage_for
-        from airflow_image_catalog.workspace.layout import WorkspaceLayout
-        from airflow_image_catalog.workspace.manifest import ChunkManifest
-
-        chunk = ChunkManifest.from_dict(read_json(self.chunk_manifest_uri))
-        layout = WorkspaceLayout(self.workspace).run(chunk.run_key)
-        run_root = layout.root
-        uri = layout.cost_decision
-        decision = read_json(uri) if storage_for(uri).exists(uri) else {}
-        backend = self.hook.get_backend(decision.get("overrides"))
-        ledger = Ledger(self.workspace) if backend.capabilities.paid else None  # the local engine is free
-        guard = None
-        if ledger is not None and decision.get("available_usd") is not None:
-            guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key))
         ti = (context or {}).get("ti")
         facts = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": (context or {}).get("run_id"),
                  "map_index": getattr(ti, "map_index", None), "try_number": getattr(ti, "try_number", None)}
         concurrency = int(self.concurrency) if self.concurrency not in (None, "", "None") else None
-        return ChunkRun(chunk, load_recipe(self.recipe), backend, run_root,
-                        workspace=self.workspace if as_bool(self.use_cache, "use_cache") else None,
-                        concurrency=concurrency, ledger=ledger, facts=facts,
-                        estimate_usd=decision.get("per_image_usd"), guard=guard,
-                        overrides=decision.get("overrides") or {})
-
-    @staticmethod
-    def _jobs_uri(run) -> str:
-        return run.layout.jobs(run.chunk.chunk_index)
+        return load_chunk_run(self.chunk_manifest_uri, self.recipe, self.workspace, self.hook.get_backend,
+                              facts=facts, concurrency=concurrency, use_cache=as_bool(self.use_cache, "use_cache"))
 
     def execute(self, context) -> str:
-        import asyncio
-
-        from airflow_image_catalog.pipeline.editing.chunk import aedit_chunk, new_manifest
+        from airflow_image_catalog.pipeline.editing.task import edit_inline, start_or_resume_jobs, uses_jobs
 
         run = self._load(context)
         self.log.info(
@@ -140,43 +112,24 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
             run.chunk.chunk_index, len(run.chunk.items), run.recipe.name, len(run.recipe.steps), run.backend.model,
             run.concurrency,
         )
-        can = run.backend.capabilities
-        if (self.is_deferrable and can.jobs) or can.jobs_only:
-            return self._run_jobs(run)
-        return self._finish(new_manifest(run.chunk, run.recipe, run.backend, asyncio.run(aedit_chunk(run))), run)
-
-    def _run_jobs(self, run) -> str:
-        import asyncio
-        import time
-
-        from airflow_image_catalog.pipeline.editing.chunk import start_jobs
-        from airflow_image_catalog.storage import read_json, storage_for
-
-        uri = self._jobs_uri(run)
-        state = read_json(uri) if storage_for(uri).exists(uri) else None
-        if state is not None and state["pending"]:  # a retry resumes the recorded jobs
-            self.log.info("resuming %d recorded jobs of chunk %d", len(state["pending"]), run.chunk.chunk_index)
-        else:  # first try, or a rerun after the jobs ended: finals kept, retryable failures redone (per-image state)
-            state = asyncio.run(start_jobs(run))
-            # a batch backend's completion window (24 h) outlasts a shorter job_timeout
-            timeout = max(self.job_timeout.total_seconds(), run.backend.capabilities.job_timeout_s)
-            state["deadline"] = time.time() + timeout
-        return self._defer_or_finish(state, run)
+        if uses_jobs(run, self.is_deferrable):
+            return self._defer_or_finish(start_or_resume_jobs(run, self.job_timeout.total_seconds()), run)
+        return self._finish(edit_inline(run), run)
 
     def _defer_or_finish(self, state: dict, run) -> str:
         """Defer to the trigger until no job is pending; not deferrable: poll from this worker."""
         import asyncio
         import time
 
-        from airflow_image_catalog.pipeline.editing.chunk import advance_jobs, finish_jobs
-        from airflow_image_catalog.storage import write_json
+        from airflow_image_catalog.pipeline.editing.jobs import finish_jobs
+        from airflow_image_catalog.pipeline.editing.task import advance, pending_jobs, save_jobs
         from airflow_image_catalog.triggers.edit_jobs import EditJobsTrigger, first_event
 
         while True:
-            write_json(self._jobs_uri(run), state)  # job ids persist before any wait
+            save_jobs(run, state)  # job ids persist before any wait
             if not state["pending"]:
                 return self._finish(finish_jobs(state, run), run)
-            jobs = {key: entry["job"] for key, entry in state["pending"].items()}
+            jobs = pending_jobs(state)
             trigger = EditJobsTrigger(self.backend_conn_id, jobs, poll_interval=self.poll_interval,
                                       deadline=state["deadline"], overrides=run.overrides)
             if self.is_deferrable:
@@ -185,61 +138,29 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
                            timeout=timedelta(seconds=max(state["deadline"] - time.time(), 0) + 600))
             self.log.info("chunk %d: %d jobs pending; polling from the worker", run.chunk.chunk_index, len(jobs))
             event = asyncio.run(first_event(trigger))
-            state = asyncio.run(advance_jobs(state, event["results"], run))
+            state = advance(run, state, event["results"])
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> str:
-        import asyncio
-
-        from airflow_image_catalog.pipeline.editing.chunk import advance_jobs
-        from airflow_image_catalog.storage import read_json
+        from airflow_image_catalog.pipeline.editing.task import advance
         from airflow_image_catalog.triggers.events import validate_execute_complete_event
 
         event = validate_execute_complete_event(event, trigger="EditJobsTrigger")  # success or timeout
         run = self._load(context)
-        state = read_json(self._jobs_uri(run))
-        state = asyncio.run(advance_jobs(state, event["results"], run))
-        return self._defer_or_finish(state, run)
+        return self._defer_or_finish(advance(run, None, event["results"]), run)
 
     def _finish(self, manifest, run) -> str:
+        """The edit manifest's URI; the task fails (no retries) where the chunk's policy says so."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_image_catalog.storage import write_json
-        from airflow_image_catalog.workspace.manifest import ImageStatus
+        from airflow_image_catalog.pipeline.editing.task import ChunkFailed, finish_chunk
 
-        uri = write_json(run.layout.edit(manifest.chunk_index), manifest.to_dict())
-        counts = manifest.counts()
-        hits = sum(r.cache_hit for r in manifest.items)
-        self.log.info("chunk %d done: %s (%d from the result cache); manifest %s", manifest.chunk_index, counts,
-                      hits, uri)
-        fatal = [r for r in manifest.items if r.error_code in FATAL_CODES]
-        if fatal:
-            raise AirflowFailException(f"{manifest.backend}: {fatal[0].error_code} ({len(fatal)} images not edited): "
-                                       f"{fatal[0].error}; manifest {uri}")
-        failed, total = counts.get(ImageStatus.FAILED_FINAL, 0), len(manifest.items)
-        if total and failed / total > float(self.max_failure_rate):
-            raise AirflowFailException(
-                f"chunk {manifest.chunk_index}: {failed} of {total} images failed finally, more than the allowed "
-                f"{float(self.max_failure_rate):.0%}; manifest {uri}")
-        return uri
+        try:
+            return finish_chunk(manifest, run, float(self.max_failure_rate))
+        except ChunkFailed as failed:
+            raise AirflowFailException(str(failed)) from failed
 
     def on_kill(self) -> None:
         """Cancel the chunk's recorded jobs where the provider allows."""
-        import asyncio
+        from airflow_image_catalog.pipeline.editing.task import cancel_jobs
 
-        from airflow_image_catalog.storage import StorageError, read_json
-
-        run = self._load()
-        backend = run.backend
-        try:
-            pending = read_json(self._jobs_uri(run))["pending"]
-        except StorageError:
-            return
-
-        async def cancel_all():
-            try:
-                await asyncio.gather(*(backend.acancel(e["job"]) for e in pending.values()), return_exceptions=True)
-            finally:
-                await backend.transport.aclose()
-
-        if pending and backend.capabilities.jobs:
-            asyncio.run(cancel_all())
+        cancel_jobs(self._load())

@@ -26,9 +26,9 @@ store) get their root here and keep their own partitioning beneath it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from airflow_image_catalog.storage import join_uri
 from airflow_image_catalog.workspace.manifest import safe_run_key
@@ -47,131 +47,102 @@ def is_chunk_document(uri: str) -> bool:
     return name.startswith("chunk-") and name.endswith(".json")
 
 
-@dataclass(frozen=True)
-class WorkspaceLayout:
-    """Paths under a workspace that outlive one run (or gather every run)."""
+class _Under:
+    """A fixed path below the layout's root: ``outputs = _Under("outputs")``."""
 
+    def __init__(self, path: str):
+        self.path = path
+
+    @overload
+    def __get__(self, layout: None, owner: type) -> _Under: ...
+    @overload
+    def __get__(self, layout: _Rooted, owner: type) -> str: ...
+    def __get__(self, layout: _Rooted | None, owner: type) -> _Under | str:
+        return self if layout is None else join_uri(layout.root, *self.path.split("/"))
+
+
+class _PerChunk:
+    """A path per chunk below the layout's root: ``edit = _PerChunk("edits", ".json")``, ``run.edit(3)``."""
+
+    def __init__(self, folder: str, suffix: str = ""):
+        self.folder, self.suffix = folder, suffix
+
+    @overload
+    def __get__(self, layout: None, owner: type) -> _PerChunk: ...
+    @overload
+    def __get__(self, layout: _Rooted, owner: type) -> Callable[[int], str]: ...
+    def __get__(self, layout: _Rooted | None, owner: type) -> _PerChunk | Callable[[int], str]:
+        if layout is None:
+            return self
+        folder = join_uri(layout.root, *self.folder.split("/"))
+        return lambda chunk_index: join_uri(folder, chunk_name(chunk_index) + self.suffix)
+
+
+@dataclass(frozen=True)
+class _Rooted:
     root: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", join_uri(self.root))
+        object.__setattr__(self, "root", join_uri(self.root))  # normalised: a plain path becomes file://
 
-    @property
-    def runs(self) -> str:
-        return join_uri(self.root, "runs")
+
+@dataclass(frozen=True)
+class WorkspaceLayout(_Rooted):
+    """Paths under a workspace that outlive one run (or gather every run)."""
+
+    runs = _Under("runs")
+    cache = _Under("cache")
+    ledger = _Under("ledger")
+    audit = _Under("audit")
+    quarantine = _Under("quarantine")  # every run's (the review queue lists it)
+    reviews = _Under("reviews")
+    published_manifest = _Under("state/published_manifest.json")
 
     def run(self, run_key: str) -> RunLayout:
         return RunLayout(join_uri(self.runs, run_key))
 
     def run_for(self, context: Mapping[str, Any]) -> RunLayout:
-        """The layout of the DAG run a task context belongs to."""
+        """The layout of the DAG run a task context (or anything with its ``run_id``) belongs to."""
         return self.run(safe_run_key(str(context["run_id"])))
-
-    @property
-    def cache(self) -> str:
-        return join_uri(self.root, "cache")
-
-    @property
-    def ledger(self) -> str:
-        return join_uri(self.root, "ledger")
-
-    @property
-    def audit(self) -> str:
-        return join_uri(self.root, "audit")
-
-    @property
-    def quarantine(self) -> str:
-        """Every run's quarantine (the review queue lists it)."""
-        return join_uri(self.root, "quarantine")
 
     def run_quarantine(self, run_key: str) -> str:
         return join_uri(self.quarantine, run_key)
 
     def review_snapshot(self, run_id: str, task_id: str) -> str:
         """What a review task showed its reviewer (the decision applies to exactly that)."""
-        return join_uri(self.root, "reviews", f"{safe_run_key(run_id)}.{task_id}.json")
-
-    @property
-    def published_manifest(self) -> str:
-        return join_uri(self.root, "state", "published_manifest.json")
+        return join_uri(self.reviews, f"{safe_run_key(run_id)}.{task_id}.json")
 
 
 @dataclass(frozen=True)
-class RunLayout:
+class RunLayout(_Rooted):
     """Paths under one run's root, ``<workspace>/runs/<run key>/``."""
 
     #: the two documents that say how far a run got (relative to its root; the UI lists runs by them)
     REPORT: ClassVar[str] = "report.json"
     COST_DECISION: ClassVar[str] = "cost/decision.json"
 
-    root: str
+    discovery = _Under("discovery.json")
+    chunks = _Under("chunks")
+    outputs = _Under("outputs")
+    edits = _Under("edits")
+    quality = _Under("quality")
+    cost_decision = _Under(COST_DECISION)  # the edit task and the report read it
+    cost_report = _Under("cost/report.json")
+    report_json = _Under(REPORT)
+    report_html = _Under("report.html")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", join_uri(self.root))
+    chunk = _PerChunk("chunks", ".json")
+    capped_chunk = _PerChunk("chunks/capped", ".json")  # a chunk the cost check cut to what the budget keeps
+    state = _PerChunk("state")
+    jobs = _PerChunk("jobs", ".json")
+    edit = _PerChunk("edits", ".json")
+    gate = _PerChunk("quality", ".json")
+    data_docs = _PerChunk("quality/data_docs")
 
     @property
     def run_key(self) -> str:
         return self.root.rsplit("/", 1)[-1]
 
-    @property
-    def discovery(self) -> str:
-        return join_uri(self.root, "discovery.json")
-
-    @property
-    def chunks(self) -> str:
-        return join_uri(self.root, "chunks")
-
-    def chunk(self, chunk_index: int) -> str:
-        return join_uri(self.chunks, f"{chunk_name(chunk_index)}.json")
-
-    def capped_chunk(self, chunk_index: int) -> str:
-        """A chunk manifest the cost check cut down to the images the budget keeps."""
-        return join_uri(self.chunks, "capped", f"{chunk_name(chunk_index)}.json")
-
-    def state(self, chunk_index: int) -> str:
-        return join_uri(self.root, "state", chunk_name(chunk_index))
-
-    def jobs(self, chunk_index: int) -> str:
-        return join_uri(self.root, "jobs", f"{chunk_name(chunk_index)}.json")
-
     def intermediate(self, image_id: str, step: int) -> str:
         """The input of step ``step`` of a job recipe (the previous step's result)."""
         return join_uri(self.root, "intermediate", f"{image_id}.step{step}")
-
-    @property
-    def outputs(self) -> str:
-        return join_uri(self.root, "outputs")
-
-    @property
-    def edits(self) -> str:
-        return join_uri(self.root, "edits")
-
-    def edit(self, chunk_index: int) -> str:
-        return join_uri(self.edits, f"{chunk_name(chunk_index)}.json")
-
-    @property
-    def quality(self) -> str:
-        return join_uri(self.root, "quality")
-
-    def gate(self, chunk_index: int) -> str:
-        return join_uri(self.quality, f"{chunk_name(chunk_index)}.json")
-
-    def data_docs(self, chunk_index: int) -> str:
-        return join_uri(self.quality, "data_docs", chunk_name(chunk_index))
-
-    @property
-    def cost_decision(self) -> str:
-        """The cost check's decision (the edit task and the report read it)."""
-        return join_uri(self.root, self.COST_DECISION)
-
-    @property
-    def cost_report(self) -> str:
-        return join_uri(self.root, "cost", "report.json")
-
-    @property
-    def report_json(self) -> str:
-        return join_uri(self.root, self.REPORT)
-
-    @property
-    def report_html(self) -> str:
-        return join_uri(self.root, "report.html")

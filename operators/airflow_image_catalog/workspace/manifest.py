@@ -156,9 +156,9 @@ class EditManifest:
     schema_version: int = SCHEMA_VERSION
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(FINAL_STATUSES, 0)
+        counts = {status.value: 0 for status in FINAL_STATUSES}
         for item in self.items:
-            counts[item.status] = counts.get(item.status, 0) + 1
+            counts[item.status.value] = counts.get(item.status.value, 0) + 1
         return counts
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from airflow_image_catalog.hooks.image_edit import ImageEditHook
 from airflow_image_catalog.pipeline.costing.decision import BudgetGuard
 from airflow_image_catalog.pipeline.costing.ledger import Ledger
 from airflow_image_catalog.pipeline.discovery.discover import discover_images
-from airflow_image_catalog.pipeline.editing.chunk import ChunkRun, aedit_chunk
+from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
+from airflow_image_catalog.pipeline.editing.inline import aedit_chunk
 from airflow_image_catalog.recipes import parse_recipe
 from airflow_image_catalog.workspace.manifest import ChunkManifest
 from tests.dags.test_reruns import RECIPE

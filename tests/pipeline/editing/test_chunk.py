@@ -12,7 +12,7 @@ from PIL import Image
 
 from airflow_image_catalog.backends.local import LocalEngineBackend
 from airflow_image_catalog.pipeline.discovery.discover import discover_images
-from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+from airflow_image_catalog.pipeline.editing.inline import edit_chunk
 from airflow_image_catalog.recipes import load_recipe, shipped_recipes
 from airflow_image_catalog.storage import read_bytes
 from airflow_image_catalog.workspace.manifest import ChunkManifest, sha256_hex

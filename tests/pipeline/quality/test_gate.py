@@ -11,7 +11,7 @@ from PIL import Image
 
 from airflow_image_catalog.backends.local import LocalEngineBackend
 from airflow_image_catalog.pipeline.discovery.discover import discover_images
-from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+from airflow_image_catalog.pipeline.editing.inline import edit_chunk
 from airflow_image_catalog.pipeline.quality.gate import gate_chunk, infer_intent
 from airflow_image_catalog.pipeline.quality.profiles import load_profile
 from airflow_image_catalog.recipes import load_recipe

@@ -87,7 +87,7 @@ LENIENT_PROFILE = "name: lenient\nexpectations:\n  - {metric: width, min: 16, wh
 TASK_PRELOAD = ["airflow_image_catalog.operators.discover", "airflow_image_catalog.operators.image_edit", "airflow_image_catalog.operators.publish",
                 "airflow_image_catalog.operators.quality_gate", "airflow_image_catalog.config.locations"]
 #: what the edit path imports at run time (the bytecode warm-up, and the start-up probe)
-RUNTIME_IMPORTS = ("airflow_image_catalog.pipeline.editing.chunk", "airflow_image_catalog.backends.openai_images", "airflow_image_catalog.backends.prepare",
+RUNTIME_IMPORTS = ("airflow_image_catalog.pipeline.editing.task", "airflow_image_catalog.backends.openai_images", "airflow_image_catalog.backends.prepare",
                    "airflow_image_catalog.hooks.image_edit", "airflow_image_catalog.pipeline.publishing.publish", "airflow_image_catalog.pipeline.publishing.report", "httpx", "aiolimiter",
                    "tenacity", "anyio._backends._asyncio", "PIL.PngImagePlugin")
 TARGETS = {"throughput_ratio": 0.95, "overhead_ms": 20.0, "rss_ratio": 1.10}
@@ -445,7 +445,7 @@ def memory_run(source: str, root: str, service_url: str, recipe_path: str) -> di
 
     Returns the process's peak RSS and its RSS and high-water mark after each phase (MB).
     """
-    from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+    from airflow_image_catalog.pipeline.editing.inline import edit_chunk
     from airflow_image_catalog.pipeline.publishing.publish import load_chunk_results, publish_run
     from airflow_image_catalog.recipes import load_recipe
     from airflow_image_catalog.storage import join_uri, read_json, write_json

@@ -44,7 +44,7 @@ POOL = {
         {"kind": "bfl_expired"}, {"kind": "drop"},
     ),
 }
-PRELOAD = ["airflow_image_catalog.operators.image_edit", "airflow_image_catalog.pipeline.editing.chunk", "airflow_image_catalog.backends.openai_images",
+PRELOAD = ["airflow_image_catalog.operators.image_edit", "airflow_image_catalog.pipeline.editing.task", "airflow_image_catalog.backends.openai_images",
            "airflow_image_catalog.backends.bfl", "airflow_image_catalog.hooks.image_edit", "airflow_image_catalog.pipeline.costing.ledger", "httpx"]
 
 

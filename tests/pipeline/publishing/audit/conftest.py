@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from airflow_image_catalog.backends.local import LocalEngineBackend
 from airflow_image_catalog.pipeline.costing.ledger import Ledger, LedgerEntry
 from airflow_image_catalog.pipeline.discovery.discover import discover_images
-from airflow_image_catalog.pipeline.editing.chunk import edit_chunk
+from airflow_image_catalog.pipeline.editing.inline import edit_chunk
 from airflow_image_catalog.pipeline.publishing.publish import ChunkResult, publish_run
 from airflow_image_catalog.recipes import load_recipe
 from airflow_image_catalog.storage import join_uri, read_bytes, write_bytes
