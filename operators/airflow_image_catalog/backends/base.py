@@ -38,17 +38,14 @@ class EditError(CatalogError, RuntimeError):
         usage: list[dict[str, Any]] | None = None,
     ):
         super().__init__(message)
-        self.job_lost = job_lost
-        self.usage = list(usage or [])
-        self.retryable = retryable
-        self.code = code
-        self.status = status
-        self.attempts = attempts
-        self.retry_after = retry_after
+        self.retryable, self.code, self.status, self.attempts = retryable, code, status, attempts
+        self.retry_after, self.job_lost, self.usage = retry_after, job_lost, list(usage or [])
 
 
 @dataclass
 class EditResult:
+    """An edited image and what it took: usage records (the ledger prices them), steps, HTTP attempts."""
+
     data: bytes
     format: str
     width: int

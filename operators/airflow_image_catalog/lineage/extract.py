@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 
 def _read(uri: str | None) -> dict[str, Any] | None:
     """A manifest, or None when there is none (yet) or it cannot be read."""
-    from airflow_image_catalog.storage import StorageError, exists, read_json
+    from airflow_image_catalog.storage import StorageError, read_json_if_exists
 
     if not uri:
         return None
     try:
-        return read_json(uri) if exists(uri) else None
+        return read_json_if_exists(uri)
     except (StorageError, OSError, ValueError) as exc:
         log.warning("lineage: cannot read %s: %s", uri, exc)
         return None

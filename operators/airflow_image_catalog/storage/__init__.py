@@ -8,6 +8,8 @@ registered, and imports boto3 only when first used.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_image_catalog.storage.base import (
     BACKENDS,
     ObjectInfo,
@@ -34,6 +36,7 @@ __all__ = [
     "exists",
     "read_bytes",
     "read_json",
+    "read_json_if_exists",
     "write_bytes",
     "write_json",
     "list_objects",
@@ -66,6 +69,12 @@ def read_json(uri: str):
     import json
 
     return json.loads(read_bytes(uri))
+
+
+def read_json_if_exists(uri: str, default: Any = None) -> Any:
+    """The JSON document at ``uri``, or ``default`` when there is none (yet): the manifests, decisions
+    and indexes an earlier task or run may not have written."""
+    return read_json(uri) if exists(uri) else default
 
 
 def write_json(uri: str, payload) -> str:

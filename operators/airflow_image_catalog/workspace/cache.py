@@ -17,12 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_image_catalog.backends.base import EditResult
 from airflow_image_catalog.storage import (
     StorageError,
     join_uri,
     read_bytes,
-    read_json,
-    storage_for,
+    read_json_if_exists,
     write_bytes,
     write_json,
 )
@@ -54,17 +54,15 @@ def cache_key(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass
-class CachedResult:
-    data: bytes
-    format: str
+@dataclass(kw_only=True)
+class CachedResult(EditResult):
+    """A stored edit: the result as it was paid for, its file extension and sha256, and which run made it.
+
+    ``attempts`` is not stored: serving from the cache makes no request.
+    """
+
     extension: str
-    width: int
-    height: int
     sha256: str
-    usage: list[dict[str, Any]] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
     created_by: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,7 +80,7 @@ class ResultCache:
     def get_meta(self, key: str) -> dict[str, Any] | None:
         """The entry's meta document (sizes, usage), or None: a cheap "is it cached?" for the cost check."""
         meta_uri = join_uri(self._entry(key), "meta.json")
-        return read_json(meta_uri) if storage_for(meta_uri).exists(meta_uri) else None
+        return read_json_if_exists(meta_uri)
 
     def get(self, key: str) -> CachedResult | None:
         """The stored edit, or None (missing, or its bytes no longer match: never serve a bad entry)."""
@@ -104,5 +102,5 @@ class ResultCache:
         """Store an edit; the meta document is written last and commits the entry."""
         entry = self._entry(key)
         write_bytes(join_uri(entry, f"result.{result.extension}"), result.data)
-        meta = {k: v for k, v in result.__dict__.items() if k != "data"}
+        meta = {k: v for k, v in result.__dict__.items() if k not in ("data", "attempts")}
         return write_json(join_uri(entry, "meta.json"), {"schema_version": CACHE_SCHEMA_VERSION, "key": key, **meta})

@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 SCHEMA_VERSION = 1
 #: .avif decodes where Pillow has AVIF (and is converted for providers); .heic/.heif are handed on so they
@@ -85,21 +85,42 @@ class SourceItem:
 
 
 @dataclass
-class ChunkManifest:
+class _ChunkDocument:
+    """What the per-chunk manifests share: their run and chunk, a kind, a schema version, items.
+
+    ``from_dict`` refuses another kind or schema version, and drops the keys ``to_dict`` derives
+    (an edit manifest's ``counts``).
+    """
+
+    KIND: ClassVar[str]
+    ITEM: ClassVar[type]
+    DERIVED: ClassVar[tuple[str, ...]] = ()
+
     run_key: str
     chunk_index: int
-    source_root: str
-    items: list[SourceItem]
-    kind: str = "chunk"
-    schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChunkManifest:
-        _check_kind(data, "chunk")
-        return cls(**{**data, "items": [SourceItem(**item) for item in data["items"]]})
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if data.get("kind") != cls.KIND:
+            raise ValueError(f"expected a {cls.KIND} manifest, got kind={data.get('kind')!r}")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported {cls.KIND} manifest schema_version={data.get('schema_version')!r}")
+        kept = {k: v for k, v in data.items() if k not in cls.DERIVED}
+        return cls(**{**kept, "items": [cls.ITEM(**item) for item in data["items"]]})
+
+
+@dataclass
+class ChunkManifest(_ChunkDocument):
+    KIND = "chunk"
+    ITEM = SourceItem
+
+    source_root: str
+    items: list[SourceItem]
+    kind: str = KIND
+    schema_version: int = SCHEMA_VERSION
 
 
 @dataclass
@@ -145,14 +166,16 @@ class EditRecord:
 
 
 @dataclass
-class EditManifest:
-    run_key: str
-    chunk_index: int
+class EditManifest(_ChunkDocument):
+    KIND = "edit"
+    ITEM = EditRecord
+    DERIVED = ("counts",)
+
     recipe: dict[str, Any]
     backend: str
     model: str
     items: list[EditRecord]
-    kind: str = "edit"
+    kind: str = KIND
     schema_version: int = SCHEMA_VERSION
 
     def counts(self) -> dict[str, int]:
@@ -163,16 +186,3 @@ class EditManifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "counts": self.counts()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EditManifest:
-        _check_kind(data, "edit")
-        fields = {k: v for k, v in data.items() if k != "counts"}
-        return cls(**{**fields, "items": [EditRecord(**item) for item in data["items"]]})
-
-
-def _check_kind(data: dict[str, Any], kind: str) -> None:
-    if data.get("kind") != kind:
-        raise ValueError(f"expected a {kind} manifest, got kind={data.get('kind')!r}")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"unsupported {kind} manifest schema_version={data.get('schema_version')!r}")

@@ -18,6 +18,7 @@ from airflow_image_catalog.storage import (
     normalize_uri,
     read_bytes,
     read_json,
+    read_json_if_exists,
     storage_for,
     write_json,
 )
@@ -157,7 +158,7 @@ def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, ch
     state: dict = {}
     if only_changed:
         uri = WorkspaceLayout(workspace).published_manifest
-        state = read_json(uri) if storage_for(uri).exists(uri) else {}
+        state = read_json_if_exists(uri, {})
     fingerprint = load_recipe(recipe).fingerprint if recipe else None
     discovery = discover_images(source, published=state.get("images"), recipe_fingerprint=fingerprint,
                                 refused=state.get("failed_final"))

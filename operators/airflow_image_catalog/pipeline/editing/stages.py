@@ -214,14 +214,14 @@ def output_uri_for(record: EditRecord, recipe: Recipe, output_root: str) -> str:
     return join_uri(output_root, f"{record.image_id}.{recipe.step_output(recipe.steps[-1]).extension}")
 
 
-def store_result(record: EditRecord, recipe: Recipe, result: EditResult | CachedResult, output_root: str) -> None:
+def store_result(record: EditRecord, recipe: Recipe, result: EditResult, output_root: str) -> None:
     """Write an edited image to the run's outputs and fill its record (status ``edited``)."""
     record.output_uri = write_bytes(output_uri_for(record, recipe, output_root), result.data)
     record.output_sha256 = sha256_hex(result.data)
     record.output_format = result.format
     record.width, record.height = result.width, result.height
     record.steps, record.usage, record.rounds = list(result.steps), list(result.usage), list(result.rounds)
-    record.attempts = result.attempts if isinstance(result, EditResult) else 0  # a cache hit made no request
+    record.attempts = result.attempts  # 0 for a cache hit: it made no request
     record.status, record.error, record.error_code, record.retryable = ImageStatus.EDITED, None, None, None
 
 

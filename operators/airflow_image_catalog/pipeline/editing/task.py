@@ -21,7 +21,7 @@ from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
 from airflow_image_catalog.pipeline.editing.inline import aedit_chunk
 from airflow_image_catalog.pipeline.editing.jobs import advance_jobs, start_jobs
-from airflow_image_catalog.storage import StorageError, exists, read_json, write_json
+from airflow_image_catalog.storage import StorageError, read_json, read_json_if_exists, write_json
 from airflow_image_catalog.workspace.layout import WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest, ImageStatus
 
@@ -54,7 +54,7 @@ def load_chunk_run(chunk_manifest_uri: str, recipe: str, workspace: str,
 
     chunk = ChunkManifest.from_dict(read_json(chunk_manifest_uri))
     layout = WorkspaceLayout(workspace).run(chunk.run_key)
-    decision = read_json(layout.cost_decision) if exists(layout.cost_decision) else {}
+    decision = read_json_if_exists(layout.cost_decision, {})
     backend = get_backend(decision.get("overrides"))
     ledger = Ledger(workspace) if backend.capabilities.paid else None
     guard = None
@@ -81,7 +81,7 @@ def edit_inline(run: ChunkRun) -> EditManifest:
 
 def load_jobs(run: ChunkRun) -> dict[str, Any] | None:
     uri = run.layout.jobs(run.chunk.chunk_index)
-    return read_json(uri) if exists(uri) else None
+    return read_json_if_exists(uri)
 
 
 def save_jobs(run: ChunkRun, state: dict[str, Any]) -> None:

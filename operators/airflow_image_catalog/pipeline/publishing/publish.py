@@ -17,7 +17,7 @@ from airflow_image_catalog.storage import (
     join_uri,
     read_bytes,
     read_json,
-    storage_for,
+    read_json_if_exists,
     write_bytes,
     write_json,
 )
@@ -212,7 +212,7 @@ def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str
 
     layout = RunLayout(run_root)
     uri = layout.cost_decision
-    decision = read_json(uri) if storage_for(uri).exists(uri) else None
+    decision = read_json_if_exists(uri)
     actual = round(sum(entry.usd for entry in entries), 6)
     records = [record for result in results for record in result.edit.items]
     edited = [r for r in records if r.status == ImageStatus.EDITED]
@@ -266,7 +266,7 @@ def record_published(workspace: str, published: list[dict[str, Any]], run: dict[
     version of the image, or a new recipe, is tried again.
     """
     uri = WorkspaceLayout(workspace).published_manifest
-    current = read_json(uri) if storage_for(uri).exists(uri) else {"images": {}}
+    current = read_json_if_exists(uri, {"images": {}})
     refused = current.setdefault("failed_final", {})
     for entry in published:
         current["images"][entry["image_id"]] = {**entry, "run_id": run.get("run_id")}

@@ -33,11 +33,10 @@ from airflow_image_catalog.storage import (
     ObjectInfo,
     StorageError,
     delete,
-    exists,
     join_uri,
     list_objects,
     read_bytes,
-    read_json,
+    read_json_if_exists,
     write_bytes,
     write_json,
 )
@@ -120,7 +119,7 @@ def write_audit(records: Sequence[dict[str, Any]], workspace_uri: str, *, run_ke
     written = [write_bytes(join_uri(partition, f"part-{n:05d}.parquet"), _parquet_bytes(chunk))
                for n, chunk in enumerate(chunks)]
     index = _index_uri(workspace_uri, run_key)
-    earlier = read_json(index).get("files", []) if exists(index) else []
+    earlier = read_json_if_exists(index, {}).get("files", [])
     write_json(index, {"run_key": run_key, "day": day, "files": written, "rows": len(records),
                         "written_at": datetime.now(UTC).isoformat(timespec="seconds")})
     keep = {unquote(uri) for uri in written}
