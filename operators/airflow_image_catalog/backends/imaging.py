@@ -71,7 +71,7 @@ def edit_region(step: RecipeStep, image: bytes, context: ImageContext):
     if step.mask in ("subject", "background"):
         from airflow_image_catalog.imaging.engine import decode_image, find_subject
 
-        subject = find_subject(decode_image(image))
+        subject = find_subject(decode_image(image, keep_alpha=True))  # a cut-out's alpha is its subject
         return subject if step.mask == "subject" else ~subject
     want = image_size(image)
     with Image.open(io.BytesIO(context.read(step.mask))) as mask:
@@ -103,22 +103,35 @@ def white_mask_png(region) -> bytes:
     return _png(Image.fromarray(np.where(region, 255, 0).astype(np.uint8), "L"))
 
 
+def encode_output(image, output: OutputSpec) -> bytes:
+    """Encode an edited RGB/RGBA array as the recipe's output asks: fitted to its size (padded, never
+    cropped), transparency kept where the output keeps alpha, else composited on white."""
+    from airflow_image_catalog.imaging.engine import apply_op, encode_image, flatten
+
+    if output.size:
+        width, height = (int(v) for v in output.size.split("x"))
+        if image.shape[:2] != (height, width):
+            image = apply_op("fit_canvas", image, {"width": width, "height": height, "product_fill": 0})
+    if not output.keeps_alpha:
+        image = flatten(image)
+    return encode_image(image, format=output.format, quality=output.quality)
+
+
 def conform(data: bytes, output: OutputSpec) -> tuple[bytes, int, int]:
-    """Make a provider's image match the recipe's output (size padded, never cropped; format)."""
+    """Make a provider's image match the recipe's output (size padded, never cropped; format; alpha)."""
     from PIL import Image
 
     provider_image(data, "result")
     with Image.open(io.BytesIO(data)) as img:
         fmt, (width, height) = (img.format or "").lower(), img.size
+        transparent = "A" in img.getbands() or "transparency" in img.info
     wanted = tuple(int(v) for v in output.size.split("x")) if output.size else (width, height)
-    if fmt == output.format and (width, height) == wanted:
+    if fmt == output.format and (width, height) == wanted and (output.keeps_alpha or not transparent):
         return data, width, height
-    from airflow_image_catalog.imaging.engine import apply_op, decode_image, encode_image
+    from airflow_image_catalog.imaging.engine import decode_image
 
-    image = decode_image(data)
-    if (width, height) != wanted:
-        image = apply_op("fit_canvas", image, {"width": wanted[0], "height": wanted[1], "product_fill": 0})
-    return encode_image(image, format=output.format, quality=output.quality), wanted[0], wanted[1]
+    image = decode_image(data, keep_alpha=output.keeps_alpha)
+    return encode_output(image, output), wanted[0], wanted[1]
 
 
 def final_result(image: bytes, recipe, usage: list, steps: list):

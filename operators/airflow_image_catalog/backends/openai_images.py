@@ -119,8 +119,9 @@ class OpenAIImagesBackend(PlanDriven):
                                 "quality": self.quality, "output_format": output.format}
         if output.format in ("jpeg", "webp"):
             data["output_compression"] = str(output.quality)
-        if self.background:
-            data["background"] = self.background
+        background = self.background or (output.background if output.background != "auto" else None)
+        if background:  # the connection's setting, else what the recipe's output asks for
+            data["background"] = background
         if self.input_fidelity and not _flexible(self.model):
             data["input_fidelity"] = self.input_fidelity
         if self.user:

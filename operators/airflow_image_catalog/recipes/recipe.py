@@ -22,6 +22,13 @@ from airflow_image_catalog.exceptions import CatalogError
 
 SHIPPED_DIR = Path(__file__).parent  # the shipped recipes sit beside this module
 OUTPUT_FORMATS = ("jpeg", "png", "webp")
+#: output formats that carry an alpha channel
+ALPHA_OUTPUT_FORMATS = ("png", "webp")
+#: auto: a transparent source stays transparent where the format can carry it, else it is flattened on
+#: white; transparent: always a cut-out (photos are segmented); opaque: always flattened on white
+BACKGROUNDS = ("auto", "transparent", "opaque")
+#: local ops that paint an opaque backdrop behind the product (a transparent output would discard it)
+BACKDROP_OPS = ("white_background", "replace_background")
 AUTO_MASKS = ("subject", "background")
 INTENTS = ("reframe", "masked", "region", "global")
 TEMPLATE_FIELDS = ("source_root", "image_id", "recipe_dir")
@@ -40,10 +47,16 @@ class OutputSpec:
     format: str = "jpeg"
     quality: int = 92
     size: str | None = None  # "WxH"; None keeps the edited image's size
+    background: str = "auto"  # one of BACKGROUNDS
 
     @property
     def extension(self) -> str:
         return "jpg" if self.format == "jpeg" else self.format
+
+    @property
+    def keeps_alpha(self) -> bool:
+        """Whether a transparent result stays transparent (else it is flattened on white)."""
+        return self.background != "opaque" and self.format in ALPHA_OUTPUT_FORMATS
 
 
 @dataclass(frozen=True)
@@ -109,11 +122,15 @@ class Recipe:
         return step.output or self.output
 
     def round(self, index: int) -> Recipe:
-        """Step ``index`` alone, as a one-step recipe; rounds before the last are kept lossless (PNG)."""
+        """Step ``index`` alone, as a one-step recipe; rounds before the last are kept lossless (PNG, with
+        any transparency)."""
         step = self.steps[index]
         if index < len(self.steps) - 1:
             size = step.output.size if step.output else None
-            step = replace(step, output=OutputSpec(format="png", size=size))
+            # a cut-out stays one between rounds (flattening it early would grade the white too)
+            final = self.step_output(self.steps[-1]).background
+            background = "transparent" if final == "transparent" else "auto"
+            step = replace(step, output=OutputSpec(format="png", size=size, background=background))
         return replace(self, steps=(step,), drift=None)
 
     def regeneration(self, upto: int, *, prompt_driven: bool) -> Recipe:
@@ -174,7 +191,7 @@ class _Fields:
 
 
 def _parse_output(origin: str, path: str, data: Any, base: OutputSpec | None) -> OutputSpec:
-    fields = _Fields(origin, path, data, ("format", "quality", "size"), ())
+    fields = _Fields(origin, path, data, ("format", "quality", "size", "background"), ())
     base = base or OutputSpec()
     fmt = str(fields.get("format", str, base.format)).lower()
     fmt = "jpeg" if fmt == "jpg" else fmt
@@ -188,7 +205,27 @@ def _parse_output(origin: str, path: str, data: Any, base: OutputSpec | None) ->
         match = _SIZE.match(size)
         if not match or not all(16 <= int(v) <= 10_000 for v in match.groups()):
             fields.fail(f"must look like '2000x2000' with sides 16..10000, got {size!r}", "size")
-    return OutputSpec(format=fmt, quality=quality, size=size)
+    background = fields.get("background", str, base.background)
+    if background not in BACKGROUNDS:
+        fields.fail(f"must be one of {', '.join(BACKGROUNDS)}, got {background!r}", "background")
+    if background == "transparent" and fmt not in ALPHA_OUTPUT_FORMATS:
+        fields.fail(f"transparent needs a format that carries alpha ({' or '.join(ALPHA_OUTPUT_FORMATS)}), "
+                    f"got format {fmt}", "background")
+    return OutputSpec(format=fmt, quality=quality, size=size, background=background)
+
+
+def _check_backdrops(origin: str, steps: tuple[RecipeStep, ...], output: OutputSpec) -> None:
+    """A transparent result cannot keep a backdrop a step painted: say which step, not a silent loss."""
+    final = steps[-1].output or output
+    if final.background != "transparent":
+        return
+    for index, step in enumerate(steps):
+        if step.local.op in BACKDROP_OPS:
+            where = "output.background" if steps[-1].output is None else f"steps[{len(steps) - 1}].output.background"
+            raise RecipeError(
+                f"{origin}: steps[{index}].local.op: {step.local.op} paints an opaque backdrop, which {where}: "
+                f"transparent would discard; drop the step (a transparent result needs none) or set background "
+                f"to auto or opaque")
 
 
 def _parse_quality(origin: str, data: Any) -> QualitySpec:
@@ -307,6 +344,7 @@ def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
     output = _parse_output(label, "output", data.get("output") or {}, None)
     seen: set[str] = set()
     steps = tuple(_parse_step(label, i, step, seen) for i, step in enumerate(steps_data))
+    _check_backdrops(label, steps, output)
     recipe = Recipe(
         name=name,
         description=str(fields.get("description", str, "")).strip(),

@@ -120,3 +120,59 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrinking = w * h <= image.shape[0] * image.shape[1]
     interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     return cv2.resize(image, (w, h), interpolation=interp)  # uint8 cubic saturates, i.e. clips
+
+
+# -- transparency -------------------------------------------------------------------------------------------
+# An image is RGB (H, W, 3) or RGBA (H, W, 4) with straight (unassociated) alpha, as PNG and WebP store it.
+# Colours under alpha 0 mean nothing: every op reads them through the alpha, never on their own.
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(RGB view, alpha as float32 0..1 or None for an opaque image)."""
+    if image.shape[-1] == 4:
+        return image[..., :3], image[..., 3].astype(np.float32) / 255.0
+    return image, None
+
+
+def with_alpha(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Join RGB and a 0..1 alpha (None: the RGB as it is) into one array."""
+    if alpha is None:
+        return rgb
+    return np.dstack([rgb, to_uint8(alpha * 255.0)])
+
+
+def keep_alpha(source: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` (an op's new colours) carrying ``source``'s alpha channel unchanged, if it has one."""
+    return np.dstack([rgb, source[..., 3]]) if source.shape[-1] == 4 else rgb
+
+
+def flatten(image: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """An RGBA image composited over a solid colour (an RGB image is returned as it is).
+
+    Straight alpha over an opaque backdrop in sRGB values, as browsers and viewers show a PNG, so the
+    flattened file looks like the transparent one did on that colour: no tint, and no fringe, because
+    the colours under partly transparent pixels are weighted by their own alpha.
+    """
+    rgb, alpha = split_alpha(image)
+    if alpha is None:
+        return rgb
+    return composite(rgb, np.asarray(background, np.uint8), alpha)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`resize` for RGB or RGBA; RGBA is resampled premultiplied.
+
+    Resampling straight colours would pull the meaningless colours under transparent pixels into the
+    edge (the dark fringe of naive PNG scaling); premultiplied, they weigh nothing.
+    """
+    rgb, alpha = split_alpha(image)
+    if alpha is None:
+        return resize(image, size)
+    premultiplied = np.dstack([rgb.astype(np.float32) * alpha[..., None], alpha * 255.0])
+    w, h = size
+    shrinking = w * h <= image.shape[0] * image.shape[1]
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    scaled = np.clip(cv2.resize(premultiplied, (w, h), interpolation=interp), 0.0, 255.0)
+    a = scaled[..., 3] / 255.0
+    colour = np.where(a[..., None] > 1e-6, scaled[..., :3] / np.maximum(a, 1e-6)[..., None], 255.0)
+    return with_alpha(to_uint8(colour), a)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ._common import bbox, composite, feathered_alpha, hex_to_rgb, resize, to_uint8
+from ._common import bbox, composite, flatten, hex_to_rgb, resize, to_uint8
 from .errors import OpParamError
+from .matte import product_matte
 from .ops import engine_op, p_bool, p_choice, p_float, p_hex, p_int
-from .subject import resolve_subject
 
 WHITE = np.array([255, 255, 255], np.uint8)
 
@@ -33,13 +33,6 @@ def contact_shadow(subject: np.ndarray, opacity: float) -> np.ndarray:
     return shade
 
 
-def paste_subject(
-    image: np.ndarray, background: np.ndarray, subject: np.ndarray, feather_px: int
-) -> np.ndarray:
-    """Keep the subject's own pixels; blend only a thin outward band into the new background."""
-    return composite(image, background, feathered_alpha(subject, feather_px))
-
-
 @engine_op(
     "white_background",
     shadow=p_bool(False),
@@ -55,12 +48,15 @@ def white_background(
     shadow_opacity: float,
     feather_px: int,
 ) -> np.ndarray:
-    """Put the product on pure RGB(255,255,255), optionally with a soft contact shadow."""
-    subject = resolve_subject(image, mask)
-    bg = np.broadcast_to(WHITE, image.shape).astype(np.float32)
+    """Put the product on pure RGB(255,255,255), optionally with a soft contact shadow.
+
+    The result is opaque: a cut-out's transparency is filled with white through its own alpha.
+    """
+    product, matte, subject = product_matte(image, mask, feather_px=feather_px)
+    bg = np.broadcast_to(WHITE, product.shape).astype(np.float32)
     if shadow:
         bg = bg * (1.0 - contact_shadow(subject, shadow_opacity))[..., None]
-    return paste_subject(image, to_uint8(bg), subject, feather_px)
+    return composite(product, to_uint8(bg), matte)
 
 
 def gradient(
@@ -108,16 +104,17 @@ def replace_background(
     color_to: str,
     direction: str,
 ) -> np.ndarray:
-    """Keep the product, swap the backdrop for a colour, a gradient or references[0]."""
+    """Keep the product, swap the backdrop for a colour, a gradient or references[0] (the result is opaque)."""
     h, w = image.shape[:2]
     if mode == "image":
         if not references:
             raise OpParamError(
                 "references", "mode=image needs a background image in references[0]", op="replace_background"
             )
-        bg = cover(references[0], (h, w))
+        bg = cover(flatten(references[0]), (h, w))
     elif mode == "gradient":
         bg = gradient((h, w), hex_to_rgb(color), hex_to_rgb(color_to), direction)
     else:
-        bg = np.broadcast_to(np.asarray(hex_to_rgb(color), np.uint8), image.shape)
-    return paste_subject(image, bg, resolve_subject(image, mask), 1)
+        bg = np.broadcast_to(np.asarray(hex_to_rgb(color), np.uint8), (h, w, 3))
+    product, matte, _ = product_matte(image, mask)
+    return composite(product, bg, matte)

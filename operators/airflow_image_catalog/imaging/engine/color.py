@@ -1,4 +1,9 @@
-"""Global colour ops: white balance, exposure, saturation, looks and colour matching."""
+"""Global colour ops: white balance, exposure, saturation, looks and colour matching.
+
+On a cut-out (RGBA) they change the product's colours only: the alpha is kept as it is, and the
+statistics (grey world, colour transfer) are taken over the product's own pixels, never over the
+meaningless colours under its transparency.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,16 @@ from functools import cache
 import cv2
 import numpy as np
 
-from ._common import lab_to_rgb, linear_to_srgb, rgb_to_lab, srgb_to_linear, to_uint8
+from ._common import (
+    dilate,
+    keep_alpha,
+    lab_to_rgb,
+    linear_to_srgb,
+    rgb_to_lab,
+    split_alpha,
+    srgb_to_linear,
+    to_uint8,
+)
 from .ops import engine_op, p_choice, p_float
 from .subject import resolve_subject, subject_mask
 
@@ -46,8 +60,11 @@ def white_balance(
     strength: float,
 ) -> np.ndarray:
     """Remove a colour cast with per-channel gains computed in linear light."""
-    lin = srgb_to_linear(image)
-    usable = (image < 250).all(axis=-1) & (image > 5).all(axis=-1)  # clipped pixels carry no cast info
+    rgb, alpha = split_alpha(image)
+    lin = srgb_to_linear(rgb)
+    usable = (rgb < 250).all(axis=-1) & (rgb > 5).all(axis=-1)  # clipped pixels carry no cast info
+    if alpha is not None:
+        usable &= alpha >= 0.5
     pix = lin[usable] if usable.sum() > 100 else lin.reshape(-1, 3)
     if method == "white_patch":
         ref = np.percentile(pix, 99.0, axis=0)
@@ -57,7 +74,7 @@ def white_balance(
         target = np.full(3, float(ref @ np.array([0.2126, 0.7152, 0.0722])), np.float32)
     gains = target / np.maximum(ref, 1e-6)
     gains = 1.0 + (gains - 1.0) * strength
-    return linear_to_srgb(lin * gains.astype(np.float32))
+    return keep_alpha(image, linear_to_srgb(lin * gains.astype(np.float32)))
 
 
 @engine_op("exposure", stops=p_float(0.0, -3.0, 3.0))
@@ -67,7 +84,7 @@ def exposure(
     """Multiply linear light by 2**stops, as a camera exposure change would."""
     if stops == 0:
         return image.copy()
-    return linear_to_srgb(srgb_to_linear(image) * np.float32(2.0**stops))
+    return keep_alpha(image, linear_to_srgb(srgb_to_linear(image[..., :3]) * np.float32(2.0**stops)))
 
 
 @engine_op("saturation", factor=p_float(1.0, 0.0, 3.0))
@@ -75,7 +92,7 @@ def saturation(
     image: np.ndarray, *, mask: np.ndarray | None = None, references: Sequence[np.ndarray] = (), factor: float
 ) -> np.ndarray:
     """Scale colourfulness; 0 gives an exact greyscale image."""
-    return scale_saturation(image, factor)
+    return keep_alpha(image, scale_saturation(image[..., :3], factor))
 
 
 # (per-channel gamma, per-channel gain, lift, contrast, saturation)
@@ -151,10 +168,11 @@ def look(
     if strength <= 0:
         return image.copy()
     lut, sat = look_lut(name)
-    graded = cv2.LUT(np.ascontiguousarray(image), lut)
+    rgb = image[..., :3]
+    graded = cv2.LUT(np.ascontiguousarray(rgb), lut)
     if sat != 1.0:
         graded = scale_saturation(graded, sat)
-    return blend(image, graded, strength)
+    return keep_alpha(image, blend(rgb, graded, strength))
 
 
 def _lab_stats(lab: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,15 +196,18 @@ def color_match(
 ) -> np.ndarray:
     """Reinhard mean/std transfer in LAB from references[0] (subject to subject by default)."""
     ref = references[0]
+    rgb, alpha = split_alpha(image)
     if region == "subject":
         src_region = resolve_subject(image, mask)
         ref_region = subject_mask(ref)
-    else:
-        src_region = np.ones(image.shape[:2], bool)
-        ref_region = np.ones(ref.shape[:2], bool)
-    lab = rgb_to_lab(image)
+    else:  # a cut-out's whole image is its product: its transparency holds no colours to match
+        src_region = np.ones(image.shape[:2], bool) if alpha is None else alpha >= 0.5
+        ref_region = np.ones(ref.shape[:2], bool) if ref.shape[-1] == 3 else ref[..., 3] >= 128
+    lab = rgb_to_lab(rgb)
     mu_s, sd_s = _lab_stats(lab, src_region)
-    mu_r, sd_r = _lab_stats(rgb_to_lab(ref), ref_region)
+    mu_r, sd_r = _lab_stats(rgb_to_lab(ref[..., :3]), ref_region)
     matched = lab_to_rgb((lab - mu_s) / sd_s * sd_r + mu_r)
-    out = blend(image, matched, strength)
-    return np.where(src_region[..., None], out, image)
+    out = blend(rgb, matched, strength)
+    if alpha is not None:  # a cut-out's soft edge changes with the product, or it keeps the old colour
+        src_region = src_region | ((alpha > 0) & dilate(src_region, 2))
+    return keep_alpha(image, np.where(src_region[..., None], out, rgb))

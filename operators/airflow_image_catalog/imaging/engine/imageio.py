@@ -132,8 +132,22 @@ def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def decode_image(data: bytes, *, max_pixels: int = 60_000_000) -> np.ndarray:
-    """Decode any PIL-readable image to an sRGB RGB uint8 array (H, W, 3)."""
+#: share of pixels that must be under half opaque before an alpha channel counts as transparency (a
+#: cut-out product); below it (an editor's stray 254s, an all-opaque RGBA export) the image is a photo
+MIN_TRANSPARENT_SHARE = 0.001
+
+
+def has_transparency(alpha: np.ndarray) -> bool:
+    """Whether an 8-bit alpha channel really cuts something out (see MIN_TRANSPARENT_SHARE)."""
+    return bool((alpha < 128).mean() >= MIN_TRANSPARENT_SHARE)
+
+
+def decode_image(data: bytes, *, max_pixels: int = 60_000_000, keep_alpha: bool = False) -> np.ndarray:
+    """Decode any PIL-readable image to sRGB uint8: RGB (H, W, 3), composited on white.
+
+    With ``keep_alpha`` a source whose alpha channel cuts the product out (:func:`has_transparency`)
+    comes back RGBA (H, W, 4) with straight alpha instead: the alpha is then the product's exact mask.
+    """
     img = _open(data, max_pixels)
     _load(img)
     icc = img.info.get("icc_profile")
@@ -147,10 +161,13 @@ def decode_image(data: bytes, *, max_pixels: int = 60_000_000) -> np.ndarray:
         img = img.convert("RGBA")
         mode = "RGBA"
         icc = None  # palette colours are assumed sRGB
-    if mode in ("RGBA", "RGBa", "LA", "La"):
+    if mode in ("RGBa", "La"):  # premultiplied: back to straight colours
+        img = img.convert(mode[0:-1] + "A")
+        mode = img.mode
+    if mode in ("RGBA", "LA"):
         alpha = np.asarray(img.getchannel("A"))
-        base = "RGB" if mode.startswith("RGB") else "L"
-        img = img.convert(base) if mode in ("RGBa", "La") else Image.merge(base, img.split()[:-1])
+        base = mode[:-1]
+        img = Image.merge(base, img.split()[:-1])
         mode = base
     if mode == "1":
         img = img.convert("L")
@@ -169,6 +186,8 @@ def decode_image(data: bytes, *, max_pixels: int = 60_000_000) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageDecodeError(f"unsupported image mode {img.mode!r} (decoded shape {rgb.shape})")
     if alpha is not None:
+        if keep_alpha and has_transparency(alpha):
+            return np.dstack([rgb, alpha])
         rgb = _composite_on_white(rgb, alpha)
     return rgb
 
@@ -180,17 +199,26 @@ def _normalise_format(format: str) -> str:
     return fmt
 
 
+#: formats that carry an alpha channel (JPEG cannot)
+ALPHA_FORMATS = ("png", "webp", "tiff")
+
+
 def encode_image(image: np.ndarray, *, format: str = "jpeg", quality: int = 92) -> bytes:
-    """Encode an RGB uint8 array as sRGB-tagged bytes with no other metadata."""
+    """Encode an RGB (or, for PNG/WebP/TIFF, RGBA) uint8 array as sRGB-tagged bytes with no other metadata."""
     fmt = _normalise_format(format)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OpParamError("quality", f"quality must be an integer between 1 and 100, got {quality!r}")
     arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+    channels = arr.shape[2] if arr.ndim == 3 else 0
+    if arr.dtype != np.uint8 or channels not in (3, 4):
         raise OpParamError(
-            "image", f"image must be an RGB uint8 array (H, W, 3), got {arr.dtype} {arr.shape}"
+            "image", f"image must be an RGB or RGBA uint8 array (H, W, 3|4), got {arr.dtype} {arr.shape}"
         )
-    img = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    if channels == 4 and fmt not in ALPHA_FORMATS:
+        raise OpParamError(
+            "format", f"{fmt} cannot carry transparency: flatten the image first or encode as png or webp"
+        )
+    img = Image.fromarray(np.ascontiguousarray(arr), "RGBA" if channels == 4 else "RGB")
     buf = io.BytesIO()
     kwargs: dict = {"icc_profile": _srgb_icc_bytes()}
     if fmt == "jpeg":
@@ -199,6 +227,8 @@ def encode_image(image: np.ndarray, *, format: str = "jpeg", quality: int = 92) 
         kwargs.update(optimize=False, compress_level=6)
     elif fmt == "webp":
         kwargs.update(quality=quality, method=4)
+        if channels == 4:
+            kwargs.update(alpha_quality=100)
     elif fmt == "tiff":
         kwargs.update(compression="tiff_adobe_deflate")
     img.save(buf, format=fmt.upper(), **kwargs)

@@ -1,7 +1,9 @@
 """The op registry: one validation path for recipes, ``apply_op`` and direct calls.
 
 Every op is a pure function ``op(image, *, mask=None, references=(), **params)``
-returning a new RGB uint8 array. ``engine_op`` records the op's parameter
+returning a new uint8 array. Images are RGB (H, W, 3) or, for a cut-out product, RGBA (H, W, 4)
+with straight alpha: the alpha is then the product's mask, and each op says what it does with it
+(colour ops keep it, background ops composite through it, fit_canvas resamples it premultiplied). ``engine_op`` records the op's parameter
 specs; the function it returns validates every call, so a recipe checked with
 ``OpSpec.validate`` and a direct Python call can never disagree.
 """
@@ -124,9 +126,11 @@ def p_hex(default: str) -> ParamSpec:
 
 def _check_image(op: str, name: str, image: Any) -> np.ndarray:
     arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4) or 0 in arr.shape:
         raise OpParamError(
-            name, f"{name} must be an RGB uint8 array of shape (H, W, 3), got {arr.dtype} {arr.shape}", op=op
+            name,
+            f"{name} must be an RGB or RGBA uint8 array of shape (H, W, 3|4), got {arr.dtype} {arr.shape}",
+            op=op,
         )
     return arr
 

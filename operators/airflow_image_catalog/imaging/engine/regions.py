@@ -1,4 +1,8 @@
-"""Masked ops: recolour, remove and place objects. Pixels outside the mask never change."""
+"""Masked ops: recolour, remove and place objects. Pixels outside the mask never change.
+
+On a cut-out (RGBA) the alpha is edited with the colours: a removed object's opacity is filled from
+its surroundings like its colours, a placed object adds its own opacity.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,20 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ._common import bbox, composite, dilate, hex_to_rgb, lab_to_rgb, luminance, resize, rgb_to_lab, to_uint8
+from ._common import (
+    bbox,
+    composite,
+    dilate,
+    hex_to_rgb,
+    keep_alpha,
+    lab_to_rgb,
+    luminance,
+    resize_image,
+    rgb_to_lab,
+    split_alpha,
+    to_uint8,
+    with_alpha,
+)
 from .ops import engine_op, p_bool, p_choice, p_float, p_hex, p_int
 from .subject import subject_mask
 
@@ -26,13 +43,15 @@ def recolor_region(
     if not m.any():
         return image.copy()
     target = rgb_to_lab(np.asarray([[hex_to_rgb(color)]], np.uint8))[0, 0]
-    lab = rgb_to_lab(image)
+    rgb, alpha = split_alpha(image)
+    lab = rgb_to_lab(rgb)
     ab = lab[..., 1:]
-    mean_ab = ab[m].mean(axis=0)
+    weights = m if alpha is None else m & (alpha >= 0.5)
+    mean_ab = ab[weights if weights.any() else m].mean(axis=0)
     # keep the region's chroma variation (texture), re-centred on the target's chroma
     lab[..., 1:] = ab + (target[1:] - mean_ab) * strength
     recoloured = lab_to_rgb(lab)
-    return np.where(m[..., None], recoloured, image)
+    return keep_alpha(image, np.where(m[..., None], recoloured, rgb))
 
 
 @engine_op(
@@ -56,7 +75,11 @@ def remove_object(
     if not region.any():
         return image.copy()
     flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
-    filled = cv2.inpaint(np.ascontiguousarray(image), region.astype(np.uint8) * 255, radius, flag)
+    holes = region.astype(np.uint8) * 255
+    filled = cv2.inpaint(np.ascontiguousarray(image[..., :3]), holes, radius, flag)
+    if image.shape[-1] == 4:
+        opacity = cv2.inpaint(np.ascontiguousarray(image[..., 3]), holes, radius, flag)
+        filled = np.dstack([filled, opacity])
     return np.where(region[..., None], filled, image)
 
 
@@ -102,20 +125,20 @@ def place_object(
     box = bbox(mask)
     if box is None:
         return image.copy()
-    ref = references[0]
-    ref_subject = subject_mask(ref)
-    ref_box = bbox(ref_subject) or (0, ref.shape[0], 0, ref.shape[1])
+    ref_rgb, ref_alpha = split_alpha(references[0])
+    ref_subject = subject_mask(references[0])
+    ref_box = bbox(ref_subject) or (0, ref_rgb.shape[0], 0, ref_rgb.shape[1])
     if bbox(ref_subject) is None:
-        ref_subject = np.ones(ref.shape[:2], bool)
+        ref_subject = np.ones(ref_rgb.shape[:2], bool)
+    matte = ref_subject.astype(np.float32) if ref_alpha is None else ref_alpha
     ry0, ry1, rx0, rx1 = ref_box
-    obj, alpha = ref[ry0:ry1, rx0:rx1], ref_subject[ry0:ry1, rx0:rx1].astype(np.float32)
+    obj, alpha = ref_rgb[ry0:ry1, rx0:rx1], matte[ry0:ry1, rx0:rx1]
     y0, y1, x0, x1 = box
     bh, bw = (y1 - y0) * (1 - 2 * margin), (x1 - x0) * (1 - 2 * margin)
     scale = min(bw / obj.shape[1], bh / obj.shape[0])
     nw, nh = max(1, int(round(obj.shape[1] * scale))), max(1, int(round(obj.shape[0] * scale)))
     nw, nh = min(nw, x1 - x0), min(nh, y1 - y0)
-    obj = resize(obj, (nw, nh))
-    alpha = cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    obj, alpha = split_alpha(resize_image(with_alpha(obj, alpha), (nw, nh)))  # premultiplied: no fringe
     if match_brightness:
         obj_luma = float(luminance(obj)[alpha > 0.5].mean()) if (alpha > 0.5).any() else 0.0
         if obj_luma > 1.0:
@@ -123,5 +146,13 @@ def place_object(
     out = image.copy()
     top, left = y0 + (y1 - y0 - nh) // 2, x0 + (x1 - x0 - nw) // 2
     window = out[top : top + nh, left : left + nw]
-    out[top : top + nh, left : left + nw] = composite(obj, window, alpha)
+    target_rgb, target_alpha = split_alpha(window)
+    if target_alpha is None:
+        out[top : top + nh, left : left + nw] = composite(obj, window, alpha)
+        return out
+    # "over" on a cut-out: colours weighted by each layer's own opacity, opacities added
+    opacity = alpha + target_alpha * (1.0 - alpha)
+    weight = np.divide(alpha, opacity, out=np.zeros_like(alpha), where=opacity > 0)
+    colours = composite(obj, target_rgb, weight)
+    out[top : top + nh, left : left + nw] = np.dstack([colours, to_uint8(opacity * 255.0)])
     return out

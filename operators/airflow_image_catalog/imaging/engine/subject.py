@@ -161,19 +161,39 @@ def _backdrop_fit(small: np.ndarray) -> float:
 
 def backdrop_fit(image: np.ndarray) -> float:
     """Share (0..1) of the image border that a smooth backdrop (gradient, vignette) explains."""
-    return _backdrop_fit(_work_copy(image)[0])
+    return _backdrop_fit(_work_copy(image[..., :3])[0])
+
+
+def alpha_subject(image: np.ndarray) -> np.ndarray | None:
+    """A cut-out's product mask (at least half opaque), or None when ``image`` has no alpha channel.
+
+    :raises NoSubjectError: the image is transparent all over.
+    """
+    if image.shape[-1] != 4:
+        return None
+    subject = image[..., 3] >= 128
+    if not subject.any():
+        raise NoSubjectError("no product found: the image is transparent all over")
+    return subject
 
 
 def subject_mask(image: np.ndarray) -> np.ndarray:
-    """Boolean (H, W) mask of the product in a catalog photo (True = subject)."""
+    """Boolean (H, W) mask of the product in a catalog photo (True = subject); a cut-out's alpha."""
+    if image.shape[-1] == 4:
+        return image[..., 3] >= 128
     return _segment(image, *_work_copy(image))
 
 
 def find_subject(image: np.ndarray) -> np.ndarray:
     """Like :func:`subject_mask`, but refuses photos without a plain backdrop or without a product.
 
+    A cut-out (RGBA) needs no segmentation: its alpha is the product's exact mask.
+
     :raises NoSubjectError: with the measured backdrop fit, so the reason is actionable.
     """
+    cutout = alpha_subject(image)
+    if cutout is not None:
+        return cutout
     small, scale = _work_copy(image)
     fit = _backdrop_fit(small)
     if fit < MIN_BACKDROP_FIT:
