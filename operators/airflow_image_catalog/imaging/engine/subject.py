@@ -89,13 +89,15 @@ def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) 
     return box(a) * guide + box(b)
 
 
-def _keep_main_components(mask: np.ndarray, min_share: float = 0.15) -> np.ndarray:
-    """Drop specks: keep the largest component and any at least ``min_share`` of its size."""
+def _keep_main_components(mask: np.ndarray, core: np.ndarray, min_share: float = 0.15) -> np.ndarray:
+    """Drop specks: keep the largest component, any at least ``min_share`` of its size, and any that holds
+    a pixel of the product's certain core (a logo's separate letters, an i's dot)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 2:
         return mask
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= areas.max() * min_share) + 1
+    cored = np.bincount(labels[core & mask], minlength=n)[1:] > 0
+    keep = np.flatnonzero((areas >= areas.max() * min_share) | cored) + 1
     return np.isin(labels, keep)
 
 
@@ -139,7 +141,10 @@ def _seed_mask(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # clearly backdrop and not touching anything that deviates: GrabCut may not flip it
     near_weak = cv2.dilate(weak.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     seeds[bg_like & (chroma < max(2.0 * noise, 6.0)) & ~near_weak] = cv2.GC_BGD
-    seeds[band] = cv2.GC_BGD
+    # the border is backdrop where it looks like it: a product touching the frame keeps its edge pixels
+    fits = np.abs(small.astype(np.float32) - model).max(axis=-1) < BACKDROP_TOLERANCE
+    seeds[band & fits] = cv2.GC_BGD
+    seeds[band & ~fits & ~weak] = cv2.GC_PR_BGD
     return seeds, bg_like
 
 
@@ -199,7 +204,8 @@ def find_subject(image: np.ndarray) -> np.ndarray:
     if fit < MIN_BACKDROP_FIT:
         raise NoSubjectError(
             f"no plain backdrop to cut the product from: only {fit:.0%} of the border matches a smooth "
-            f"background (needs {MIN_BACKDROP_FIT:.0%}); this looks like a scene, not a product shot"
+            f"background (needs {MIN_BACKDROP_FIT:.0%}); this looks like a scene, not a product shot, or a "
+            f"product the photo crops over much of its border (shoot it with a margin, or deliver a cut-out PNG)"
         )
     mask = _segment(image, small, scale)
     if not mask.any():
@@ -226,7 +232,7 @@ def _segment(image: np.ndarray, small: np.ndarray, scale: float) -> np.ndarray:
         gc = seeds
     fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
-    fg = _keep_main_components(fg)
+    fg = _keep_main_components(fg, seeds == cv2.GC_FGD)
     fg = _fill_holes(fg, bg_like)
     if scale >= 1:
         return fg
