@@ -27,6 +27,9 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test]'
+	@# pymatting compiles its numba kernels on first import (~80 s on 2 cores) and caches them beside
+	@# its sources: pay that once here, not in the first edit task or test that mattes a photo
+	$(BIN)/python -c "import pymatting"
 	@touch $(STAMP)
 
 # Debian packages the tests use: tesseract (the quality gate's OCR text check) and chromium (the UI

@@ -11,7 +11,7 @@ Nothing is downloaded: every picture ships inside an installed wheel.
   ``coffee.png``, ``astronaut.png``, ``chelsea.png``, ``rocket.jpg``.
 
 A cut-out's alpha is its truth; composited on plain backdrops it becomes an opaque photo whose truth is
-that alpha (at least half opaque). scikit-image's logo is scored against its disc (the convex hull of
+that alpha (at least half opaque) less the drop shadow painted into it. scikit-image's logo is scored against its disc (the convex hull of
 its ink, which the white S inside it does not change), the horse against its dark pixels.
 """
 
@@ -38,6 +38,8 @@ class GalleryImage:
     truth: np.ndarray | None  # bool product mask; None for scenes
     edges: int = 0  # how many frame edges the product touches
     source: str = ""  # where the picture comes from
+    #: why the engine is known to fall short of the plain-backdrop threshold on this one ("" = it must not)
+    limit: str = ""
 
     @property
     def extension(self) -> str:
@@ -101,18 +103,18 @@ def crop_to_visible(rgba: np.ndarray, sides: str = "tblr") -> np.ndarray:
 def place(product: np.ndarray, backdrop: np.ndarray, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
     """Composite a float RGBA cut-out over a uint8 backdrop at (x, y), clipped by the frame.
 
-    Returns (uint8 RGB photo, float alpha of the product in that frame).
+    Returns (uint8 RGB photo, the product's truth in that frame: :func:`_product_of` the cut-out).
     """
     frame = backdrop.astype(np.float32) / 255.0
     height, width = frame.shape[:2]
-    alpha = np.zeros((height, width), np.float32)
+    truth = np.zeros((height, width), bool)
     h, w = product.shape[:2]
     x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
     part = product[y0 - y : y1 - y, x0 - x : x1 - x]
     a = part[..., 3:]
     frame[y0:y1, x0:x1] = part[..., :3] * a + frame[y0:y1, x0:x1] * (1.0 - a)
-    alpha[y0:y1, x0:x1] = a[..., 0]
-    return np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8), alpha
+    truth[y0:y1, x0:x1] = _product_of(part)
+    return np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8), truth
 
 
 def studio_backdrop(width: int, height: int, top: tuple[int, int, int], bottom: tuple[int, int, int],
@@ -148,6 +150,13 @@ def _truth_of(rgba: np.ndarray) -> np.ndarray:
     return np.rint(rgba[..., 3] * 255.0) >= 128
 
 
+def _product_of(rgba: np.ndarray) -> np.ndarray:
+    """A cut-out's product without the drop shadow its artwork paints into the alpha (semi-transparent,
+    near-black pixels): composited into a photo, that shadow is a shadow, not product."""
+    shadow = (rgba[..., 3] < 0.999) & (rgba[..., :3].max(axis=-1) < 0.3)
+    return _truth_of(rgba) & ~shadow
+
+
 def _disc_of_ink(rgb: np.ndarray) -> np.ndarray:
     """The filled convex hull of every non-white pixel: scikit-image's logo is a disc."""
     ink = (rgb < 245).any(axis=-1).astype(np.uint8)
@@ -157,6 +166,9 @@ def _disc_of_ink(rgb: np.ndarray) -> np.ndarray:
     cv2.fillPoly(disc, [hull], 1)
     return disc.astype(bool)
 
+
+ACHROMATIC = ("the silver ribbon on an achromatic backdrop: its shaded parts match the backdrop's colour, so "
+              "the weight-free segmenter takes them for backdrop or shadow")
 
 SCENES = (("grace_hopper", "matplotlib", "grace_hopper.jpg"), ("coffee", "skimage", "coffee.png"),
           ("astronaut", "skimage", "astronaut.png"), ("chelsea", "skimage", "chelsea.png"),
@@ -191,22 +203,22 @@ def gallery() -> tuple[GalleryImage, ...]:
         "sky": (sky_backdrop(size, size), "the sky of scikit-image's camera photo"),
     }
     for key, (backdrop, what) in backdrops.items():
-        photo, alpha = place(present, backdrop, x, y)
-        items.append(GalleryImage(f"present_on_{key}", _encode(photo, "JPEG"), PLAIN, alpha >= 0.5, 0,
-                                  f"the present composited on {what}"))
+        photo, truth = place(present, backdrop, x, y)
+        items.append(GalleryImage(f"present_on_{key}", _encode(photo, "JPEG"), PLAIN, truth, 0,
+                                  f"the present composited on {what}", "" if key == "warm" else ACHROMATIC))
     grey = backdrops["grey"][0]
     for name, (px, py), edges in (("bottom", (x, size - 400), 1), ("corner", (size - 400, size - 400), 2)):
-        photo, alpha = place(present, grey, px, py)
-        items.append(GalleryImage(f"present_touching_{edges}", _encode(photo, "JPEG"), PLAIN, alpha >= 0.5, edges,
-                                  f"the present on the grey sweep, cut by the frame at the {name}"))
+        photo, truth = place(present, grey, px, py)
+        items.append(GalleryImage(f"present_touching_{edges}", _encode(photo, "JPEG"), PLAIN, truth, edges,
+                                  f"the present on the grey sweep, cut by the frame at the {name}", ACHROMATIC))
     full = crop_to_visible(present)
-    photo, alpha = place(full, studio_backdrop(*full.shape[1::-1], (200, 200, 204), (150, 150, 156)), 0, 0)
-    items.append(GalleryImage("present_touching_4", _encode(photo, "JPEG"), PLAIN, alpha >= 0.5, 4,
-                              "the present on the grey sweep, filling the frame"))
+    photo, truth = place(full, studio_backdrop(*full.shape[1::-1], (200, 200, 204), (150, 150, 156)), 0, 0)
+    items.append(GalleryImage("present_touching_4", _encode(photo, "JPEG"), PLAIN, truth, 4,
+                              "the present on the grey sweep, filling the frame", ACHROMATIC))
     lw, lh = logo.shape[1], logo.shape[0]
-    photo, alpha = place(logo, studio_backdrop(900, 300, (220, 220, 224), (190, 190, 196)),
+    photo, truth = place(logo, studio_backdrop(900, 300, (220, 220, 224), (190, 190, 196)),
                          (900 - lw) // 2, (300 - lh) // 2)
-    items.append(GalleryImage("logo_on_grey", _encode(photo, "JPEG"), PLAIN, alpha >= 0.5, 0,
+    items.append(GalleryImage("logo_on_grey", _encode(photo, "JPEG"), PLAIN, truth, 0,
                               "matplotlib's logo composited on a light grey sweep"))
     sk_logo = _rgb(skimage_sample("logo.png"))
     items.append(GalleryImage("skimage_logo", _encode(sk_logo, "PNG"), PLAIN, _disc_of_ink(sk_logo), 4,

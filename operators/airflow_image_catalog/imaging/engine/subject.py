@@ -186,7 +186,28 @@ def subject_mask(image: np.ndarray) -> np.ndarray:
     """Boolean (H, W) mask of the product in a catalog photo (True = subject); a cut-out's alpha."""
     if image.shape[-1] == 4:
         return image[..., 3] >= 128
-    return _segment(image, *_work_copy(image))
+    small, scale = _work_copy(image)
+    return upsample_mask(image, segment_small(small), scale)
+
+
+def checked_work_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The work copy of a photo with a plain backdrop, and its scale.
+
+    :raises NoSubjectError: with the measured backdrop fit, so the reason is actionable.
+    """
+    small, scale = _work_copy(image)
+    fit = _backdrop_fit(small)
+    if fit < MIN_BACKDROP_FIT:
+        raise NoSubjectError(
+            f"no plain backdrop to cut the product from: only {fit:.0%} of the border matches a smooth "
+            f"background (needs {MIN_BACKDROP_FIT:.0%}); this looks like a scene, not a product shot, or a "
+            f"product the photo crops over much of its border (shoot it with a margin, or deliver a cut-out PNG)"
+        )
+    return small, scale
+
+
+def no_product() -> NoSubjectError:
+    return NoSubjectError("no product found: nothing stands out from the backdrop")
 
 
 def find_subject(image: np.ndarray) -> np.ndarray:
@@ -199,18 +220,11 @@ def find_subject(image: np.ndarray) -> np.ndarray:
     cutout = alpha_subject(image)
     if cutout is not None:
         return cutout
-    small, scale = _work_copy(image)
-    fit = _backdrop_fit(small)
-    if fit < MIN_BACKDROP_FIT:
-        raise NoSubjectError(
-            f"no plain backdrop to cut the product from: only {fit:.0%} of the border matches a smooth "
-            f"background (needs {MIN_BACKDROP_FIT:.0%}); this looks like a scene, not a product shot, or a "
-            f"product the photo crops over much of its border (shoot it with a margin, or deliver a cut-out PNG)"
-        )
-    mask = _segment(image, small, scale)
-    if not mask.any():
-        raise NoSubjectError("no product found: nothing stands out from the backdrop")
-    return mask
+    small, scale = checked_work_copy(image)
+    fg = segment_small(small)
+    if not fg.any():
+        raise no_product()
+    return upsample_mask(image, fg, scale)
 
 
 def resolve_subject(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -218,11 +232,11 @@ def resolve_subject(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return mask.astype(bool) if mask is not None else find_subject(image)
 
 
-def _segment(image: np.ndarray, small: np.ndarray, scale: float) -> np.ndarray:
-    h, w = image.shape[:2]
+def segment_small(small: np.ndarray) -> np.ndarray:
+    """The product mask on the work copy (GrabCut seeded by the backdrop model, cleaned)."""
     seeds, bg_like = _seed_mask(small)
     if not (seeds == cv2.GC_PR_FGD).any() and not (seeds == cv2.GC_FGD).any():
-        return np.zeros((h, w), bool)
+        return np.zeros(small.shape[:2], bool)
     gc = seeds.copy()
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0x5EED)  # GrabCut's k-means init draws from OpenCV's RNG: make results reproducible
@@ -233,10 +247,14 @@ def _segment(image: np.ndarray, small: np.ndarray, scale: float) -> np.ndarray:
     fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
     fg = _keep_main_components(fg, seeds == cv2.GC_FGD)
-    fg = _fill_holes(fg, bg_like)
+    return _fill_holes(fg, bg_like)
+
+
+def upsample_mask(image: np.ndarray, fg: np.ndarray, scale: float) -> np.ndarray:
+    """A work-copy mask at the image's full size, its edge snapped to full-resolution detail."""
     if scale >= 1:
         return fg
-    # upsample and snap the edge to full-resolution detail
+    h, w = image.shape[:2]
     soft = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     radius = max(2, int(round(1.5 / scale)))
