@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo demo-openai test lint venv ocr browser services bench-quality bench demo-prepare clean reliability check-docker up down
+.PHONY: demo demo-openai test lint venv ocr browser services bench-quality bench bench-engine demo-prepare clean reliability check-docker up down
 
 venv: $(STAMP)
 
@@ -117,6 +117,11 @@ ui: up
 # quality-gate metric speed (one core) and agreement with scikit-image's reference implementations
 bench-quality: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m airflow_image_catalog.tooling.bench.quality
+
+# the local engine on its gallery of real photos and the procedural samples: IoU per image, seconds of the
+# segmentation and of the matting, and the contact sheet docs/engine-gallery.png (~2 min)
+bench-engine: $(STAMP)
+	$(BIN)/python -m airflow_image_catalog.tooling.bench.engine --sheet docs/engine-gallery.png
 
 # the edit stage on the local edit service (2 s per edit, 600 requests/min enforced): throughput vs the
 # rate limit, orchestration overhead, peak RSS at 1,000 vs 5,000 images, beside one image per mapped task

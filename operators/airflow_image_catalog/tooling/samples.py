@@ -76,6 +76,10 @@ _SAMPLES: tuple[_Sample, ...] = (
 )
 
 REAL_PHOTOS = ("coffee", "rocket", "astronaut", "chelsea")
+#: real product photos from the gallery (tooling/gallery.py): file name -> gallery image; truth masks beside.
+#: (The gift box's cut-out PNG is published right by the engine, but the quality gate still judges it by
+#: segmenting the source flattened on white, where its silver ribbon is lost, and quarantines it.)
+REAL_PRODUCTS = {"real_gift_box_on_paper.jpg": "present_on_warm"}
 
 
 class _Canvas:
@@ -487,7 +491,8 @@ def sample_specs() -> tuple[_Sample, ...]:
 def make_samples(
     dest: Path, truth_dir: Path, *, seed: int = 7, with_broken: bool = False, limit: int | None = None
 ) -> list[Path]:
-    """Write procedural product photos (+ truth masks) and a few real photos; return image paths.
+    """Write procedural product photos (+ truth masks), real product photos (+ truth masks) and a few real
+    scenes; return image paths.
 
     ``limit`` renders only the first N procedural samples (quick smoke runs).
     """
@@ -500,6 +505,14 @@ def make_samples(
         path = dest / f"{sp.stem}{sp.ext}"
         _write_if_changed(path, _encode(image, "JPEG" if sp.ext == ".jpg" else "PNG"))
         _write_if_changed(truth_dir / f"{sp.stem}.png", _encode(truth.astype(np.uint8) * 255, "PNG"))
+        written.append(path)
+    from airflow_image_catalog.tooling.gallery import by_name
+
+    for file_name, gallery_name in REAL_PRODUCTS.items():
+        item = by_name(gallery_name)
+        path = dest / file_name
+        _write_if_changed(path, item.data)
+        _write_if_changed(truth_dir / f"{path.stem}.png", _encode(item.truth.astype(np.uint8) * 255, "PNG"))
         written.append(path)
     from skimage import data as skdata  # optional heavy import, only needed here
 

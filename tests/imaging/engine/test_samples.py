@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from airflow_image_catalog.tooling.samples import REAL_PHOTOS, make_samples, sample_specs
+from airflow_image_catalog.tooling.samples import REAL_PHOTOS, REAL_PRODUCTS, make_samples, sample_specs
 
 
 def test_samples_written_with_truth(sample_dirs):
@@ -28,6 +28,8 @@ def test_samples_written_with_truth(sample_dirs):
         assert (arr[~m] > 250).all(-1).mean() < 0.01  # background is not white
     for name in REAL_PHOTOS:
         assert (dest / f"photo_{name}.jpg").exists()
+    for name in REAL_PRODUCTS:  # real product photos, with their truth
+        assert (dest / name).exists() and (truth / f"{Path(name).stem}.png").exists()
     assert (dest / "broken_upload.jpg").exists()
     assert {sp.size[0] > sp.size[1] for sp in specs} == {True, False}
     assert any(sp.size[0] == sp.size[1] for sp in specs)
@@ -57,6 +59,6 @@ def test_cli_prints_count(tmp_path: Path):
         check=True,
         timeout=120,
     )
-    assert res.stdout.strip().startswith(f"{2 + len(REAL_PHOTOS) + 1} files")
+    assert res.stdout.strip().startswith(f"{2 + len(REAL_PRODUCTS) + len(REAL_PHOTOS) + 1} files")
     assert len(res.stdout.strip().splitlines()) == 1
     assert (tmp_path / "data" / "samples_truth" / f"{sample_specs()[0].stem}.png").exists()
