@@ -79,7 +79,7 @@ def main() -> int:
         print(f"  audit records:    {_path(report['audit_uri'])}")
     if report["published"]:
         example = _path(report["published"][0]["published_uri"])
-        print(f"  trace an image:   .venv/bin/python -m airflow_image_catalog.pipeline.publishing.audit trace {example}")
+        print(f"  trace an image:   .venv/bin/image-catalog-audit trace {example}")
     lineage = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "openlineage" / "events.jsonl"
     if lineage.exists():
         print(f"  lineage events:   {lineage} (OpenLineage, {sum(1 for _ in lineage.open())} events so far)")
