@@ -450,6 +450,12 @@ def _shadow(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def render_sample(sp: _Sample, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Render one sample: (RGB uint8 image, bool truth mask)."""
+    image, alpha, _ = render_sample_layers(sp, seed)
+    return image, alpha >= 0.5
+
+
+def render_sample_layers(sp: _Sample, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """Render one sample: (RGB uint8 image, float product coverage 0..1, label text boxes (x0, y0, x1, y1))."""
     rng = np.random.default_rng([seed, sum(map(ord, sp.stem))])
     w, h = sp.size
     bg = _background(sp, rng)
@@ -462,13 +468,16 @@ def render_sample(sp: _Sample, seed: int) -> tuple[np.ndarray, np.ndarray]:
     cv.img += rng.normal(0, 2.0, cv.img.shape).astype(np.float32)
     img = Image.fromarray(np.clip(np.rint(cv.img), 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
+    boxes = []
     for (x0, y0, x1, y1), text in labels:
         if not text:
             continue
         size = int(max(10, min((y1 - y0) * 0.45, (x1 - x0) / max(len(text), 1) * 1.6)))
         font = ImageFont.load_default(size=size)
-        draw.text(((x0 + x1) / 2, (y0 + y1) / 2), text, fill=(30, 30, 30), font=font, anchor="mm")
-    return np.asarray(img), cv.alpha >= 0.5
+        anchor = ((x0 + x1) / 2, (y0 + y1) / 2)
+        draw.text(anchor, text, fill=(30, 30, 30), font=font, anchor="mm")
+        boxes.append(tuple(int(v) for v in draw.textbbox(anchor, text, font=font, anchor="mm")))
+    return np.asarray(img), cv.alpha, boxes
 
 
 def _encode(image: np.ndarray, fmt: str) -> bytes:

@@ -1,11 +1,21 @@
-"""Geometry for the quality gate: product regions and source -> edited alignment for reframed edits.
+"""Where the source product went in a reframed edit: a similarity fit found from the images alone.
 
-A reframed edit (``white_background`` + ``fit_canvas``, ``replace_background``) cuts the
-product out and scales it onto a new canvas, so source and edited pixels only line up
-after the source product's bounding box is mapped onto the edited one. Everything here
-is weight-free and fast: no GrabCut, the source is segmented on a <= 160 px copy with the
-engine's polynomial backdrop model and only the four bounding-box edges are refined at
-full resolution.
+A reframed edit (``white_background`` + ``fit_canvas``, a model's "put it on white") scales and
+moves the product; a faulty one also loses parts of it, mirrors or rotates it, stretches it, or
+adds marks beside it. The fit must survive all of that, since it is what every later check
+compares through, so it is chosen among candidates rather than read off one bounding box:
+
+1. orientation: the eight flips / quarter turns of the source, each placed on the edit's product
+   box, scored by silhouette overlap (IoU) and grey-level correlation; the source's own
+   orientation wins unless another is clearly better (that is an orientation defect);
+2. placement: scale from the box width, the height or both, anchored on each side in turn (a
+   part lost at one end leaves the opposite sides where they were), on the whole product or on
+   its largest piece (a duplicate or a badge beside it must not stretch the box);
+3. refinement: OpenCV's ECC image alignment (affine, ``cv2.findTransformECC``, Evangelidis &
+   Psarakis 2008; https://docs.opencv.org/4.x/dc/d6b/group__video__track.html) on grey copies,
+   kept only when it improves the overlap. Its affine part also measures stretch and rotation.
+
+Everything runs on the <= 256 px copies ``_product`` segments, in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -15,194 +25,178 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from airflow_image_catalog.imaging.engine._common import bbox, dilate, resize
-from airflow_image_catalog.imaging.engine.subject import backdrop_deviation, border_band, fit_background
-
-Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, like the engine's ``bbox``
-
-#: a canvas pixel belongs to the product when any channel differs from the background by more than this
-CANVAS_TOLERANCE = 8
-#: the background of a canvas is everything this many px away from the product (anti-aliased edge, feather)
-BACKGROUND_MARGIN_PX = 3
-#: longest side of the copy the source segmentation runs on
-SEGMENT_SIDE = 160
-#: threshold factor for the full-resolution edge refinement (see ``_is_product``)
-EDGE_SENSITIVITY = 0.35
-
-
-def canvas_foreground(
-    image: np.ndarray, background: tuple[int, int, int] = (255, 255, 255), tolerance: int = CANVAS_TOLERANCE
-) -> np.ndarray:
-    """Product region of a flat-colour canvas: pixels off the background colour, specks opened.
-
-    Holes are *not* filled: an enclosed opening (a mug's handle) shows the new background,
-    which must neither be compared with the old backdrop nor escape the purity check.
-    """
-    off = cv2.bitwise_not(near_colour(image, background, tolerance))
-    return cv2.morphologyEx(off, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).view(bool)
-
-
-def near_colour(image: np.ndarray, colour: tuple[int, int, int], tolerance: int) -> np.ndarray:
-    """uint8 0/255 map of pixels whose every channel is within ``tolerance`` of ``colour`` (cv2.inRange)."""
-    c = np.asarray(colour, np.int32)
-    lo, hi = np.clip(c - tolerance, 0, 255), np.clip(c + tolerance, 0, 255)
-    return cv2.inRange(np.ascontiguousarray(image), lo.astype(np.uint8), hi.astype(np.uint8))
-
-
-def _is_product(chroma: np.ndarray, ratio: np.ndarray, model: np.ndarray, noise: float) -> np.ndarray:
-    """Clearly not backdrop: other chroma, far darker than any shadow, or clearly brighter.
-
-    (A more sensitive threshold that would catch the anti-aliased rim also catches the hot-spot
-    and shadow edges: measured worse on the samples.)
-    """
-    excess = (ratio - 1.0) * np.sqrt(np.einsum("...c,...c->...", model, model))
-    return (chroma > max(6.0 * noise, 16.0)) | (ratio < 0.3) | ((ratio > 1.15) & (excess > 30.0))
-
-
-def _poly_model(image: np.ndarray, band: np.ndarray) -> np.ndarray:
-    return fit_background(image, band).astype(np.float32)
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n <= 2:
-        return mask.astype(bool)
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-
-
-def _refine_edges(
-    image: np.ndarray, coarse: Box, scale: float, coef_model: tuple[np.ndarray, np.ndarray], noise: float
-) -> Box:
-    """Move each coarse bbox edge to the first full-resolution row/column with product pixels nearby."""
-    h, w = image.shape[:2]
-    y0, y1, x0, x1 = coarse
-    m = int(np.ceil(2.0 / scale)) + 2
-    small_model, small_shape = coef_model
-
-    def edge(ys: slice, xs: slice, axis: int, first: bool, fallback: int, offset: int) -> int:
-        strip = image[ys, xs]
-        if strip.size == 0:
-            return fallback
-        # backdrop model of the strip: upsample the low-res model over the same area
-        sy, sx = small_shape[0] / h, small_shape[1] / w
-        mod = cv2.resize(
-            small_model[
-                int(ys.start * sy) : int(np.ceil(ys.stop * sy)) + 1,
-                int(xs.start * sx) : int(np.ceil(xs.stop * sx)) + 1,
-            ],
-            (strip.shape[1], strip.shape[0]),
-            interpolation=cv2.INTER_LINEAR,
-        )
-        chroma, ratio = backdrop_deviation(strip, mod)
-        hit = _is_product(chroma, ratio, mod, noise)
-        hit = cv2.morphologyEx(hit.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).any(axis=axis)
-        idx = np.flatnonzero(hit)
-        if idx.size == 0:
-            return fallback
-        return offset + (int(idx[0]) if first else int(idx[-1]) + 1)
-
-    ty0, ty1 = max(0, y0 - m), min(h, y0 + m)
-    by0, by1 = max(0, y1 - m), min(h, y1 + m)
-    lx0, lx1 = max(0, x0 - m), min(w, x0 + m)
-    rx0, rx1 = max(0, x1 - m), min(w, x1 + m)
-    cols, rows = slice(max(0, x0 - m), min(w, x1 + m)), slice(max(0, y0 - m), min(h, y1 + m))
-    ny0 = edge(slice(ty0, ty1), cols, 1, True, y0, ty0)
-    ny1 = edge(slice(by0, by1), cols, 1, False, y1, by0)
-    nx0 = edge(rows, slice(lx0, lx1), 0, True, x0, lx0)
-    nx1 = edge(rows, slice(rx0, rx1), 0, False, x1, rx0)
-    if ny1 <= ny0 or nx1 <= nx0:
-        return coarse
-    return ny0, ny1, nx0, nx1
-
-
-def _small_foreground(source: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
-    """The product on a <= ``SEGMENT_SIDE`` copy: mask, scale, backdrop model and noise level."""
-    h, w = source.shape[:2]
-    scale = min(1.0, SEGMENT_SIDE / max(h, w))
-    sw, sh = max(8, int(round(w * scale))), max(8, int(round(h * scale)))
-    small = cv2.resize(source, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else source
-    band = border_band(sh, sw)
-    model = _poly_model(small, band)
-    chroma, ratio = backdrop_deviation(small, model)
-    noise = float(np.median(chroma[band])) + 1.0
-    fg = _is_product(chroma, ratio, model, noise) & ~band
-    fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    return _largest_component(fg), scale, model, noise
-
-
-def source_product_mask(source: np.ndarray) -> np.ndarray | None:
-    """The product's pixels in a catalog photo (fast, low-res segmentation scaled up), or None."""
-    fg = _small_foreground(source)[0]
-    if not fg.any():
-        return None
-    h, w = source.shape[:2]
-    return cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-
-
-def source_product_box(source: np.ndarray) -> Box | None:
-    """Bounding box of the product in a catalog photo on a smooth backdrop (fast, no GrabCut).
-
-    Segments a <= 160 px copy (backdrop polynomial fitted to the border, shadows explained
-    as darker backdrop, morphology, largest component), then refines the four edges at
-    full resolution so the alignment error stays ~1 px instead of one low-res pixel.
-    """
-    h, w = source.shape[:2]
-    fg, scale, model, noise = _small_foreground(source)
-    sh, sw = fg.shape
-    box = bbox(fg)
-    if box is None:
-        return None
-    sy, sx = h / sh, w / sw
-    coarse = (
-        int(np.floor(box[0] * sy)),
-        int(np.ceil(box[1] * sy)),
-        int(np.floor(box[2] * sx)),
-        int(np.ceil(box[3] * sx)),
-    )
-    return _refine_edges(source, coarse, scale, (model, (sh, sw)), noise)
+#: the source's own orientation is kept unless another scores this much better
+ORIENTATION_MARGIN = 0.06
+_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4)
 
 
 @dataclass(frozen=True)
-class Alignment:
-    """Source pixels mapped into the edited canvas, plus the regions the gate compares.
+class Fit:
+    """Source pixel -> edit pixel, both at full size (2x3 affine), and what it says about the product."""
 
-    ``source_aligned`` has the edited image's shape: the source product crop resized into
-    the edited product box, the canvas background colour elsewhere.
-    """
+    matrix: np.ndarray
+    orientation: str
+    iou: float
+    scale_x: float
+    scale_y: float
+    rotation_deg: float
 
-    source_aligned: np.ndarray
-    product_region: np.ndarray
-    background_region: np.ndarray
-    source_bbox: Box | None
-    edited_bbox: Box | None
+    @property
+    def aspect_change(self) -> float:
+        """How much the proportions changed (|sx / sy - 1|; 0 = kept)."""
+        return abs(self.scale_x / self.scale_y - 1.0)
 
 
-def align_reframed(
-    source: np.ndarray,
-    edited: np.ndarray,
-    *,
-    background: tuple[int, int, int] = (255, 255, 255),
-    source_box: Box | None = None,
-) -> Alignment:
-    """Map the source product onto the reframed edit: source bbox crop resized into the edited bbox.
+# name, and the map of (x, y) on an (h, w) image onto the oriented image, as a 3x3 matrix
+def _orientations(h: int, w: int) -> list[tuple[str, np.ndarray]]:
+    def m(a, b, c, d, e, f) -> np.ndarray:
+        return np.array([[a, b, c], [d, e, f], [0, 0, 1]], np.float64)
 
-    ``source_box`` (y0, y1, x0, x1) may come from a slower, better segmentation (the gate passes
-    the engine's); without it the fast :func:`source_product_box` finds it.
-    """
-    region = canvas_foreground(edited, background)
-    edited_box = bbox(region)
-    source_box = source_box or source_product_box(source)
-    aligned = np.empty_like(edited)
-    aligned[:] = np.asarray(background, np.uint8)
-    if edited_box is not None and source_box is not None:
-        ey0, ey1, ex0, ex1 = edited_box
-        sy0, sy1, sx0, sx1 = source_box
-        aligned[ey0:ey1, ex0:ex1] = resize(source[sy0:sy1, sx0:sx1], (ex1 - ex0, ey1 - ey0))
-    return Alignment(
-        source_aligned=aligned,
-        product_region=region,
-        background_region=~dilate(region, BACKGROUND_MARGIN_PX),
-        source_bbox=source_box,
-        edited_bbox=edited_box,
-    )
+    return [
+        ("as source", m(1, 0, 0, 0, 1, 0)),
+        ("mirrored left to right", m(-1, 0, w - 1, 0, 1, 0)),
+        ("upside down (mirrored)", m(1, 0, 0, 0, -1, h - 1)),
+        ("rotated 180 degrees", m(-1, 0, w - 1, 0, -1, h - 1)),
+        ("rotated 90 degrees", m(0, 1, 0, -1, 0, w - 1)),
+        ("rotated 90 degrees", m(0, -1, h - 1, 1, 0, 0)),
+        ("rotated and mirrored", m(0, 1, 0, 1, 0, 0)),
+        ("rotated and mirrored", m(0, -1, h - 1, -1, 0, w - 1)),
+    ]
+
+
+def _box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    ys = np.flatnonzero(mask.any(axis=1))
+    if ys.size == 0:
+        return None
+    xs = np.flatnonzero(mask.any(axis=0))
+    return float(ys[0]), float(ys[-1] + 1), float(xs[0]), float(xs[-1] + 1)
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int], *, nearest: bool = False,
+          border: float = 0) -> np.ndarray:
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, matrix[:2], (shape[1], shape[0]), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=border)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b) / union) if union else 0.0
+
+
+def _ncc(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    x, y = a[region], b[region]
+    if x.size < 16:
+        return 0.0
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 0 else 0.0
+
+
+def _place(src_box, dst_box, how: str) -> np.ndarray:
+    """Similarity (3x3) putting the source box on the destination box: scale by ``how``, anchor by ``how``."""
+    sy0, sy1, sx0, sx1 = src_box
+    dy0, dy1, dx0, dx1 = dst_box
+    sw, sh, dw, dh = sx1 - sx0, sy1 - sy0, dx1 - dx0, dy1 - dy0
+    fit, anchor = how.split(":")
+    s = {"w": dw / sw, "h": dh / sh, "both": float(np.sqrt(dw * dh / (sw * sh)))}[fit]
+    tx = {"left": dx0 - s * sx0, "right": dx1 - s * sx1}.get(anchor, (dx0 + dx1) / 2 - s * (sx0 + sx1) / 2)
+    ty = {"top": dy0 - s * sy0, "bottom": dy1 - s * sy1}.get(anchor, (dy0 + dy1) / 2 - s * (sy0 + sy1) / 2)
+    if fit == "w" and anchor in ("top", "bottom", "mid"):
+        tx = dx0 - s * sx0
+    if fit == "h" and anchor in ("left", "right", "mid"):
+        ty = dy0 - s * sy0
+    return np.array([[s, 0, tx], [0, s, ty], [0, 0, 1]], np.float64)
+
+
+_PLACEMENTS = ("both:mid", "w:top", "w:bottom", "w:mid", "h:left", "h:right", "h:mid")
+
+
+def _targets(out_mask: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Boxes the product may occupy: everything that stands out, and its largest piece."""
+    boxes = [_box(out_mask)]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(out_mask.view(np.uint8), connectivity=8)
+    if n > 2:
+        i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        x, y, w, h = stats[i, :4]
+        boxes.append((float(y), float(y + h), float(x), float(x + w)))
+    return [b for b in boxes if b is not None]
+
+
+def _on_white(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey[~mask] = 255.0
+    return grey
+
+
+def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, out_rgb: np.ndarray,
+               ) -> tuple[np.ndarray, str, float] | None:
+    """Best (3x3 source-small -> edit-small matrix, orientation, IoU) for two small copies, or None."""
+    src_box, targets = _box(src_mask), _targets(out_mask)
+    if src_box is None or not targets:
+        return None
+    shape = out_mask.shape
+    src_grey, out_grey = _on_white(src_rgb, src_mask), _on_white(out_rgb, np.ones(shape, bool))
+    src_m8 = src_mask.view(np.uint8)
+    h, w = src_mask.shape
+
+    def score(matrix: np.ndarray) -> tuple[float, float]:
+        warped = _warp(src_m8, matrix, shape, nearest=True).view(bool)
+        grey = _warp(src_grey, matrix, shape, border=255.0)
+        return _iou(warped, out_mask), _ncc(grey, out_grey, warped | out_mask)
+
+    # 1. orientation, on the whole product box
+    best_orient: tuple[float, str, np.ndarray] | None = None
+    for name, orient in _orientations(h, w):
+        corners = orient @ np.array([[src_box[2], src_box[3]], [src_box[0], src_box[1]], [1, 1]])
+        xs, ys = sorted(corners[0]), sorted(corners[1])
+        oriented_box = (ys[0], ys[1], xs[0], xs[1])
+        matrix = _place(oriented_box, targets[0], "both:mid") @ orient
+        iou, ncc = score(matrix)
+        value = (iou + ncc) / 2 + (ORIENTATION_MARGIN if name == "as source" else 0.0)
+        if best_orient is None or value > best_orient[0]:
+            best_orient = (value, name, orient)
+    assert best_orient is not None
+    _, orientation, orient = best_orient
+    corners = orient @ np.array([[src_box[2], src_box[3]], [src_box[0], src_box[1]], [1, 1]])
+    xs, ys = sorted(corners[0]), sorted(corners[1])
+    oriented_box = (ys[0], ys[1], xs[0], xs[1])
+
+    # 2. placement
+    best: tuple[float, np.ndarray] | None = None
+    for target in targets:
+        for how in _PLACEMENTS:
+            matrix = _place(oriented_box, target, how) @ orient
+            iou, _ = score(matrix)
+            if best is None or iou > best[0]:
+                best = (iou, matrix)
+    assert best is not None
+    iou, matrix = best
+
+    # 3. ECC refinement (warp maps template = edit coords to input = source coords)
+    try:
+        inverse = np.linalg.inv(matrix)[:2].astype(np.float32)
+        _, warp = cv2.findTransformECC(out_grey, src_grey, inverse, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 3)
+        refined = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
+        refined_iou, _ = score(refined)
+        if refined_iou >= iou - 0.005:
+            iou, matrix = refined_iou, refined
+    except (cv2.error, np.linalg.LinAlgError):
+        pass  # ECC did not converge: the best placement stands
+    return matrix, orientation, iou
+
+
+def to_full(small: np.ndarray, src_scale: float, out_scale: float, orientation: str, iou: float) -> Fit:
+    """The small-copy fit at full size, with its scale and rotation read off the affine part."""
+    s_src = np.diag([src_scale, src_scale, 1.0])
+    s_out_inv = np.diag([1.0 / out_scale, 1.0 / out_scale, 1.0])
+    full = s_out_inv @ small @ s_src
+    a = full[:2, :2]
+    u, sv, vt = np.linalg.svd(a)
+    rot = u @ vt
+    # scale along the source's own axes (a stretch keeps the axes; a flip / quarter turn is in orientation)
+    sx, sy = float(np.hypot(a[0, 0], a[1, 0])), float(np.hypot(a[0, 1], a[1, 1]))
+    angle = float(np.degrees(np.arctan2(rot[1, 0], rot[0, 0])))
+    angle = (angle + 45.0) % 90.0 - 45.0  # the quarter turns are the orientation's
+    del sv
+    return Fit(full[:2].copy(), orientation, iou, sx, sy, angle)

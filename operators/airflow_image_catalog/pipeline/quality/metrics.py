@@ -27,15 +27,17 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from airflow_image_catalog.imaging.engine._common import bbox, dilate, erode
+from airflow_image_catalog.pipeline.quality.reframe import REFRAME_KEYS
 
-from ._align import BACKGROUND_MARGIN_PX, Alignment, align_reframed, canvas_foreground, near_colour
+#: a canvas pixel belongs to the product when any channel differs from the background by more than this
+CANVAS_TOLERANCE = 8
+#: the background of a canvas is everything this many px away from the product (anti-aliased edge, feather)
+BACKGROUND_MARGIN_PX = 3
 
 __all__ = [
     "INTENTS",
     "METRIC_KEYS",
     "PSNR_CAP",
-    "Alignment",
-    "align_reframed",
     "background_purity",
     "blockiness",
     "ciede2000",
@@ -66,8 +68,6 @@ MASK_DILATE_PX = 6
 SEAM_BAND_PX = 4
 #: residual error (px, edited coords) of the bbox alignment of reframed edits, measured on the samples
 ALIGN_TOLERANCE_PX = 3
-#: reframed edits are compared on copies with this longest side (see ``_reframe_comparison``)
-COMPARE_SIDE = 512
 #: blockiness: an averaged step larger than this (levels) is content, not a compression artefact
 BLOCK_STEP_CAP = 6.0
 #: CIEDE2000 in compute_metrics runs on an area-downsampled copy with this longest side
@@ -310,6 +310,21 @@ def seam_score(source: np.ndarray, edited: np.ndarray, edit_mask: np.ndarray, *,
     return float(np.maximum(excess[band[box]], 0.0).mean())
 
 
+def near_colour(image: np.ndarray, colour: tuple[int, int, int], tolerance: int) -> np.ndarray:
+    """uint8 0/255 map of pixels whose every channel is within ``tolerance`` of ``colour`` (cv2.inRange)."""
+    c = np.asarray(colour, np.int32)
+    lo, hi = np.clip(c - tolerance, 0, 255), np.clip(c + tolerance, 0, 255)
+    return cv2.inRange(np.ascontiguousarray(image), lo.astype(np.uint8), hi.astype(np.uint8))
+
+
+def canvas_foreground(
+    image: np.ndarray, background: tuple[int, int, int] = (255, 255, 255), tolerance: int = CANVAS_TOLERANCE
+) -> np.ndarray:
+    """Pixels off a flat background colour, specks opened (holes are *not* filled)."""
+    off = cv2.bitwise_not(near_colour(image, background, tolerance))
+    return cv2.morphologyEx(off, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).view(bool)
+
+
 def background_purity(
     edited: np.ndarray, product_mask: np.ndarray | None = None, background: tuple[int, int, int] = (255, 255, 255)
 ) -> dict[str, float | None]:
@@ -452,25 +467,27 @@ def jpeg_quality(data: bytes) -> int | None:
     return int(np.argmin(err)) + 1
 
 
-def blockiness(image: np.ndarray) -> float:
-    """Mean grey step across 8x8 block boundaries / mean step elsewhere (~1 clean, > 1 blocky).
+def blockiness(image: np.ndarray, block: int = 8) -> float:
+    """Mean grey step across block boundaries / mean step elsewhere (~1 clean, > 1 blocky).
 
-    Full resolution (the block grid must stay aligned). Flat areas add nothing to either side.
+    The JPEG grid is 8 px; a JPEG decoded at 1/2 in DCT-scaling mode has it at 4 px (``block``).
+    Flat areas add nothing to either side.
     """
     g = _grey(image)
     h, w = g.shape
-    h8, w8 = (h // 8) * 8, (w // 8) * 8
-    if h8 < 16 or w8 < 16:
+    b = block
+    h8, w8 = (h // b) * b, (w // b) * b
+    if h8 < 2 * b or w8 < 2 * b:
         return 1.0
     g = g[:h8, :w8]
-    # signed steps averaged along each 8 px block edge: a block step is coherent along the
+    # signed steps averaged along each block edge: a block step is coherent along the
     # edge, pixel noise (which a good JPEG encode smooths only inside blocks) averages out;
     # steps above BLOCK_STEP_CAP are image content (a box edge), clipped so they cannot dominate
-    # INTER_AREA by an integer factor is exactly the mean over each group of 8 (and much faster)
-    dx = np.abs(cv2.resize(g[:, 1:] - g[:, :-1], (w8 - 1, h8 // 8), interpolation=cv2.INTER_AREA))
-    dy = np.abs(cv2.resize(g[1:] - g[:-1], (w8 // 8, h8 - 1), interpolation=cv2.INTER_AREA))
+    # INTER_AREA by an integer factor is exactly the mean over each group of b (and much faster)
+    dx = np.abs(cv2.resize(g[:, 1:] - g[:, :-1], (w8 - 1, h8 // b), interpolation=cv2.INTER_AREA))
+    dy = np.abs(cv2.resize(g[1:] - g[:-1], (w8 // b, h8 - 1), interpolation=cv2.INTER_AREA))
     dx, dy = dx.clip(0, BLOCK_STEP_CAP), dy.clip(0, BLOCK_STEP_CAP)
-    on_x, on_y = dx[:, 7::8], dy[7::8]
+    on_x, on_y = dx[:, b - 1::b], dy[b - 1::b]
     boundary = float(on_x.sum() + on_y.sum())
     n_boundary = on_x.size + on_y.size
     inner = float(dx.sum() + dy.sum()) - boundary
@@ -581,31 +598,6 @@ def _fidelity(expected: np.ndarray, edited: np.ndarray, region: np.ndarray) -> d
     }
 
 
-def _reframe_comparison(expected: np.ndarray, edited: np.ndarray, region: np.ndarray) -> dict[str, Any]:
-    """Preserved-product metrics of a reframed edit, on copies downsampled to ``COMPARE_SIDE``.
-
-    The bbox alignment is good to ~2 px at 1024 px, so comparing at half resolution costs no
-    information the alignment has and is 4x cheaper; the interior (eroded by the alignment
-    tolerance) keeps the silhouette out of SSIM / PSNR / sharpness, and the seam score accepts
-    source edges within the tolerance.
-    """
-    exp_s, ed_s = _downsample(expected, COMPARE_SIDE), _downsample(edited, COMPARE_SIDE)
-    reg_s = _downsample(region.view(np.uint8) * np.float32(1), COMPARE_SIDE) > 0.5
-    tol = max(1, int(round(ALIGN_TOLERANCE_PX * reg_s.shape[0] / region.shape[0])))
-    interior = erode(reg_s, tol + 1)
-    grey_exp, grey_ed = _grey(exp_s), _grey(ed_s)
-    out: dict[str, Any] = {
-        "ssim_preserved": ssim(grey_exp, grey_ed, interior),
-        "psnr_preserved": psnr(exp_s, ed_s, interior),
-        "delta_e_preserved": ciede2000(exp_s, ed_s, interior, max_side=DELTA_E_SIDE),
-        "seam_score": seam_score(exp_s, ed_s, reg_s, tolerance_px=tol),
-        "sharpness_ratio": sharpness_ratio(grey_exp, grey_ed, interior),
-        "phash_distance": phash_distance(phash(grey_exp, reg_s), phash(grey_ed, reg_s)),
-    }
-    out["product_ssim"] = out["ssim_preserved"]
-    return out
-
-
 def compute_metrics(
     source: np.ndarray,
     edited: np.ndarray,
@@ -616,31 +608,35 @@ def compute_metrics(
     target_size: tuple[int, int] | None = None,
     background: tuple[int, int, int] = (255, 255, 255),
     ocr: bool = False,
-    source_box: tuple[int, int, int, int] | None = None,
+    source_alpha: np.ndarray | None = None,
+    edited_scale: int = 1,
 ) -> dict[str, float | int | str | bool | None]:
     """One flat row of gate metrics for an edit (same keys for every intent, None = not applicable).
 
-    - reframe: the source product is aligned into the edited canvas; preserved metrics, seam,
-      sharpness and drift compare the product region (at ``COMPARE_SIDE``, interior only, see
-      ``_reframe_comparison``); background purity and fill are measured at full resolution.
+    - reframe: the gate's own view of the source product is fitted into the edit (``reframe``):
+      canvas, completeness, identity, overlays and detail; ``edited`` may be a reduced decode
+      (``edited_scale`` 2 = half size) and ``source_alpha`` the source's transparency.
     - masked: source and edit share geometry; preserved = outside the edit mask dilated by
       ``MASK_DILATE_PX``; seam around the mask; drift on the whole frame.
     - global: preserved = the whole frame (SSIM is on luminance, so a colour look keeps it
       high; CIEDE2000 is reported but large by design); drift on the whole frame.
     Full resolution everywhere else, except CIEDE2000 (longest side ``DELTA_E_SIDE``).
     """
+    from airflow_image_catalog.pipeline.quality._decode import Decoded
+    from airflow_image_catalog.pipeline.quality.reframe import measure_reframe
+
     if intent not in INTENTS:
         raise ValueError(f"intent must be one of {', '.join(INTENTS)}, got {intent!r}")
     h, w = edited.shape[:2]
     facts = file_facts(edited_bytes)
     row: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
-    edited_blocks = blockiness(edited)
+    block = max(1, 8 // edited_scale)  # a DCT-scaled decode keeps the JPEG block grid, smaller
+    edited_blocks = blockiness(edited, block)
     row.update(
         intent=intent,
-        width=w,
-        height=h,
-        aspect_ratio=w / h,
-        size_ok=None if target_size is None else (w, h) == tuple(target_size),
+        width=facts["width"] or w,
+        height=facts["height"] or h,
+        size_ok=None if target_size is None else (facts["width"], facts["height"]) == tuple(target_size),
         format=facts["format"],
         bytes=facts["bytes"],
         icc_is_srgb=facts["icc_is_srgb"],
@@ -650,21 +646,15 @@ def compute_metrics(
         blockiness_gain=edited_blocks / max(blockiness(source), 1e-6),
         ocr_status="skipped: not requested",
     )
+    row["aspect_ratio"] = row["width"] / row["height"]
     region_src: np.ndarray | None = None
     region_ed: np.ndarray | None = None
     if intent == "reframe":
-        al = align_reframed(source, edited, background=background, source_box=source_box)
-        region = al.product_region
-        row.update(background_purity(edited, region, background))
-        row["product_fill"] = _fill_of(al.edited_bbox, edited.shape)
-        # what the edit should look like: the source product on the edit's own new background
-        expected = cv2.copyTo(al.source_aligned, region.view(np.uint8), edited.copy())
-        row.update(_reframe_comparison(expected, edited, region))
-        if al.source_bbox is not None:
-            y0, y1, x0, x1 = al.source_bbox
-            region_src = np.zeros(source.shape[:2], bool)
-            region_src[y0:y1, x0:x1] = True
-        region_ed = region
+        src = Decoded(source, source_alpha, 1, (source.shape[1], source.shape[0]))
+        row.update(measure_reframe(src, Decoded(edited, None, edited_scale, (row["width"], row["height"])),
+                                   canvas=background))
+        row["ssim_preserved"] = row["product_ssim"]
+        row["delta_e_preserved"] = row["delta_e_product"]
     else:
         if source.shape != edited.shape:
             raise ValueError(f"intent {intent!r} needs source and edit of one shape: {source.shape} vs {edited.shape}")
@@ -680,6 +670,6 @@ def compute_metrics(
         row.update(_fidelity(source, edited, preserved))
         row["sharpness_ratio"] = sharpness_ratio(source, edited, preserved)
         row.update(product_drift(source, edited, whole))
-    if ocr:
+    if ocr and intent != "reframe":
         row["ocr_similarity"], row["ocr_status"] = ocr_similarity(source, edited, region_src, region_ed)
     return row

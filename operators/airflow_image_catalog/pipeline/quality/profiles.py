@@ -19,7 +19,7 @@ from airflow_image_catalog.exceptions import CatalogError
 SHIPPED_DIR = Path(__file__).parent / "profiles"
 INTENTS = ("reframe", "masked", "region", "global")
 _BOUNDS = ("min", "max")
-_FIELDS = ("metric", "min", "max", "in", "intents", "why", "strict")
+_FIELDS = ("metric", "min", "max", "in", "intents", "why", "strict", "category", "reason")
 
 
 class ProfileError(CatalogError, ValueError):
@@ -35,6 +35,8 @@ class Expectation:
     intents: tuple[str, ...] = INTENTS
     why: str = ""
     strict: bool = False  # min/max exclusive
+    category: str = "integrity"  # what kind of fault a failure is (``reasons.CATEGORIES``)
+    reason: str = ""  # the reviewer's sentence, formatted with the metrics row (``reasons.sentence``)
 
     @property
     def label(self) -> str:
@@ -58,7 +60,7 @@ class Expectation:
         """The Great Expectations expectation (GX is imported here, never at parse time)."""
         import great_expectations as gx
 
-        meta = {"label": self.label, "why": self.why}
+        meta = {"label": self.label, "why": self.why, "category": self.category}
         if self.allowed is not None:
             return gx.expectations.ExpectColumnValuesToBeInSet(
                 column=self.metric, value_set=list(self.allowed), meta=meta
@@ -79,6 +81,7 @@ class Profile:
     description: str
     expectations: tuple[Expectation, ...] = field(default_factory=tuple)
     origin: str = ""
+    canvas: tuple[int, int, int] | None = None  # a reframed edit's canvas colour, when the destination fixes it
 
     def for_intent(self, intent: str) -> list[Expectation]:
         return [e for e in self.expectations if intent in e.intents]
@@ -115,6 +118,13 @@ def _parse_expectation(origin: str, where: str, data: Any) -> Expectation:
             _fail(origin, f"{where}.{bound}", f"must be a number, got {value!r}")
     if "in" in data and (not isinstance(data["in"], list) or not data["in"]):
         _fail(origin, f"{where}.in", "must be a non-empty list")
+    from airflow_image_catalog.pipeline.quality.reasons import CATEGORIES
+
+    category = data.get("category", "integrity")
+    if category not in CATEGORIES:
+        _fail(origin, f"{where}.category", f"must be one of {', '.join(CATEGORIES)}, got {category!r}")
+    if not isinstance(data.get("reason", ""), str):
+        _fail(origin, f"{where}.reason", "must be a string (a sentence with {metric} fields)")
     intents = data.get("intents", list(INTENTS))
     if not isinstance(intents, list) or not set(intents) <= set(INTENTS) or not intents:
         _fail(origin, f"{where}.intents", f"must be a list drawn from {', '.join(INTENTS)}, got {intents!r}")
@@ -126,6 +136,8 @@ def _parse_expectation(origin: str, where: str, data: Any) -> Expectation:
         intents=tuple(intents),
         why=str(data.get("why", "")),
         strict=bool(data.get("strict", False)),
+        category=category,
+        reason=data.get("reason", ""),
     )
 
 
@@ -133,19 +145,24 @@ def parse_profile(data: Any, *, origin: str = "<profile>", _seen: tuple[str, ...
     label = origin.rsplit("/", 1)[-1]
     if not isinstance(data, dict):
         _fail(label, "<top>", f"must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"version", "name", "description", "include", "expectations"})
+    unknown = sorted(set(data) - {"version", "name", "description", "include", "canvas", "expectations"})
     if unknown:
-        _fail(label, unknown[0], "unknown field (allowed: version, name, description, include, expectations)")
+        _fail(label, unknown[0], "unknown field (allowed: version, name, description, include, canvas, expectations)")
     if data.get("version", 1) != 1:
         _fail(label, "version", f"unsupported profile version {data.get('version')!r}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         _fail(label, "name", "required")
     expectations: list[Expectation] = []
+    canvas = None
     for included in data.get("include") or []:
         if included in _seen:
             _fail(label, "include", f"include cycle through {included!r}")
-        expectations.extend(load_profile(included, _seen=(*_seen, name)).expectations)
+        parent = load_profile(included, _seen=(*_seen, name))
+        expectations.extend(parent.expectations)
+        canvas = parent.canvas or canvas
+    if "canvas" in data:
+        canvas = _parse_canvas(label, data["canvas"])
     items = data.get("expectations") or []
     if not isinstance(items, list):
         _fail(label, "expectations", "must be a list")
@@ -153,7 +170,18 @@ def parse_profile(data: Any, *, origin: str = "<profile>", _seen: tuple[str, ...
     if not expectations:
         _fail(label, "expectations", "a profile needs at least one expectation (its own or included)")
     return Profile(name=name, description=str(data.get("description", "")), expectations=tuple(expectations),
-                   origin=origin)
+                   origin=origin, canvas=canvas)
+
+
+def _parse_canvas(label: str, value: Any) -> tuple[int, int, int]:
+    """``canvas: "#FFFFFF"``: the colour every pixel outside the product must have."""
+    from airflow_image_catalog.imaging.engine._common import hex_to_rgb
+
+    try:
+        return hex_to_rgb(str(value))
+    except (ValueError, TypeError) as exc:
+        _fail(label, "canvas", f"must be a colour like '#FFFFFF', got {value!r} ({exc})")
+        raise  # unreachable: _fail raises
 
 
 def shipped_profiles() -> dict[str, Path]:

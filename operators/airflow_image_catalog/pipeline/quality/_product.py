@@ -1,0 +1,200 @@
+"""What the product is, decided by the gate itself (never by the editor's segmentation).
+
+A transparent product shot says it exactly: its alpha channel. Otherwise the gate fits its
+own backdrop model: a smooth (quadratic) colour surface fitted to the image border with the
+outliers trimmed (a product that touches the frame covers part of the border), and calls a
+pixel product when it is not that backdrop, nor a shadow of it (darker with the same
+chromaticity). The same model finds the product on an edited canvas of any colour, which is
+what lets the gate align a light-grey or blotchy canvas instead of mistaking it for product.
+Everything runs on a copy of <= ``WORK_SIDE`` px; it costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: longest side of the copy segmentation runs on
+WORK_SIDE = 256
+#: border band the backdrop is fitted on, as a share of the shorter side
+BAND_SHARE = 0.04
+#: a border pixel within this many levels of a backdrop seed's fit belongs to the backdrop
+INLIER_LEVELS = 24.0
+#: components smaller than this share of the largest are specks, not product parts
+MIN_PART_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Backdrop:
+    """A fitted backdrop: the model image (float32 RGB, the copy's size) and its noise level."""
+
+    model: np.ndarray
+    noise: float
+
+
+def shrink(image: np.ndarray, side: int = WORK_SIDE) -> tuple[np.ndarray, float]:
+    """An area-averaged copy with longest side <= ``side`` and the factor small / original."""
+    h, w = image.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale >= 1.0:
+        return image, 1.0
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), size[0] / w
+
+
+def border_band(h: int, w: int, share: float = BAND_SHARE) -> np.ndarray:
+    b = max(2, round(share * min(h, w)))
+    band = np.ones((h, w), bool)
+    band[b:-b, b:-b] = False
+    return band
+
+
+def _design(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    x, y = xx / max(w - 1, 1) - 0.5, yy / max(h - 1, 1) - 0.5
+    return np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=-1)
+
+
+def fit_backdrop(image: np.ndarray, band: np.ndarray | None = None) -> Backdrop:
+    """Least-squares quadratic surface per channel on the border pixels the backdrop owns.
+
+    A product touching the frame covers part of the border (a colour wheel on black touches all
+    four sides), so the fit starts from the seed that most of the border agrees with: the whole
+    band, the four corners together, or one corner (a constant), whichever leaves the most band
+    pixels within ``INLIER_LEVELS`` of it; then refits on those pixels, trimming the worst.
+    """
+    h, w = image.shape[:2]
+    band = border_band(h, w) if band is None else band
+    terms = _design(h, w)
+    a = terms[band]
+    b = image[band].astype(np.float32)
+    ys, xs = np.nonzero(band)
+    c = max(3, round(0.12 * min(h, w)))
+    corner_ids = [((ys < c) & (xs < c)), ((ys < c) & (xs >= w - c)), ((ys >= h - c) & (xs < c)),
+                  ((ys >= h - c) & (xs >= w - c))]
+    seeds = [(np.ones(len(a), bool), 6), (np.logical_or.reduce(corner_ids), 3)] + [(ids, 1) for ids in corner_ids]
+    best_keep, best_count = np.ones(len(a), bool), -1
+    for ids, n_terms in seeds:
+        if np.count_nonzero(ids) < 2 * n_terms:
+            continue
+        coef, *_ = np.linalg.lstsq(a[ids, :n_terms], b[ids], rcond=None)
+        keep = np.abs(a[:, :n_terms] @ coef - b).max(axis=1) <= INLIER_LEVELS
+        if np.count_nonzero(keep) > best_count:
+            best_keep, best_count = keep, int(np.count_nonzero(keep))
+    keep = best_keep if best_count >= 0.15 * len(a) else np.ones(len(a), bool)
+    coef = np.zeros((6, 3), np.float32)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(a[keep], b[keep], rcond=None)
+        err = np.abs(a @ coef - b).max(axis=1)
+        keep = keep & (err <= max(np.quantile(err[keep], 0.8), 3.0))
+    model = (terms.reshape(-1, 6) @ coef).reshape(h, w, 3).astype(np.float32)
+    noise = float(np.median(np.abs(b[keep] - (a[keep] @ coef)))) + 1.0
+    return Backdrop(np.clip(model, 0, 255), noise)
+
+
+def not_backdrop(image: np.ndarray, backdrop: Backdrop, strictness: float = 1.0) -> np.ndarray:
+    """Pixels that are neither the backdrop nor its shadow (same chromaticity, darker).
+
+    ``strictness`` < 1 lowers the colour thresholds: "could be product" rather than "is product".
+    """
+    img = image.astype(np.float32)
+    model = backdrop.model
+    mm = np.einsum("...c,...c->...", model, model) + 1e-3
+    ratio = np.einsum("...c,...c->...", img, model) / mm
+    chroma = np.linalg.norm(img - ratio[..., None] * model, axis=-1)
+    diff = np.abs(img - model).max(axis=-1)
+    brighter = (ratio > 1.0) & (diff > strictness * max(4.0 * backdrop.noise, 12.0))
+    darker = (ratio < 0.35) & (diff > strictness * max(4.0 * backdrop.noise, 12.0))  # beyond any shadow
+    return (chroma > strictness * max(5.0 * backdrop.noise, 14.0)) | darker | brighter
+
+
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """Specks opened away, small gaps closed, parts below ``MIN_PART_SHARE`` of the largest dropped."""
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 2:
+        return m.astype(bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= MIN_PART_SHARE * areas.max()) + 1
+    return np.isin(labels, keep)
+
+
+def local_backdrop(image: np.ndarray, backdrop_px: np.ndarray, noise: float) -> Backdrop:
+    """The backdrop as it is around the product: a normalised convolution of the pixels called backdrop.
+
+    A quadratic surface misses the blotches and hot spots of a real backdrop; spreading the
+    backdrop pixels' own colours (Gaussian-weighted, sigma 6 % of the side) follows them, and
+    under the product it interpolates from all sides.
+    """
+    sigma = 0.06 * max(image.shape[:2])
+    weight = cv2.GaussianBlur(backdrop_px.astype(np.float32), (0, 0), sigma)
+    colour = cv2.GaussianBlur(image.astype(np.float32) * backdrop_px[..., None], (0, 0), sigma)
+    return Backdrop(colour / np.maximum(weight, 1e-4)[..., None], noise)
+
+
+@dataclass(frozen=True)
+class SourceProduct:
+    """The source product on a small copy at three confidences.
+
+    ``sure`` must all be in the edit (completeness is judged there), ``mask`` is what the fit
+    aligns, ``maybe`` may be product (the gate never calls a pixel it is unsure of a background
+    fault).
+    """
+
+    sure: np.ndarray
+    mask: np.ndarray
+    maybe: np.ndarray
+
+
+def segment_small(small: np.ndarray) -> SourceProduct:
+    """The product masks of a small copy on its backdrop: a border fit, then the local backdrop, twice."""
+    backdrop = fit_backdrop(small)
+    mask = clean_mask(not_backdrop(small, backdrop))
+    for _ in range(2):
+        backdrop = local_backdrop(small, ~_grow(mask, 2), backdrop.noise)
+        mask = clean_mask(not_backdrop(small, backdrop))
+    reach = max(2, max(small.shape) // 40)
+    loose = _grow(not_backdrop(small, backdrop, 0.5), 1) & _grow(mask, reach)
+    notches = _hull(mask) & _grow(mask, 3 * reach)  # a bite the model took out of a shaded edge
+    sure = clean_mask(not_backdrop(small, backdrop, 1.6)) & mask
+    return SourceProduct(sure, mask, mask | loose | notches)
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """Convex hull of each part."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros(mask.shape, np.uint8)
+    for contour in contours:
+        cv2.fillConvexPoly(out, cv2.convexHull(contour), 1)
+    return out.astype(bool)
+
+
+def _grow(mask: np.ndarray, px: int) -> np.ndarray:
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)).astype(bool)
+
+
+def product_masks(small: np.ndarray, small_alpha: np.ndarray | None = None) -> SourceProduct:
+    """The product on a small copy (``shrink``).
+
+    From the alpha channel when there is one (exact: the opaque pixels; any coverage may be
+    product), else from the gate's backdrop model (``segment_small``).
+    """
+    if small_alpha is not None:
+        mask = clean_mask(small_alpha >= 128)
+        return SourceProduct(mask, mask, mask | (small_alpha >= 16))
+    return segment_small(small)
+
+
+def canvas_product(small: np.ndarray, canvas: tuple[int, int, int], tolerance: float = 10.0) -> np.ndarray:
+    """What stands out on an edited canvas (small copy): off the canvas colour *and* off the canvas's own border model.
+
+    Against the declared colour alone a light-grey canvas would be all product; against the border
+    model alone a white product part would vanish into a white canvas. Both must hold.
+    """
+    off_canvas = np.abs(small.astype(np.int16) - np.asarray(canvas, np.int16)).max(axis=-1) > tolerance
+    backdrop = fit_backdrop(small)
+    flat = float(np.abs(backdrop.model - np.asarray(canvas, np.float32)).max()) <= tolerance
+    return clean_mask(off_canvas if flat else off_canvas & not_backdrop(small, backdrop))
