@@ -86,8 +86,8 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         )
         for item in gate["items"]:
             for failure in item["failed"]:
-                self.log.warning("quarantined %s: %s (observed %s)", item["image_id"], failure["label"],
-                                 failure["observed"])
+                self.log.warning("quarantined %s: %s [%s, observed %s]", item["image_id"],
+                                 failure.get("reason", failure["label"]), failure["label"], failure["observed"])
         threshold = float(self.min_pass_rate)
         if gate["pass_rate"] is not None and gate["pass_rate"] < threshold:
             raise QualityGateFailed(

@@ -154,8 +154,11 @@ def catalog_page(runs: list[dict[str, Any]], budget: dict[str, Any], links: Link
 
 
 def _failed_list(failed: list[dict[str, Any]]) -> str:
-    items = "".join(f"<li><b>{esc(str(f.get('label')))}</b> (observed {esc(str(f.get('observed')))})"
-                    f"{' - ' + esc(str(f['why'])) if f.get('why') else ''}</li>" for f in failed)
+    from airflow_image_catalog.pipeline.quality.reasons import reason_text
+
+    items = "".join(f"<li><b>{esc(str(f.get('category', 'check')))}</b>: {esc(reason_text(f))} "
+                    f"<span class=\"muted\">({esc(str(f.get('label')))}, observed {esc(str(f.get('observed')))})</span>"
+                    "</li>" for f in failed)
     return f"<ul>{items}</ul>" if items else '<span class="muted">none</span>'
 
 
@@ -199,7 +202,7 @@ def run_page(detail: dict[str, Any], links: Links, *, user: str | None = None) -
                  "</section>")
     expectations = "".join(f"<li>{esc(label)}: {count}</li>" for label, count in run["failed_expectations"].items())
     quarantined = "".join(
-        f"<li>{esc(q['image_id'])}: {esc('; '.join(q.get('failed') or []))} "
+        f"<li>{esc(q['image_id'])}: {esc('; '.join(q.get('reasons') or q.get('failed') or []))} "
         f"{_a(links.file(q.get('quarantine_uri')), 'image', new_tab=True)}</li>" for q in report.get("quarantined") or [])
     docs = " ".join(_a(links.file(uri), f"chunk {n}", new_tab=True) for n, uri in enumerate(run["data_docs"]))
     rate = "-" if run["pass_rate"] is None else f"{run['pass_rate']:.0%}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_image_catalog.pipeline.quality.reasons import reason_text
 from airflow_image_catalog.storage import (
     StorageError,
     join_uri,
@@ -132,6 +133,7 @@ def publish_run(
                     "image_id": record.image_id,
                     "quarantine_uri": verdict.get("quarantine_uri"),
                     "failed": [f["label"] for f in verdict.get("failed", [])],
+                    "reasons": [reason_text(f) for f in verdict.get("failed", [])],
                 })
                 continue
             try:

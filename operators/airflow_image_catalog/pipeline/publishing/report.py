@@ -11,13 +11,16 @@ import html
 import io
 from typing import TYPE_CHECKING, Any
 
+from airflow_image_catalog.pipeline.quality.reasons import reason_text
+
 if TYPE_CHECKING:
     from airflow_image_catalog.pipeline.publishing.publish import ChunkResult
 
 THUMB_PX = 180
 MAX_THUMB_ROWS = 300  # beyond this the table lists rows without pictures: the page stays small
-SHOWN_METRICS = ("ssim_preserved", "delta_e_preserved", "seam_score", "bg_exact_share", "product_fill",
-                 "sharpness_ratio", "phash_distance", "blockiness", "jpeg_quality", "ocr_similarity")
+SHOWN_METRICS = ("product_coverage", "bg_off_share", "canvas_marks", "product_marks", "product_fill", "detail_ratio",
+                 "ssim_preserved", "delta_e_preserved", "seam_score", "sharpness_ratio", "phash_distance",
+                 "blockiness", "jpeg_quality", "ocr_similarity")
 esc = html.escape
 BAD_CLASS = ' class="bad"'  # a failed metric, highlighted
 
@@ -130,7 +133,7 @@ def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
             css = "failed" if record.status != "edited" else status
             with_pictures = len(rows) < MAX_THUMB_ROWS
             after_uri = published.get(record.image_id) or verdict.get("quarantine_uri") or record.output_uri
-            reasons = "".join(f"<li>{esc(f['label'])} (observed {esc(str(f['observed']))})</li>" for f in failed)
+            reasons = "".join(f"<li><b>{esc(f.get('category', 'check'))}</b>: {esc(reason_text(f))}</li>" for f in failed)
             detail = esc(record.error) if record.error else (f"<ul>{reasons}</ul>" if reasons else "")
             rows.append(
                 f"<tr class='{esc(css)}'><td>{esc(record.image_id)}</td><td>{esc(status)}"

@@ -140,10 +140,11 @@ def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, 
     src_m8 = src_mask.view(np.uint8)
     h, w = src_mask.shape
 
-    def score(matrix: np.ndarray) -> tuple[float, float]:
+    def score(matrix: np.ndarray, grey: bool = True) -> tuple[float, float]:
         warped = _warp(src_m8, matrix, shape, nearest=True).view(bool)
-        grey = _warp(src_grey, matrix, shape, border=255.0)
-        return _iou(warped, out_mask), _ncc(grey, out_grey, warped | out_mask)
+        if not grey:
+            return _iou(warped, out_mask), 0.0
+        return _iou(warped, out_mask), _ncc(_warp(src_grey, matrix, shape, border=255.0), out_grey, warped | out_mask)
 
     # 1. orientation, on the whole product box
     best_orient: tuple[float, str, np.ndarray] | None = None
@@ -167,7 +168,7 @@ def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, 
     for target in targets:
         for how in _PLACEMENTS:
             matrix = _place(oriented_box, target, how) @ orient
-            iou, _ = score(matrix)
+            iou, _ = score(matrix, grey=False)
             if best is None or iou > best[0]:
                 best = (iou, matrix)
     assert best is not None
@@ -178,7 +179,7 @@ def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, 
         inverse = np.linalg.inv(matrix)[:2].astype(np.float32)
         _, warp = cv2.findTransformECC(out_grey, src_grey, inverse, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 3)
         refined = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
-        refined_iou, _ = score(refined)
+        refined_iou, _ = score(refined, grey=False)
         if refined_iou >= iou - 0.005:
             iou, matrix = refined_iou, refined
     except (cv2.error, np.linalg.LinAlgError):

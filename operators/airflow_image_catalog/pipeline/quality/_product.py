@@ -12,6 +12,7 @@ Everything runs on a copy of <= ``WORK_SIDE`` px; it costs a few milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -51,6 +52,7 @@ def border_band(h: int, w: int, share: float = BAND_SHARE) -> np.ndarray:
     return band
 
 
+@lru_cache(maxsize=8)
 def _design(h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     x, y = xx / max(w - 1, 1) - 0.5, yy / max(h - 1, 1) - 0.5
@@ -94,20 +96,38 @@ def fit_backdrop(image: np.ndarray, band: np.ndarray | None = None) -> Backdrop:
     return Backdrop(np.clip(model, 0, 255), noise)
 
 
-def not_backdrop(image: np.ndarray, backdrop: Backdrop, strictness: float = 1.0) -> np.ndarray:
-    """Pixels that are neither the backdrop nor its shadow (same chromaticity, darker).
+@dataclass(frozen=True)
+class Deviation:
+    """How each pixel departs from a backdrop: chromaticity, brightness ratio, largest channel difference."""
 
-    ``strictness`` < 1 lowers the colour thresholds: "could be product" rather than "is product".
-    """
-    img = image.astype(np.float32)
-    model = backdrop.model
-    mm = np.einsum("...c,...c->...", model, model) + 1e-3
-    ratio = np.einsum("...c,...c->...", img, model) / mm
-    chroma = np.linalg.norm(img - ratio[..., None] * model, axis=-1)
-    diff = np.abs(img - model).max(axis=-1)
-    brighter = (ratio > 1.0) & (diff > strictness * max(4.0 * backdrop.noise, 12.0))
-    darker = (ratio < 0.35) & (diff > strictness * max(4.0 * backdrop.noise, 12.0))  # beyond any shadow
-    return (chroma > strictness * max(5.0 * backdrop.noise, 14.0)) | darker | brighter
+    chroma: np.ndarray
+    ratio: np.ndarray
+    diff: np.ndarray
+    noise: float
+
+    @classmethod
+    def of(cls, image: np.ndarray, backdrop: Backdrop) -> Deviation:
+        img = image.astype(np.float32)
+        model = backdrop.model
+        mm = np.einsum("...c,...c->...", model, model) + 1e-3
+        ratio = np.einsum("...c,...c->...", img, model) / mm
+        chroma = np.sqrt(np.einsum("...c,...c->...", d := img - ratio[..., None] * model, d))
+        return cls(chroma, ratio, np.abs(img - model).max(axis=-1), backdrop.noise)
+
+    def product(self, strictness: float = 1.0) -> np.ndarray:
+        """Neither the backdrop nor its shadow (same chromaticity, darker, but not beyond any shadow).
+
+        ``strictness`` < 1 lowers the thresholds: "could be product" rather than "is product".
+        """
+        step = strictness * max(4.0 * self.noise, 12.0)
+        brighter = (self.ratio > 1.0) & (self.diff > step)
+        darker = (self.ratio < 0.35) & (self.diff > step)  # beyond any shadow
+        return (self.chroma > strictness * max(5.0 * self.noise, 14.0)) | darker | brighter
+
+
+def not_backdrop(image: np.ndarray, backdrop: Backdrop, strictness: float = 1.0) -> np.ndarray:
+    """Pixels that are neither the backdrop nor its shadow (see ``Deviation.product``)."""
+    return Deviation.of(image, backdrop).product(strictness)
 
 
 def clean_mask(mask: np.ndarray) -> np.ndarray:
@@ -129,10 +149,14 @@ def local_backdrop(image: np.ndarray, backdrop_px: np.ndarray, noise: float) -> 
     backdrop pixels' own colours (Gaussian-weighted, sigma 6 % of the side) follows them, and
     under the product it interpolates from all sides.
     """
-    sigma = 0.06 * max(image.shape[:2])
-    weight = cv2.GaussianBlur(backdrop_px.astype(np.float32), (0, 0), sigma)
-    colour = cv2.GaussianBlur(image.astype(np.float32) * backdrop_px[..., None], (0, 0), sigma)
-    return Backdrop(colour / np.maximum(weight, 1e-4)[..., None], noise)
+    h, w = image.shape[:2]
+    coarse = (max(4, w // 4), max(4, h // 4))  # the blur is wide: a quarter-size copy loses nothing
+    sigma = 0.06 * max(coarse)
+    weight = cv2.resize(backdrop_px.astype(np.float32), coarse, interpolation=cv2.INTER_AREA)
+    colour = cv2.resize(image.astype(np.float32) * backdrop_px[..., None], coarse, interpolation=cv2.INTER_AREA)
+    weight, colour = cv2.GaussianBlur(weight, (0, 0), sigma), cv2.GaussianBlur(colour, (0, 0), sigma)
+    model = cv2.resize(colour / np.maximum(weight, 1e-4)[..., None], (w, h), interpolation=cv2.INTER_LINEAR)
+    return Backdrop(model, noise)
 
 
 @dataclass(frozen=True)
@@ -155,11 +179,12 @@ def segment_small(small: np.ndarray) -> SourceProduct:
     mask = clean_mask(not_backdrop(small, backdrop))
     for _ in range(2):
         backdrop = local_backdrop(small, ~_grow(mask, 2), backdrop.noise)
-        mask = clean_mask(not_backdrop(small, backdrop))
+        deviation = Deviation.of(small, backdrop)
+        mask = clean_mask(deviation.product())
     reach = max(2, max(small.shape) // 40)
-    loose = _grow(not_backdrop(small, backdrop, 0.5), 1) & _grow(mask, reach)
+    loose = _grow(deviation.product(0.5), 1) & _grow(mask, reach)
     notches = _hull(mask) & _grow(mask, 3 * reach)  # a bite the model took out of a shaded edge
-    sure = clean_mask(not_backdrop(small, backdrop, 1.6)) & mask
+    sure = clean_mask(deviation.product(1.6)) & mask
     return SourceProduct(sure, mask, mask | loose | notches)
 
 
@@ -195,6 +220,9 @@ def canvas_product(small: np.ndarray, canvas: tuple[int, int, int], tolerance: f
     model alone a white product part would vanish into a white canvas. Both must hold.
     """
     off_canvas = np.abs(small.astype(np.int16) - np.asarray(canvas, np.int16)).max(axis=-1) > tolerance
-    backdrop = fit_backdrop(small)
+    band = border_band(*small.shape[:2])
+    if np.count_nonzero(off_canvas[band]) <= 0.1 * np.count_nonzero(band):  # the border is the canvas: no model
+        return clean_mask(off_canvas)
+    backdrop = fit_backdrop(small, band)
     flat = float(np.abs(backdrop.model - np.asarray(canvas, np.float32)).max()) <= tolerance
     return clean_mask(off_canvas if flat else off_canvas & not_backdrop(small, backdrop))

@@ -48,10 +48,16 @@ def infer_intent(recipe: Recipe) -> str:
     return "global"
 
 
-def edit_region(recipe: Recipe, source: np.ndarray, source_root: str, image_id: str) -> np.ndarray | None:
-    """Union of the recipe's "edit here" masks on the source (None when no step has a mask)."""
+def edit_region(recipe: Recipe, source: np.ndarray, source_root: str, image_id: str,
+                alpha: np.ndarray | None = None) -> np.ndarray | None:
+    """Union of the recipe's "edit here" masks on the source (None when no step has a mask).
+
+    "subject" / "background" are the gate's own view of the product (``reframe.source_product``),
+    grown by its uncertainty so that an unsure pixel never counts as one that had to stay put.
+    """
     from airflow_image_catalog.backends.base import ImageContext
-    from airflow_image_catalog.imaging.engine import decode_image, find_subject
+    from airflow_image_catalog.imaging.engine import decode_image
+    from airflow_image_catalog.pipeline.quality.reframe import source_product
 
     region = None
     subject = None
@@ -59,8 +65,8 @@ def edit_region(recipe: Recipe, source: np.ndarray, source_root: str, image_id: 
         if step.mask is None:
             continue
         if step.mask in AUTO_MASKS:
-            subject = find_subject(source) if subject is None else subject
-            mask = subject if step.mask == "subject" else ~subject
+            subject = source_product(source, alpha) if subject is None else subject
+            mask = subject.maybe if step.mask == "subject" else ~subject.sure
         else:
             context = ImageContext(image_id, source_root, recipe.recipe_dir)
             mask = decode_image(context.read(step.mask)).mean(axis=2) > 127
@@ -73,23 +79,47 @@ def _target_size(recipe: Recipe) -> tuple[int, int] | None:
     return tuple(int(v) for v in size.split("x")) if size else None  # type: ignore[return-value]
 
 
-def measure(record: EditRecord, recipe: Recipe, intent: str, *, source_root: str, ocr: bool) -> dict[str, Any]:
-    """One DataFrame row: every metric for one edited image, plus derived marketplace columns."""
-    from airflow_image_catalog.imaging.engine import decode_image, subject_mask
-    from airflow_image_catalog.imaging.engine._common import bbox
+def canvas_colour(recipe: Recipe, profile: Profile) -> tuple[int, int, int]:
+    """The colour a reframed edit's canvas must be: the profile's, else the recipe's canvas step's, else white."""
+    from airflow_image_catalog.imaging.engine._common import hex_to_rgb
+
+    if profile.canvas is not None:
+        return profile.canvas
+    for step in reversed(recipe.steps):
+        background = (step.local.params or {}).get("background")
+        if step.local.op in REFRAME_OPS and isinstance(background, str) and background.startswith("#"):
+            return hex_to_rgb(background)
+    return (255, 255, 255)
+
+
+def measure(record: EditRecord, recipe: Recipe, intent: str, *, source_root: str, ocr: bool,
+            canvas: tuple[int, int, int] = (255, 255, 255), timings: dict[str, float] | None = None,
+            ) -> dict[str, Any]:
+    """One DataFrame row: every metric for one edited image, plus derived marketplace columns.
+
+    The product is the gate's own finding (``reframe``), never the editor's segmentation. A
+    reframed JPEG is decoded at the smallest DCT scale that still holds the source product at
+    its own resolution (``reframe.decode_pair``); ``timings`` (if given) adds seconds per stage.
+    """
+    import time
+
     from airflow_image_catalog.pipeline.quality.metrics import compute_metrics
+    from airflow_image_catalog.pipeline.quality.reframe import decode_pair
     from airflow_image_catalog.storage import read_bytes
 
-    source = decode_image(read_bytes(record.source_uri))
-    edited_bytes = read_bytes(record.output_uri)
-    edited = decode_image(edited_bytes)
+    started = time.perf_counter()
+    source_bytes, edited_bytes = read_bytes(record.source_uri), read_bytes(record.output_uri)
+    view, edited = decode_pair(source_bytes, edited_bytes, reduce=intent == "reframe")
+    source = view.decoded
+    decoded = time.perf_counter()
+    if timings is not None:
+        timings["decode"] = timings.get("decode", 0.0) + decoded - started
     in_place = intent in ("masked", "region")
-    mask = edit_region(recipe, source, source_root, record.image_id) if in_place else None
-    # the engine's segmentation (~0.3 s) aligns the product more exactly than the metrics' fast one
-    source_box = bbox(subject_mask(source)) if intent == "reframe" else None
+    mask = edit_region(recipe, source.rgb, source_root, record.image_id, source.alpha) if in_place else None
     metrics = compute_metrics(
-        source, edited, edited_bytes=edited_bytes, intent="masked" if in_place else intent, edit_mask=mask,
-        target_size=_target_size(recipe), ocr=ocr and intent != "region", source_box=source_box,
+        source.rgb, edited.rgb, edited_bytes=edited_bytes, intent="masked" if in_place else intent, edit_mask=mask,
+        target_size=_target_size(recipe), ocr=ocr and intent != "region", background=canvas,
+        source_alpha=source.alpha, edited_scale=edited.scale, source_view=view, timings=timings,
     )
     metrics["intent"] = intent
     width, height = int(metrics["width"]), int(metrics["height"])
@@ -132,9 +162,14 @@ def _gx_context(docs_dir: str | None):
 def validate_rows(
     rows: list[dict[str, Any]], expectations: list[Expectation], *, suite_name: str, docs_dir: str | None = None
 ) -> Validation:
-    """Validate the metrics rows with a GX suite; map every failing row back to its image id."""
+    """Validate the metrics rows with a GX suite; map every failing row back to its image id.
+
+    Each failure carries the expectation's category and the reviewer's sentence (``reasons``).
+    """
     import great_expectations as gx
     import pandas as pd
+
+    from airflow_image_catalog.pipeline.quality.reasons import reason_for
 
     frame = pd.DataFrame(rows)
     applicable = [e for e in expectations if e.metric in frame.columns]
@@ -162,18 +197,24 @@ def validate_rows(
     else:
         result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
     failed: dict[str, list[dict[str, Any]]] = {}
+    by_label = {e.label: e for e in reversed(applicable)}
+    by_id = {row["image_id"]: row for row in rows}
     for item in result.results:
         if item.success:
             continue
         config = item.expectation_config
         column = config.kwargs.get("column")
+        label = config.meta.get("label", column)
         for row in item.result.get("unexpected_index_list") or []:
+            expectation = by_label.get(label)
             failed.setdefault(row["image_id"], []).append({
                 "expectation": config.type,
-                "label": config.meta.get("label", column),
+                "label": label,
                 "metric": column,
                 "observed": _plain(row.get(column)),
                 "why": config.meta.get("why", ""),
+                "category": config.meta.get("category", "integrity"),
+                "reason": reason_for(expectation, by_id.get(row["image_id"], {})) if expectation else label,
             })
     return Validation(success=result.success, failed=failed, statistics=dict(result.statistics),
                       data_docs_dir=docs_dir)
@@ -200,27 +241,34 @@ def gate_chunk(
     ocr: bool = True,
 ) -> dict[str, Any]:
     """Judge every edited image of a chunk; quarantine failures; return the gate manifest."""
+    import time
+
     from airflow_image_catalog.storage import join_uri, read_bytes, write_bytes, write_json
 
     intent = infer_intent(recipe)
     if intent not in INTENTS:
         raise ValueError(f"unknown intent {intent!r}")
     expectations = profile.for_intent(intent)
+    canvas = canvas_colour(recipe, profile)
     rows, items, errors = [], {}, {}
+    timings: dict[str, float] = {}
     for record in manifest.items:
         if record.status != ImageStatus.EDITED:
             items[record.image_id] = {"image_id": record.image_id, "verdict": VERDICT_NOT_GATED, "failed": []}
             continue
         try:
-            rows.append(measure(record, recipe, intent, source_root=source_root, ocr=ocr))
+            rows.append(measure(record, recipe, intent, source_root=source_root, ocr=ocr, canvas=canvas,
+                                timings=timings))
         except Exception as exc:  # an image the gate cannot measure is not publishable
             errors[record.image_id] = f"{type(exc).__name__}: {exc}"
             log.warning("cannot measure %s: %s", record.image_id, errors[record.image_id])
 
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         validation = validate_rows(rows, expectations, suite_name=profile.name,
                                    docs_dir=tmp if docs_root else None)
         docs_index = _upload_tree(Path(tmp), docs_root) if docs_root and rows else None
+    timings["validation"] = time.perf_counter() - started
 
     by_id = {record.image_id: record for record in manifest.items}
     for row in rows:
@@ -229,12 +277,15 @@ def gate_chunk(
             "image_id": row["image_id"],
             "verdict": VERDICT_QUARANTINED if failed else VERDICT_PASS,
             "failed": failed,
+            "reasons": [f["reason"] for f in failed],
             "metrics": {k: _plain(v) for k, v in row.items() if k != "image_id"},
         }
     for image_id, error in errors.items():
-        items[image_id] = {"image_id": image_id, "verdict": VERDICT_QUARANTINED, "metrics": {},
+        reason = f"The gate could not measure this image: {error}"
+        items[image_id] = {"image_id": image_id, "verdict": VERDICT_QUARANTINED, "metrics": {}, "reasons": [reason],
                            "failed": [{"expectation": "measurable", "label": "metrics computed", "metric": None,
-                                       "observed": error, "why": "the gate could not measure this image"}]}
+                                       "observed": error, "why": "the gate could not measure this image",
+                                       "category": "file", "reason": reason}]}
     for item in items.values():
         if item["verdict"] != VERDICT_QUARANTINED:
             continue
@@ -266,6 +317,8 @@ def gate_chunk(
         "assertions": _assertions_summary(expectations, validation),
         "statistics": {k: _plain(v) for k, v in validation.statistics.items()},
         "data_docs": docs_index,
+        "canvas": "#{:02X}{:02X}{:02X}".format(*canvas),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
 
 

@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from airflow_image_catalog.imaging.engine._common import bbox, dilate, erode
-from airflow_image_catalog.pipeline.quality.reframe import REFRAME_KEYS
 
 #: a canvas pixel belongs to the product when any channel differs from the background by more than this
 CANVAS_TOLERANCE = 8
@@ -610,12 +609,15 @@ def compute_metrics(
     ocr: bool = False,
     source_alpha: np.ndarray | None = None,
     edited_scale: int = 1,
+    source_view: Any = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, float | int | str | bool | None]:
     """One flat row of gate metrics for an edit (same keys for every intent, None = not applicable).
 
     - reframe: the gate's own view of the source product is fitted into the edit (``reframe``):
       canvas, completeness, identity, overlays and detail; ``edited`` may be a reduced decode
-      (``edited_scale`` 2 = half size) and ``source_alpha`` the source's transparency.
+      (``edited_scale`` 2 = half size), ``source_alpha`` the source's transparency and
+      ``source_view`` the source as ``reframe.decode_pair`` already segmented it.
     - masked: source and edit share geometry; preserved = outside the edit mask dilated by
       ``MASK_DILATE_PX``; seam around the mask; drift on the whole frame.
     - global: preserved = the whole frame (SSIM is on luminance, so a colour look keeps it
@@ -630,8 +632,6 @@ def compute_metrics(
     h, w = edited.shape[:2]
     facts = file_facts(edited_bytes)
     row: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
-    block = max(1, 8 // edited_scale)  # a DCT-scaled decode keeps the JPEG block grid, smaller
-    edited_blocks = blockiness(edited, block)
     row.update(
         intent=intent,
         width=facts["width"] or w,
@@ -641,21 +641,25 @@ def compute_metrics(
         bytes=facts["bytes"],
         icc_is_srgb=facts["icc_is_srgb"],
         jpeg_quality=jpeg_quality(edited_bytes),
-        blockiness=edited_blocks,
-        # relative to the source: a JPEG upload's own blocks are not the edit's fault
-        blockiness_gain=edited_blocks / max(blockiness(source), 1e-6),
         ocr_status="skipped: not requested",
     )
     row["aspect_ratio"] = row["width"] / row["height"]
     region_src: np.ndarray | None = None
     region_ed: np.ndarray | None = None
     if intent == "reframe":
-        src = Decoded(source, source_alpha, 1, (source.shape[1], source.shape[0]))
-        row.update(measure_reframe(src, Decoded(edited, None, edited_scale, (row["width"], row["height"])),
-                                   canvas=background))
+        src = source_view or Decoded(source, source_alpha, 1, (source.shape[1], source.shape[0]))
+        measured = measure_reframe(src, Decoded(edited, None, edited_scale, (row["width"], row["height"])),
+                                   canvas=background, timings=timings)
+        source_blocks = measured.pop("blockiness_source", None)
+        row.update(measured)
         row["ssim_preserved"] = row["product_ssim"]
         row["delta_e_preserved"] = row["delta_e_product"]
+        if row["blockiness"] is not None:
+            # relative to the source: a JPEG upload's own blocks are not the edit's fault
+            row["blockiness_gain"] = row["blockiness"] / max(source_blocks or 1.0, 1e-6)
     else:
+        row["blockiness"] = blockiness(edited)
+        row["blockiness_gain"] = row["blockiness"] / max(blockiness(source), 1e-6)
         if source.shape != edited.shape:
             raise ValueError(f"intent {intent!r} needs source and edit of one shape: {source.shape} vs {edited.shape}")
         whole = np.ones((h, w), bool)

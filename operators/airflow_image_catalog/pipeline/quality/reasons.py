@@ -57,6 +57,12 @@ def default_sentence(why: str, label: str, observed: Any) -> str:
     return f"{why[:1].upper() + why[1:] if why else label}: observed {shown} (expected {label})"
 
 
+def reason_text(failure: dict[str, Any]) -> str:
+    """A stored failure's sentence; records written before reasons existed get one from label and value."""
+    return failure.get("reason") or default_sentence(failure.get("why", ""), str(failure.get("label")),
+                                                     failure.get("observed"))
+
+
 def reason_for(expectation: Any, row: dict[str, Any]) -> str:
     """The sentence for one failed expectation (a ``profiles.Expectation``) on one metrics row."""
     if getattr(expectation, "reason", ""):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_image_catalog.pipeline.quality.reasons import reason_text
 from airflow_image_catalog.storage import StorageError, list_objects, read_json, write_json
 from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
@@ -40,7 +41,7 @@ def review_body(pending: list[dict[str, Any]], limit: int = 50) -> str:
     lines = [f"{len(pending)} quarantined image(s) wait for a decision.", "",
              "| image | run | failed checks | file |", "| --- | --- | --- | --- |"]
     for record in pending[:limit]:
-        reasons = "; ".join(f"{f['label']} (observed {f['observed']})" for f in record.get("failed", []))
+        reasons = "; ".join(reason_text(f) for f in record.get("failed", []))
         lines.append(f"| {record['image_id']} | {record['run_key']} | {reasons} | {record.get('quarantine_uri')} |")
     if len(pending) > limit:
         lines.append(f"| ... {len(pending) - limit} more | | | |")
