@@ -139,7 +139,7 @@ def test_same_keys_for_every_intent(reframe_pairs, masked_pairs, global_pairs):
     stem = next(iter(reframe_pairs))
     rows = [row(p[stem]) for p in (reframe_pairs, masked_pairs, global_pairs)]
     assert [list(r) for r in rows] == [list(qm.METRIC_KEYS)] * 3
-    assert rows[0]["bg_exact_share"] is not None and rows[1]["bg_exact_share"] is None
+    assert rows[0]["bg_off_share"] is not None and rows[1]["bg_off_share"] is None
     assert rows[1]["seam_score"] is not None and rows[2]["seam_score"] is None
     assert rows[0]["size_ok"] is True and rows[1]["size_ok"] is None
 
@@ -154,13 +154,15 @@ def test_same_keys_for_every_intent(reframe_pairs, masked_pairs, global_pairs):
         ("masked_pairs", seam, "seam_score"),
         ("masked_pairs", colour_shift_outside, "delta_e_preserved"),
         ("masked_pairs", shifted, "ssim_preserved"),
-        ("reframe_pairs", off_white, "bg_exact_share"),
-        ("reframe_pairs", lambda p: off_white(p, noise=True), "bg_exact_share"),
-        ("reframe_pairs", blurred, "sharpness_ratio"),
+        # the canvas, judged outside the gate's own view of the product: a light grey is as wrong as a dark one
+        ("reframe_pairs", off_white, "bg_off_share"),
+        ("reframe_pairs", lambda p: off_white(p, noise=True), "bg_off_share"),
+        # detail is compared at the source's own resolution, where a blur shows
+        ("reframe_pairs", blurred, "detail_ratio"),
         ("reframe_pairs", heavy_jpeg, "jpeg_quality"),
         ("reframe_pairs", heavy_jpeg, "blockiness_gain"),
-        ("reframe_pairs", cropped, "phash_distance"),
-        ("reframe_pairs", cropped, "product_ssim"),
+        # a product cut by the canvas edge is incomplete, not merely "changed"
+        ("reframe_pairs", cropped, "product_coverage"),
     ],
 )
 def test_damage_fails_its_metric(kind, damage, metric, request):
@@ -178,15 +180,26 @@ def test_under_filled_frame_fails_product_fill(reframe_pairs, samples):
         assert ok is False and value == pytest.approx(0.6, abs=0.01)
 
 
-def test_altered_text_fails_ocr_similarity(reframe_pairs):
+def test_altered_text_fails_the_printed_text_check(reframe_pairs):
+    pair = reframe_pairs["box_tea"]  # the sample with the "GREEN TEA" label
+    r = row(pair)
+    assert r["text_lines"] >= 1 and GATE.check(r)["text_ssim"] is True, r["text_ssim"]
+    bad = row(text_painted_out(pair))
+    assert GATE.check(bad)["text_ssim"] is False, bad["text_ssim"]
+
+
+def test_printed_text_check_is_silent_without_text(reframe_pairs):
+    """No text found, no verdict: the check cannot quarantine a product that carries no lettering."""
+    r = row(reframe_pairs["ball_red"])
+    assert r["text_lines"] == 0 and r["text_ssim"] is None and GATE.check(r).get("text_ssim") is None
+
+
+def test_ocr_similarity_on_in_place_edits(masked_pairs):
     if shutil.which("tesseract") is None:
         pytest.skip("tesseract is not installed: OCR similarity is reported as skipped")
-    pair = reframe_pairs["box_tea"]  # the sample with the "GREEN TEA" label
+    pair = masked_pairs["box_tea"]
     r = row(pair, ocr=True)
-    assert r["ocr_status"] == "ok"
-    assert GATE.check(r)["ocr_similarity"] is True, r["ocr_similarity"]
-    bad = row(text_painted_out(pair), ocr=True)
-    assert bad["ocr_status"] == "ok" and GATE.check(bad)["ocr_similarity"] is False, bad["ocr_similarity"]
+    assert r["ocr_status"] == "ok" and GATE.check(r)["ocr_similarity"] is True, r["ocr_similarity"]
 
 
 def test_ocr_without_text_or_tesseract_never_raises(masked_pairs, monkeypatch):

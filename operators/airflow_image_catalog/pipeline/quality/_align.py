@@ -129,9 +129,32 @@ def _on_white(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return grey
 
 
+def _distortion(matrix: np.ndarray) -> float:
+    """How far a 2x2 linear part is from a uniform scale times a dihedral turn (0 = a similarity)."""
+    a = matrix[:2, :2]
+    sx, sy = np.hypot(a[0, 0], a[1, 0]), np.hypot(a[0, 1], a[1, 1])
+    skew = abs(a[0, 0] * a[0, 1] + a[1, 0] * a[1, 1]) / max(sx * sy, 1e-9)
+    return float(abs(sx / max(sy, 1e-9) - 1.0) + skew)
+
+
+#: the largest piece alone is the product only when it fits clearly better than everything that stands out
+PIECE_MARGIN = 0.1
+
+
+def _oriented_box(orient: np.ndarray, box) -> tuple[float, float, float, float]:
+    corners = orient @ np.array([[box[2], box[3]], [box[0], box[1]], [1, 1]])
+    xs, ys = sorted(corners[0]), sorted(corners[1])
+    return ys[0], ys[1], xs[0], xs[1]
+
+
 def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, out_rgb: np.ndarray,
                ) -> tuple[np.ndarray, str, float] | None:
-    """Best (3x3 source-small -> edit-small matrix, orientation, IoU) for two small copies, or None."""
+    """Best (3x3 source-small -> edit-small matrix, orientation, IoU) for two small copies, or None.
+
+    Each target (everything that stands out, its largest piece) gets its own orientation and
+    placement, scored against what stands out inside that target's box; the largest piece wins
+    only by ``PIECE_MARGIN`` (two copies side by side, a badge beside the product).
+    """
     src_box, targets = _box(src_mask), _targets(out_mask)
     if src_box is None or not targets:
         return None
@@ -139,52 +162,51 @@ def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, 
     src_grey, out_grey = _on_white(src_rgb, src_mask), _on_white(out_rgb, np.ones(shape, bool))
     src_m8 = src_mask.view(np.uint8)
     h, w = src_mask.shape
+    orientations = _orientations(h, w)
 
-    def score(matrix: np.ndarray, grey: bool = True) -> tuple[float, float]:
+    def score(matrix: np.ndarray, seen: np.ndarray, grey: bool = True) -> tuple[float, float]:
         warped = _warp(src_m8, matrix, shape, nearest=True).view(bool)
         if not grey:
-            return _iou(warped, out_mask), 0.0
-        return _iou(warped, out_mask), _ncc(_warp(src_grey, matrix, shape, border=255.0), out_grey, warped | out_mask)
+            return _iou(warped, seen), 0.0
+        return _iou(warped, seen), _ncc(_warp(src_grey, matrix, shape, border=255.0), out_grey, warped | seen)
 
-    # 1. orientation, on the whole product box
-    best_orient: tuple[float, str, np.ndarray] | None = None
-    for name, orient in _orientations(h, w):
-        corners = orient @ np.array([[src_box[2], src_box[3]], [src_box[0], src_box[1]], [1, 1]])
-        xs, ys = sorted(corners[0]), sorted(corners[1])
-        oriented_box = (ys[0], ys[1], xs[0], xs[1])
-        matrix = _place(oriented_box, targets[0], "both:mid") @ orient
-        iou, ncc = score(matrix)
-        value = (iou + ncc) / 2 + (ORIENTATION_MARGIN if name == "as source" else 0.0)
-        if best_orient is None or value > best_orient[0]:
-            best_orient = (value, name, orient)
-    assert best_orient is not None
-    _, orientation, orient = best_orient
-    corners = orient @ np.array([[src_box[2], src_box[3]], [src_box[0], src_box[1]], [1, 1]])
-    xs, ys = sorted(corners[0]), sorted(corners[1])
-    oriented_box = (ys[0], ys[1], xs[0], xs[1])
-
-    # 2. placement
-    best: tuple[float, np.ndarray] | None = None
+    fits = []
     for target in targets:
-        for how in _PLACEMENTS:
-            matrix = _place(oriented_box, target, how) @ orient
-            iou, _ = score(matrix, grey=False)
-            if best is None or iou > best[0]:
-                best = (iou, matrix)
-    assert best is not None
-    iou, matrix = best
+        y0, y1, x0, x1 = (int(v) for v in target)
+        seen = np.zeros_like(out_mask)
+        seen[y0:y1, x0:x1] = out_mask[y0:y1, x0:x1]
+        # 1. orientation
+        best_orient: tuple[float, str, np.ndarray] | None = None
+        for name, orient in orientations:
+            iou, ncc = score(_place(_oriented_box(orient, src_box), target, "both:mid") @ orient, seen)
+            value = (iou + ncc) / 2 + (ORIENTATION_MARGIN if name == "as source" else 0.0)
+            if best_orient is None or value > best_orient[0]:
+                best_orient = (value, name, orient)
+        assert best_orient is not None
+        _, orientation, orient = best_orient
+        # 2. placement
+        oriented = _oriented_box(orient, src_box)
+        iou, matrix = max(((score(m, seen, grey=False)[0], m) for m in
+                           (_place(oriented, target, how) @ orient for how in _PLACEMENTS)), key=lambda t: t[0])
+        fits.append((iou, matrix, orientation, seen))
+    iou, matrix, orientation, seen = fits[0]
+    if len(fits) > 1 and fits[1][0] > iou + PIECE_MARGIN:
+        iou, matrix, orientation, seen = fits[1]
 
-    # 3. ECC refinement (warp maps template = edit coords to input = source coords)
+    # 3. ECC refinement (warp maps template = edit coords to input = source coords). An affine fit
+    # may also stretch or turn the product: it is kept only when that buys a clearly better overlap
+    # (a stretched edit), not when it merely spreads one copy over two or over a lost part.
     try:
         inverse = np.linalg.inv(matrix)[:2].astype(np.float32)
         _, warp = cv2.findTransformECC(out_grey, src_grey, inverse, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 3)
         refined = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
-        refined_iou, _ = score(refined, grey=False)
-        if refined_iou >= iou - 0.005:
+        refined_iou, _ = score(refined, seen, grey=False)
+        bend = _distortion(refined) - _distortion(matrix)
+        if refined_iou >= iou - 0.005 and (bend < 0.03 or refined_iou >= iou + 0.04):
             iou, matrix = refined_iou, refined
     except (cv2.error, np.linalg.LinAlgError):
         pass  # ECC did not converge: the best placement stands
-    return matrix, orientation, iou
+    return matrix, orientation, score(matrix, out_mask, grey=False)[0]
 
 
 def to_full(small: np.ndarray, src_scale: float, out_scale: float, orientation: str, iou: float) -> Fit:

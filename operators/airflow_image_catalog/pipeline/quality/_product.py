@@ -23,6 +23,8 @@ WORK_SIDE = 256
 BAND_SHARE = 0.04
 #: a border pixel within this many levels of a backdrop seed's fit belongs to the backdrop
 INLIER_LEVELS = 24.0
+#: strictness of "certainly product" (completeness is judged there) and of "may be product"
+SURE, LOOSE = 1.6, 0.6
 #: components smaller than this share of the largest are specks, not product parts
 MIN_PART_SHARE = 0.1
 
@@ -171,6 +173,7 @@ class SourceProduct:
     sure: np.ndarray
     mask: np.ndarray
     maybe: np.ndarray
+    backdrop: Backdrop | None = None  # the local backdrop model the masks were cut against (None: alpha)
 
 
 def segment_small(small: np.ndarray) -> SourceProduct:
@@ -182,10 +185,10 @@ def segment_small(small: np.ndarray) -> SourceProduct:
         deviation = Deviation.of(small, backdrop)
         mask = clean_mask(deviation.product())
     reach = max(2, max(small.shape) // 40)
-    loose = _grow(deviation.product(0.5), 1) & _grow(mask, reach)
+    loose = _grow(deviation.product(LOOSE), 1) & _grow(mask, 1)
     notches = _hull(mask) & _grow(mask, 3 * reach)  # a bite the model took out of a shaded edge
-    sure = clean_mask(deviation.product(1.6)) & mask
-    return SourceProduct(sure, mask, mask | loose | notches)
+    sure = clean_mask(deviation.product(SURE)) & mask
+    return SourceProduct(sure, mask, mask | loose | notches, backdrop)
 
 
 def _hull(mask: np.ndarray) -> np.ndarray:
