@@ -65,4 +65,4 @@ def test_reasons_say_what_where_and_how_much(judged):
     text = by[("box_tea@7", "canvas_text")].reasons
     assert any(r.startswith("Something was added on the canvas") and " of the canvas" in r for r in text), text
     hole = by[("logo_transparent", "hole")].reasons
-    assert any("a hole" in r and "% of the source product is there" in r for r in hole), hole
+    assert any(r.startswith("Part of the product is missing (") and "% of the product" in r for r in hole), hole

@@ -295,13 +295,21 @@ def test_product_fill_and_bbox():
     assert qm.product_fill(np.full((10, 10, 3), 255, np.uint8)) == 0.0
 
 
-def test_background_purity_counts_outside_the_product():
-    img = np.full((200, 200, 3), 255, np.uint8)
-    img[50:150, 50:150] = 30
-    assert qm.background_purity(img) == {"bg_exact_share": 1.0, "bg_near_share": 1.0}
-    img[:10] = 253
-    res = qm.background_purity(img)
-    assert res["bg_near_share"] == 1.0 and 0.8 < res["bg_exact_share"] < 0.95
+def test_canvas_check_finds_light_marks_and_says_where():
+    """Outside the product every pixel must be the canvas colour: a 253 smudge in a corner is a fault."""
+    from airflow_image_catalog.pipeline.quality._decode import Decoded
+    from airflow_image_catalog.pipeline.quality.reframe import measure_reframe
+
+    source = np.full((300, 300, 3), 200, np.uint8)
+    source[60:240, 90:210] = (30, 90, 160)
+    edit = np.full((400, 400, 3), 255, np.uint8)
+    edit[20:380, 110:290] = (30, 90, 160)
+    clean = measure_reframe(Decoded(source, None, 1, (300, 300)), Decoded(edit, None, 1, (400, 400)))
+    assert clean["bg_off_share"] == 0 and clean["product_coverage"] > 0.98
+    edit[330:390, 10:70] = 253
+    smudged = measure_reframe(Decoded(source, None, 1, (300, 300)), Decoded(edit, None, 1, (400, 400)))
+    assert smudged["bg_off_share"] > 0.02 and smudged["bg_where"] == "bottom left of the canvas"
+    assert smudged["bg_colour"] == "RGB 253,253,253" and smudged["canvas_marks"] == 0  # a tint, not a mark
 
 
 def test_phash_is_stable_and_distinguishes():

@@ -200,9 +200,11 @@ def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, 
         inverse = np.linalg.inv(matrix)[:2].astype(np.float32)
         _, warp = cv2.findTransformECC(out_grey, src_grey, inverse, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 3)
         refined = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
-        refined_iou, _ = score(refined, seen, grey=False)
+        refined_iou, refined_ncc = score(refined, seen)
+        _, ncc = score(matrix, seen)
         bend = _distortion(refined) - _distortion(matrix)
-        if refined_iou >= iou - 0.005 and (bend < 0.03 or refined_iou >= iou + 0.04):
+        # judged by the grey levels ECC aligned (a light rim around the edit inflates the silhouette, not them)
+        if refined_ncc >= ncc - 0.005 and (bend < 0.03 or refined_iou >= iou + 0.04):
             iou, matrix = refined_iou, refined
     except (cv2.error, np.linalg.LinAlgError):
         pass  # ECC did not converge: the best placement stands

@@ -23,6 +23,8 @@ WORK_SIDE = 256
 BAND_SHARE = 0.04
 #: a border pixel within this many levels of a backdrop seed's fit belongs to the backdrop
 INLIER_LEVELS = 24.0
+#: weight of the border fit in the local backdrop model (where backdrop pixels are a blur's weight of 1)
+PRIOR_WEIGHT = 0.15
 #: strictness of "certainly product" (completeness is judged there) and of "may be product"
 SURE, LOOSE = 1.6, 0.6
 #: components smaller than this share of the largest are specks, not product parts
@@ -123,7 +125,7 @@ class Deviation:
         """
         step = strictness * max(4.0 * self.noise, 12.0)
         brighter = (self.ratio > 1.0) & (self.diff > step)
-        darker = (self.ratio < 0.35) & (self.diff > step)  # beyond any shadow
+        darker = (self.ratio < 0.35 / strictness) & (self.diff > step)  # beyond any shadow
         return (self.chroma > strictness * max(5.0 * self.noise, 14.0)) | darker | brighter
 
 
@@ -144,7 +146,7 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def local_backdrop(image: np.ndarray, backdrop_px: np.ndarray, noise: float) -> Backdrop:
+def local_backdrop(image: np.ndarray, backdrop_px: np.ndarray, prior: Backdrop) -> Backdrop:
     """The backdrop as it is around the product: a normalised convolution of the pixels called backdrop.
 
     A quadratic surface misses the blotches and hot spots of a real backdrop; spreading the
@@ -157,8 +159,12 @@ def local_backdrop(image: np.ndarray, backdrop_px: np.ndarray, noise: float) -> 
     weight = cv2.resize(backdrop_px.astype(np.float32), coarse, interpolation=cv2.INTER_AREA)
     colour = cv2.resize(image.astype(np.float32) * backdrop_px[..., None], coarse, interpolation=cv2.INTER_AREA)
     weight, colour = cv2.GaussianBlur(weight, (0, 0), sigma), cv2.GaussianBlur(colour, (0, 0), sigma)
-    model = cv2.resize(colour / np.maximum(weight, 1e-4)[..., None], (w, h), interpolation=cv2.INTER_LINEAR)
-    return Backdrop(model, noise)
+    # far from any backdrop pixel (under the product) the smooth border fit takes over: spreading
+    # from one side only would paint a hot spot into a mug's handle opening
+    quad = cv2.resize(prior.model, coarse, interpolation=cv2.INTER_AREA)
+    k = PRIOR_WEIGHT
+    model = (colour + k * quad) / (weight + k)[..., None]
+    return Backdrop(cv2.resize(model, (w, h), interpolation=cv2.INTER_LINEAR), prior.noise)
 
 
 @dataclass(frozen=True)
@@ -178,10 +184,10 @@ class SourceProduct:
 
 def segment_small(small: np.ndarray) -> SourceProduct:
     """The product masks of a small copy on its backdrop: a border fit, then the local backdrop, twice."""
-    backdrop = fit_backdrop(small)
+    border_fit = backdrop = fit_backdrop(small)
     mask = clean_mask(not_backdrop(small, backdrop))
     for _ in range(2):
-        backdrop = local_backdrop(small, ~_grow(mask, 2), backdrop.noise)
+        backdrop = local_backdrop(small, ~_grow(mask, 2), border_fit)
         deviation = Deviation.of(small, backdrop)
         mask = clean_mask(deviation.product())
     reach = max(2, max(small.shape) // 40)

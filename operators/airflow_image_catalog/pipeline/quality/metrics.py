@@ -2,7 +2,7 @@
 
 Every metric catches one known failure mode of AI edits (see DESIGN.md, "Known
 failure modes"): masks not respected (preserved-region SSIM / PSNR / CIEDE2000), seams,
-off-white backgrounds, under-filled frames, blur, product drift, JPEG damage and
+under-filled frames, blur, product drift, JPEG damage and
 garbled text. ``compute_metrics`` returns one flat row per image with the same keys
 for every intent, so a run's rows form a DataFrame that a GX suite (a quality profile,
 ``operators/airflow_image_catalog/pipeline/quality/profiles/*.yaml``, with the measured thresholds) can validate.
@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from airflow_image_catalog.imaging.engine._common import bbox, dilate, erode
+from airflow_image_catalog.pipeline.quality.reframe import REFRAME_KEYS
 
 #: a canvas pixel belongs to the product when any channel differs from the background by more than this
 CANVAS_TOLERANCE = 8
@@ -37,7 +38,6 @@ __all__ = [
     "INTENTS",
     "METRIC_KEYS",
     "PSNR_CAP",
-    "background_purity",
     "blockiness",
     "ciede2000",
     "compute_metrics",
@@ -324,26 +324,6 @@ def canvas_foreground(
     return cv2.morphologyEx(off, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).view(bool)
 
 
-def background_purity(
-    edited: np.ndarray, product_mask: np.ndarray | None = None, background: tuple[int, int, int] = (255, 255, 255)
-) -> dict[str, float | None]:
-    """Shares of background pixels exactly equal to / within 3 levels of the background colour.
-
-    Background = outside the product dilated by a few px (the anti-aliased edge is product).
-    Without a mask the product is every pixel more than 8 levels off the background colour.
-    """
-    product = canvas_foreground(edited, background) if product_mask is None else product_mask.astype(bool)
-    bg_region = cv2.bitwise_not(dilate(product, BACKGROUND_MARGIN_PX).view(np.uint8) * np.uint8(255))
-    n = cv2.countNonZero(bg_region)
-    if n == 0:
-        return {"bg_exact_share": None, "bg_near_share": None}
-
-    def share(tolerance: int) -> float:
-        return cv2.countNonZero(cv2.bitwise_and(near_colour(edited, background, tolerance), bg_region)) / n
-
-    return {"bg_exact_share": share(0), "bg_near_share": share(3)}
-
-
 def product_bbox(
     edited: np.ndarray, background: tuple[int, int, int] = (255, 255, 255), tolerance: int = 8
 ) -> tuple[int, int, int, int] | None:
@@ -584,8 +564,8 @@ def ocr_similarity(
 METRIC_KEYS: tuple[str, ...] = (
     "intent", "width", "height", "aspect_ratio", "size_ok", "format", "bytes", "icc_is_srgb",
     "jpeg_quality", "blockiness", "blockiness_gain", "ssim_preserved", "psnr_preserved", "delta_e_preserved",
-    "seam_score", "bg_exact_share", "bg_near_share", "product_fill", "sharpness_ratio",
-    "phash_distance", "product_ssim", "ocr_similarity", "ocr_status",
+    "seam_score", "sharpness_ratio", "phash_distance", "ocr_similarity", "ocr_status",
+    *REFRAME_KEYS,
 )  # fmt: skip
 
 def _fidelity(expected: np.ndarray, edited: np.ndarray, region: np.ndarray) -> dict[str, float]:

@@ -42,7 +42,7 @@ from airflow_image_catalog.pipeline.quality._product import (
 )
 
 #: a canvas pixel is the canvas colour when every channel is within this (JPEG decodes flat white exactly)
-CANVAS_TOLERANCE = 2
+CANVAS_TOLERANCE = 1
 #: residual error of the fit, in small-copy pixels (the checks allow it around the product's outline)
 FIT_TOLERANCE_SMALL = 1.0
 #: around the product, JPEG ringing (one 8x8 / 16x16 chroma block) is not a background fault
@@ -413,7 +413,10 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
         expected = float(np.count_nonzero(view.masks.mask)) * abs(np.linalg.det(matrix[:, :2])) / view.scale**2
     off_canvas = max(0.0, expected - float(np.count_nonzero(product)))
     canvas_here = ~_off(out, canvas, CANVAS_TOLERANCE)
-    missing = _open(sure & core & canvas_here & _off(aligned, canvas, 12), 3)
+    candidates = sure & core & canvas_here & _off(aligned, canvas, 12)
+    if alpha is None and candidates.any():
+        candidates &= ~_looks_like_backdrop(view, aligned, candidates, matrix)
+    missing = _open(candidates, 3)
     n_missing = float(np.count_nonzero(missing))
     row["product_coverage"] = max(0.0, 1.0 - (n_missing + off_canvas) / max(expected, 1.0))
     row["missing_piece"] = _largest_share(missing, expected)
@@ -436,8 +439,10 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     row["clipped_gain"] = _clipped(gb, m) - _clipped(ga, m)
     row["tone_levels_ratio"] = _levels(gb, m) / max(1, _levels(ga, m))
     grad_a = _gradient(ga)
-    tiles = _detail_tiles(grad_a, m)
-    centres = [((ty + 0.5) * DETAIL_TILE * up + y0, (tx + 0.5) * DETAIL_TILE * up + x0) for ty, tx in tiles]
+    # a detail patch covers DETAIL_TILE + 12 comparison px; on this crop that is `t` px, wholly inside the product
+    t = max(4, int(np.ceil((DETAIL_TILE + 12) * _detail_grid(native) * native / up)))
+    tiles = _detail_tiles(grad_a, m, t)
+    centres = [((ty + 0.5) * t * up + y0, (tx + 0.5) * t * up + x0) for ty, tx in tiles]
     row["detail_ratio"] = _detail_ratio(view, edited, fit, centres)
     row.update(_printed_text(ga, gb, m))
     row.update(_product_marks(grad_a, gb, m))
@@ -467,6 +472,29 @@ def _colour_cast(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
         return float("nan")
     patches = [cv2.resize(x, size, interpolation=cv2.INTER_AREA)[keep] for x in (a, b)]
     return float(delta_e2000(rgb_to_lab(patches[0]), rgb_to_lab(patches[1])).mean())
+
+
+def _looks_like_backdrop(view: SourceView, aligned: np.ndarray, where: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Pixels (of ``where``) that are the backdrop in another light: its chromaticity, only brighter or darker.
+
+    A hole in the product (a mug's handle opening) shows the backdrop, lit differently from what the
+    backdrop model guessed under the product; a lost *part* of the product has the product's own
+    colour. Only the second is a completeness fault the gate can tell from the source alone.
+    """
+    from airflow_image_catalog.pipeline.quality._product import Backdrop, Deviation
+
+    backdrop = view.masks.backdrop
+    out = np.zeros_like(where)
+    if backdrop is None:
+        return out
+    ys, xs = np.nonzero(where)
+    inverse = np.linalg.inv(np.vstack([matrix[:2], [0, 0, 1]]))
+    src_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32) * view.scale
+    src_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32) * view.scale
+    model = _sample(backdrop.model, src_x, src_y)
+    deviation = Deviation.of(aligned[ys, xs], Backdrop(model, backdrop.noise))
+    out[ys, xs] = deviation.chroma <= max(5.0 * backdrop.noise, 14.0)
+    return out
 
 
 def _largest_share(mask: np.ndarray, total: float) -> float:
@@ -541,8 +569,8 @@ def _band(grey: np.ndarray) -> np.ndarray:
     return grey - cv2.GaussianBlur(grey, (0, 0), 1.0)
 
 
-def _kept_detail(source: np.ndarray, edit: np.ndarray) -> tuple[float, float]:
-    """(the source tile's fine-detail energy, the part of it the edit tile reproduces).
+def _kept_detail(source: np.ndarray, edit: np.ndarray) -> float:
+    """The part of the source tile's fine detail the edit tile reproduces (a projection, in energy units).
 
     The edit tile is registered onto the source tile first (phase correlation, sub-pixel), then its
     fine detail is projected on the source's: noise, JPEG ringing or sharpening halos the source does
@@ -553,12 +581,28 @@ def _kept_detail(source: np.ndarray, edit: np.ndarray) -> tuple[float, float]:
     shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
     edit = cv2.warpAffine(edit, shift, edit.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     a, b = _band(source)[6:-6, 6:-6], _band(edit)[6:-6, 6:-6]
-    return float((a * a).sum()), float(max(0.0, (a * b).sum()))
+    return float(max(0.0, (a * b).sum()))
 
 
-def _detail_tiles(grad_a: np.ndarray, m: np.ndarray) -> list[tuple[int, int]]:
-    """(row, col) of the ``DETAIL_TILES`` tiles wholly inside the product with the most source gradient energy."""
-    t = DETAIL_TILE
+def _faithful(patch: np.ndarray, native: float, side: int) -> np.ndarray:
+    """The source patch as a faithful edit would hold it: resampled to the edit's scale and back onto the grid.
+
+    Any resize attenuates the finest band a little; judging the edit against this reference (not against
+    the raw source) leaves only what the edit itself lost.
+    """
+    size = max(4, round(patch.shape[0] * native))
+    there = cv2.resize(patch, (size, size), interpolation=cv2.INTER_CUBIC if native > 1 else cv2.INTER_AREA)
+    return cv2.resize(there, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def _detail_grid(native: float) -> float:
+    """Source px per comparison px: the source's own when the edit is at least as fine, else a little
+    coarser than the edit (a downscaled edit cannot hold the finest band exactly)."""
+    return 1.0 if native >= 1.0 else 1.25 / native
+
+
+def _detail_tiles(grad_a: np.ndarray, m: np.ndarray, t: int) -> list[tuple[int, int]]:
+    """(row, col) of the ``DETAIL_TILES`` t x t tiles wholly inside the product with the most source gradient energy."""
     h, w = m.shape
     ny, nx = h // t, w // t
     if ny <= 0 or nx <= 0:
@@ -581,11 +625,12 @@ def _detail_ratio(view: SourceView, edited: Decoded, fit: Fit, centres: list[tup
     if not centres:
         return None
     native = min(fit.scale_x, fit.scale_y)  # edit px per source px
-    grid = max(1.0, 1.0 / native)  # source px per comparison px (the edit may be the coarser)
+    grid = _detail_grid(native)
     inverse = np.linalg.inv(np.vstack([fit.matrix, [0, 0, 1]]))
     side = DETAIL_TILE + 12
     src, out = view.decoded.rgb, edited.rgb
     ea = eb = 0.0
+    flat = 0
     for cy, cx in centres:
         sx, sy = (inverse @ [cx, cy, 1.0])[:2]
         patches = []
@@ -595,11 +640,20 @@ def _detail_ratio(view: SourceView, edited: Decoded, fit: Fit, centres: list[tup
             if ya < 0 or xa < 0 or yb > image.shape[0] or xb > image.shape[1]:
                 break
             patch = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_RGB2GRAY).astype(np.float32)
-            patches.append(cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA))
+            patches.append(patch if image is out else cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA))
         if len(patches) == 2:
-            energy, kept = _kept_detail(*patches)
-            ea, eb = ea + energy, eb + kept
-    if ea < 0.5 * len(centres) * (side - 12) ** 2:  # a flat product: no detail to lose
+            source, edit = patches[0], cv2.resize(patches[1], (side, side), interpolation=cv2.INTER_AREA)
+            band = _band(source)[6:-6, 6:-6]
+            # a tile whose finest band is mostly noise has no detail to lose (noise may well be removed):
+            # structure must carry 3x the energy that noise of the tile's own robust level would
+            noise = float(np.median(np.abs(band))) / 0.6745
+            if float((band * band).mean()) < max(3.0 * noise * noise, 0.5):
+                flat += 1
+                continue
+            reference = _band(_faithful(source, native * grid, side))[6:-6, 6:-6]
+            ea += float((reference * reference).sum())
+            eb += float((_band(edit)[6:-6, 6:-6] ** 2).sum())
+    if flat == len(centres) or ea <= 0:  # a flat product: no detail to lose
         return None
     return float(eb / ea)
 
@@ -690,9 +744,14 @@ def _product_marks(grad_a: np.ndarray, gb: np.ndarray, m: np.ndarray) -> dict[st
     """Share of the product covered by edges the edit added (text, watermark, stamp) and where."""
     near_source = cv2.dilate(grad_a, np.ones((5, 5), np.uint8))
     ge = _gradient(gb)
-    new = (ge > 60.0) & (ge > 2.0 * near_source + 20.0) & m
-    new = cv2.morphologyEx(new.view(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).view(bool) & m
-    share = float(np.count_nonzero(new) / max(1, np.count_nonzero(m)))
+    inner = _erode(m, 3)  # the outline itself is the cut's, not a mark
+    new = (ge > 60.0) & (ge > 2.0 * near_source + 20.0) & inner
+    new = cv2.morphologyEx(new.view(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).view(bool) & inner
+    area = max(1, np.count_nonzero(m))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(new.view(np.uint8), connectivity=8)
+    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 0.0005 * area) + 1  # a stroke, not a speck
+    new = np.isin(labels, keep) if len(keep) < n - 1 else new
+    share = float(np.count_nonzero(new) / area)
     box = _box(m)
     where = ""
     if share > 0 and box is not None:

@@ -110,8 +110,15 @@ def real_products() -> tuple[Product, ...]:
     from skimage import data
 
     out = []
+    # the scikit-image logo is a disc on white (its alpha channel is opaque everywhere): the disc, its
+    # white S-stroke inside included, cut out along its outline is a transparent product shot with a
+    # white part, like a gift box's white ribbon
     logo = data.logo()
-    rgb, alpha = logo[..., :3].copy(), logo[..., 3].astype(np.float32) / 255
+    rgb = logo[..., :3].copy()
+    ink = (np.abs(rgb.astype(np.int16) - 255).max(axis=-1) > 24).astype(np.uint8)
+    disc = np.zeros_like(ink)
+    cv2.fillConvexPoly(disc, cv2.convexHull(cv2.findNonZero(ink)), 1)  # the disc is convex
+    alpha = _soft(disc.astype(bool), 0.8)
     out.append(Product("logo_transparent", "real", rgb, alpha, "png", transparent=True))
     # tight crop: the logo touches the frame on every side (the case the engine clips flat)
     ys, xs = np.nonzero(alpha > 0.5)
@@ -240,6 +247,12 @@ class Cutout:
     alpha: np.ndarray
     text_boxes: tuple[tuple[int, int, int, int], ...] = ()
 
+    @property
+    def extent(self) -> int:
+        """Longest side of the product proper (coverage >= 0.5): what the canvas fill is measured on."""
+        ys, xs = np.nonzero(self.alpha >= 0.5)
+        return int(max(ys.max() - ys.min(), xs.max() - xs.min()) + 1) if len(ys) else max(self.alpha.shape)
+
 
 def cutout(product: Product) -> Cutout:
     """The product along its true coverage; edge pixels keep the product's colour (a matte, not a blend)."""
@@ -263,7 +276,7 @@ def compose(cut: Cutout, side: int, *, fill: float = 0.85, canvas=WHITE, offset:
             ) -> tuple[np.ndarray, np.ndarray]:
     """The cut-out centred on a side x side canvas, its longer side ``fill`` of the canvas: (RGB, alpha)."""
     h, w = cut.alpha.shape
-    scale = fill * side / max(h, w)
+    scale = fill * side / cut.extent
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     rgb = cv2.resize(cut.rgb, size, interpolation=interp)
@@ -494,7 +507,7 @@ def recoloured(p, cut, side, rng):
 
 def _source_px(cut: Cutout, side: int, fill: float = 0.85) -> float:
     """Canvas pixels per source pixel of the product: how far a faithful edit upscales it."""
-    return fill * side / max(cut.alpha.shape)
+    return fill * side / cut.extent
 
 
 def resolution_loss(p, cut, side, rng):

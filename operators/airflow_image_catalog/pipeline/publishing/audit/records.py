@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 
 AUDIT_SCHEMA_VERSION = 1
 EVENTS = ("published", "quarantined", "approved", "rejected")
-#: gate metrics kept as typed columns (all of them are also in ``metrics_json``)
+#: gate metrics kept as typed columns (all of them are also in ``metrics_json``); ``bg_exact_share`` is only
+#: in records written before the gate judged the canvas itself (``bg_off_share``); reads union by name
 METRIC_COLUMNS = ("ssim_preserved", "psnr_preserved", "delta_e_preserved", "seam_score", "bg_exact_share",
-                  "product_fill", "sharpness_ratio", "phash_distance", "product_ssim")
+                  "product_fill", "sharpness_ratio", "phash_distance", "product_ssim", "bg_off_share",
+                  "product_coverage", "detail_ratio")
 
 #: column -> DuckDB type; the order is the Parquet column order. ``day`` and ``run`` are not here:
 #: they are the hive partition keys, added from the object path when reading.
