@@ -371,7 +371,7 @@ def _canvas_checks(row: dict[str, Any], fitted: Aligned, edited: Decoded, canvas
             row["canvas_marks_where"] = _sides_where(marks) or _marks_where(marks, frame, "canvas")[1]
     # halo: a light rim hugging the outline, inside the ringing margin, beyond the anti-aliased edge
     from_product = cv2.distanceTransform((~fitted.product).view(np.uint8), cv2.DIST_L2, 3)
-    ring = (from_product > 1.5) & (from_product <= margin) & ~fitted.maybe
+    ring = (from_product > 1.5) & (from_product <= margin) & (outside > 2)
     outline = max(1, int(np.count_nonzero((from_product > 0) & (from_product <= 1.5))))
     row["edge_halo_px"] = float(np.count_nonzero(ring & _off(out, canvas, HALO_LEVELS)) / outline) * edited.scale
     # what the canvas shows of the product: off-canvas pixels where the product may be (marks beside it excluded)
@@ -675,8 +675,9 @@ def text_regions(grey: np.ndarray, region: np.ndarray) -> list[tuple[int, int, i
     block = max(3, (ry // 12) | 1)
     inside = _erode(region, 2)
     glyphs = []
-    for polarity in (cv2.THRESH_BINARY_INV, cv2.THRESH_BINARY):
-        binary = cv2.adaptiveThreshold(g, 255, cv2.ADAPTIVE_THRESH_MEAN_C, polarity, block, 18)
+    # dark glyphs: 18 levels below their surroundings; light glyphs: 18 above
+    for polarity, offset in ((cv2.THRESH_BINARY_INV, 18), (cv2.THRESH_BINARY, -18)):
+        binary = cv2.adaptiveThreshold(g, 255, cv2.ADAPTIVE_THRESH_MEAN_C, polarity, block, offset)
         binary[~inside] = 0
         n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
         for x, y, w, h, area in stats[1:]:

@@ -405,7 +405,7 @@ def canvas_text(p, cut, side, rng):
 def watermark(p, cut, side, rng):
     img = _cut_edit(cut, side)
     return _text(img, "SAMPLE", (side // 2, side // 2), int(0.12 * side), (255, 255, 255) if rng.random() < 0.5
-                 else (60, 60, 60), alpha=float(rng.uniform(0.35, 0.5)), angle=float(rng.uniform(-30, 30)))
+                 else (60, 60, 60), alpha=float(rng.uniform(0.35, 0.5)), angle=float(rng.uniform(-12, 12)))
 
 
 def badge(p, cut, side, rng):
@@ -591,6 +591,8 @@ KINDS: dict[str, tuple[tuple[str, ...], Damage]] = {
 
 #: a defect must change at least this share of the canvas by more than this many levels to count as one
 VISIBLE_LEVELS, VISIBLE_SHARE = 6, 0.001
+#: the kinds whose effect depends on the product's own content (a flat product has no detail to blur)
+CONTENT_KINDS = ("blurred", "resolution_loss", "tone_crushed", "posterized")
 
 #: clean variants: (name, fill, format, quality)
 CLEAN_VARIANTS = (("q92", 0.85, "jpeg", 92), ("q95_fill90", 0.9, "jpeg", 95), ("png_fill87", 0.87, "png", 0))
@@ -637,6 +639,6 @@ def items(products: list[Product] | tuple[Product, ...], side: int = 2000, *, ki
                     continue
                 data = encode(img, "jpeg", 92)
             diff = np.abs(img.astype(np.int16) - clean_img.astype(np.int16)).max(axis=-1)
-            if kind != "heavy_jpeg" and np.count_nonzero(diff > VISIBLE_LEVELS) < VISIBLE_SHARE * diff.size:
+            if kind in CONTENT_KINDS and np.count_nonzero(diff > VISIBLE_LEVELS) < VISIBLE_SHARE * diff.size:
                 continue  # the damage changed nothing a person could see (a blur of a product with no detail)
             yield Item(product, kind, "v1", data, diff > 2 if kind != "heavy_jpeg" else None, expected)
