@@ -23,6 +23,8 @@ from airflow_image_catalog.operators.quality_gate import QualityGateOperator
 
 #: downstream DAGs schedule on this alias; each run that publishes adds an event on the published location
 PUBLISHED = AssetAlias("catalog-published")
+#: edit task instances at once: the edit task's max_active_tis_per_dag, and what the default chunking fills
+EDIT_SLOTS = 8
 #: where alerts go; a connection that is not defined is skipped with a warning (ids only: never secrets here)
 ALERT_CHANNELS = {"webhook_conn_id": "catalog_alerts_webhook", "smtp_conn_id": "smtp_default",
                   "slack_conn_id": "catalog_alerts_slack"}
@@ -49,7 +51,8 @@ with DAG(
         "published": Param(catalog_location("published"), type="string", description="where passing images are published"),
         "recipe": Param("marketplace_white_square", type="string", description="shipped recipe name or recipe file"),
         "backend_conn_id": Param("image_edit_default", type="string", description="image_edit connection"),
-        "chunk_size": Param(50, type="integer", minimum=1, maximum=10_000, description="images per mapped edit task"),
+        "chunk_size": Param(None, type=["null", "integer"], minimum=1, maximum=10_000,
+                            description="images per mapped edit task; empty = as many as fill the edit slots"),
         "concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=256,
                              description="images in flight per chunk; empty = the connection's max_concurrency"),
         "max_failure_rate": Param(0.5, type="number", minimum=0, maximum=1,
@@ -79,6 +82,7 @@ with DAG(
         source="{{ params.source }}",
         workspace="{{ params.workspace }}",
         chunk_size="{{ params.chunk_size }}",
+        edit_slots=EDIT_SLOTS,
         recipe="{{ params.recipe }}",
         only_changed="{{ params.only_changed }}",
     )
@@ -105,7 +109,7 @@ with DAG(
         deferrable="{{ params.deferrable }}",  # templated: rendered to "True"/"False", read at runtime
         concurrency="{{ params.concurrency }}",
         max_failure_rate="{{ params.max_failure_rate }}",
-        max_active_tis_per_dag=8,
+        max_active_tis_per_dag=EDIT_SLOTS,
     ).expand(chunk_manifest_uri=cost_check.output)
     quality_gate = QualityGateOperator.partial(
         task_id="quality_gate",

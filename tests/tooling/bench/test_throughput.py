@@ -10,7 +10,7 @@ import json
 
 from airflow_image_catalog.tooling.bench import throughput
 
-TOY = ["--images", "16", "--latency", "0.05", "--rpm", "6000", "--chunk-size", "4", "--memory-sizes", "16,32",
+TOY = ["--images", "16", "--latency", "0.05", "--rpm", "6000", "--compare-chunk-size", "4", "--memory-sizes", "16,32",
        "--sequential", "2", "--skip-dag", "--skip-startup-probe", "--quiet"]
 
 
@@ -21,8 +21,11 @@ def test_bench_reports_every_figure_at_toy_sizes(tmp_path, capsys):
 
     assert {"machine", "config", "startup", "throughput", "memory", "sequential", "figures", "notes",
             "bench_wall_s"} <= set(result)
-    assert set(result["throughput"]) == {"dag_default", "tuned"}
-    assert result["throughput"]["tuned"]["chunk_size"] == 2  # ceil(16 images / 8 slots)
+    assert set(result["throughput"]) == {"dag_default", "fixed"}
+    assert result["throughput"]["dag_default"]["chunk_size"] == 16  # the DAG's chunking: one chunk below 25 images
+    assert result["throughput"]["fixed"]["chunk_size"] == 4
+    peer = result["peer"]  # the asyncio script on the official SDK, against the same service
+    assert peer["images"] == peer["performed"] == 16 and peer["failed"] == peer["duplicates"] == 0
     for run in result["throughput"].values():
         assert run["images"] == run["edited"] == run["performed"] == 16
         assert run["failed"] == run["rate_limit_errors_in_tasks"] == run["duplicates"] == 0
@@ -33,4 +36,5 @@ def test_bench_reports_every_figure_at_toy_sizes(tmp_path, capsys):
     assert result["memory"]["service_duplicates"] == 0
     assert result["sequential"]["performed"] == 2 and result["sequential"]["duplicates"] == 0
     assert all(set(row) == {"figure", "value", "target", "result", "how"} for row in result["figures"])
-    assert "throughput, 16 images" in capsys.readouterr().out  # the table is printed
+    printed = capsys.readouterr().out  # the table
+    assert "throughput, 16 images" in printed and "DAG default vs the peer, same run" in printed

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
+from airflow_image_catalog.pipeline.discovery.chunking import MAX_MAPPED_CHUNKS, auto_chunk_size
 from airflow_image_catalog.recipes import load_recipe
 from airflow_image_catalog.storage import (
     list_objects,
@@ -32,10 +33,6 @@ from airflow_image_catalog.workspace.manifest import (
 )
 
 log = logging.getLogger(__name__)
-
-#: 10,000 images make 200 mapped edit tasks: well under Airflow's 1,024, few enough to schedule fast
-DEFAULT_CHUNK_SIZE = 50
-MAX_MAPPED_CHUNKS = 1024  # Airflow's default max_map_length
 
 
 @dataclass
@@ -143,14 +140,15 @@ class RunDiscovery:
         return list(self.summary["chunks"])
 
 
-def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, chunk_size: int,
-                 recipe: str | None = None, only_changed: bool = True) -> RunDiscovery:
+def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, chunk_size: int | None,
+                 recipe: str | None = None, only_changed: bool = True, slots: int = 1) -> RunDiscovery:
     """Discover a run's images and write its chunk manifests, once per run.
 
     A rerun of the same run reuses the first try's ``discovery.json``, so every chunk (and its
     recorded per-image state) means the same images on every try. With ``only_changed``, images
     published (or refused for good) from the same bytes and ``recipe`` (a shipped name or a
-    file; None: any recipe) are left out.
+    file; None: any recipe) are left out. ``chunk_size`` None: chunks that fill ``slots`` edit
+    task slots in whole waves (:func:`~airflow_image_catalog.pipeline.discovery.chunking.auto_chunk_size`).
     """
     summary_uri = RunLayout(run_root).discovery
     if storage_for(summary_uri).exists(summary_uri):  # a rerun of this run: the same images, the same chunks
@@ -162,10 +160,13 @@ def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, ch
     fingerprint = load_recipe(recipe).fingerprint if recipe else None
     discovery = discover_images(source, published=state.get("images"), recipe_fingerprint=fingerprint,
                                 refused=state.get("failed_final"))
-    chunk_uris = write_chunk_manifests(discovery, run_root=run_root, run_key=run_key, chunk_size=chunk_size)
+    size = chunk_size or auto_chunk_size(len(discovery.items), slots)
+    chunk_uris = write_chunk_manifests(discovery, run_root=run_root, run_key=run_key, chunk_size=size)
     summary = {
         "source_root": discovery.source_root,
         "images": len(discovery.items),
+        "chunk_size": size,
+        "chunk_size_from": "param" if chunk_size else f"{slots} edit slots",
         "unchanged": len(discovery.unchanged),
         "refused_before": discovery.refused,
         "ignored": discovery.ignored,
