@@ -41,6 +41,7 @@ __all__ = [
     "write_json",
     "list_objects",
     "storage_for",
+    "location_exists",
 ]
 
 
@@ -58,6 +59,11 @@ def list_objects(prefix: str) -> list[ObjectInfo]:
 
 def exists(uri: str) -> bool:
     return storage_for(uri).exists(uri)
+
+
+def location_exists(prefix: str) -> bool:
+    """Whether a location (a source folder or prefix) exists, without listing what is under it."""
+    return storage_for(prefix).location_exists(prefix)
 
 
 def delete(uri: str) -> None:

@@ -46,6 +46,10 @@ class LocalStorage:
     def exists(self, uri: str) -> bool:
         return uri_to_path(uri).is_file()
 
+    def location_exists(self, prefix: str) -> bool:
+        """Whether ``prefix`` is a folder or a file on this machine."""
+        return uri_to_path(prefix).exists()
+
     def delete(self, uri: str) -> None:
         """Remove one file; a missing file is fine (idempotent, like S3's DeleteObject)."""
         try:

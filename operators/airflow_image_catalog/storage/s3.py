@@ -274,6 +274,20 @@ class S3Storage:
             raise self._error("check", uri, exc) from None
         return True
 
+    def location_exists(self, prefix: str) -> bool:
+        """Whether ``prefix`` can hold objects: its bucket exists and this client may list it (one key at
+        most is asked for: S3 has no folders, so an empty prefix of a listable bucket exists)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = split_s3_uri(prefix)
+        try:
+            self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        except (BotoCoreError, ClientError) as exc:
+            if _is_not_found(exc):
+                return False
+            raise self._error("list", prefix, exc) from None
+        return True
+
     def delete(self, uri: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
