@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo demo-openai test lint venv ocr browser services bench-quality bench bench-engine demo-prepare clean reliability check-docker up down
+.PHONY: demo run validate demo-openai test lint venv ocr browser services bench-quality bench bench-engine demo-prepare clean reliability check-docker up down
 
 venv: $(STAMP)
 
@@ -62,6 +62,16 @@ demo-prepare: $(STAMP) ocr
 
 demo: demo-prepare
 	$(BIN)/python -m airflow_image_catalog.tooling.demo
+
+# catalog_refresh on your own photos, with the same environment: make run CONF='{"source": "/photos/new"}'
+# (any of the DAG's params; a mistake fails in seconds with the param named)
+CONF ?=
+run: demo-prepare
+	$(BIN)/python -m airflow_image_catalog.tooling.demo --conf '$(CONF)'
+
+# check recipe and quality-profile files without running the DAG: make validate FILES="my_recipe.yaml my_profile.yaml"
+validate: $(STAMP)
+	$(BIN)/python -m airflow_image_catalog.config.validate $(FILES)
 
 # `make demo` with the `openai` backend pointed at the local edit service (started on a free
 # loopback port for the run and stopped after it; see docs/backends.md).

@@ -15,6 +15,7 @@ from airflow.sdk import DAG, AssetAlias, Param, conf
 
 from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.notifications.catalog import CatalogAlertNotifier, nightly_deadline
+from airflow_image_catalog.operators.check_config import CheckRunConfigOperator
 from airflow_image_catalog.operators.cost_check import CostCheckOperator
 from airflow_image_catalog.operators.discover import DiscoverImagesOperator
 from airflow_image_catalog.operators.image_edit import ImageEditOperator
@@ -77,6 +78,8 @@ with DAG(
     },
     doc_md=__doc__,
 ) as dag:
+    # conf keys, recipe, quality profile, source, budgets, connection: a mistake fails here in seconds, by name
+    check_config = CheckRunConfigOperator(task_id="check_config")
     discover = DiscoverImagesOperator(
         task_id="discover",
         source="{{ params.source }}",
@@ -126,3 +129,4 @@ with DAG(
         trigger_rule="none_failed",  # an empty source maps zero edit tasks: still report the run
         outlets=[PUBLISHED],  # resolved at runtime to the published location's Asset
     )
+    check_config >> discover

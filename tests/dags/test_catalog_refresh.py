@@ -61,7 +61,8 @@ def test_dag_files_parse_without_heavy_imports(dag_file: str):
 def test_dag_shape():
     dag = _dag()
     assert dag.schedule == "@daily"
-    assert [t.task_id for t in dag.topological_sort()] == ["discover", "cost_check", "edit", "quality_gate", "publish"]
+    assert [t.task_id for t in dag.topological_sort()] == ["check_config", "discover", "cost_check", "edit", "quality_gate",
+                                                            "publish"]
 
 
 def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):

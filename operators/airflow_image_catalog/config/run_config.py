@@ -90,14 +90,17 @@ def check_budgets(params: Mapping[str, Any], variable: Callable[[str], Any]) -> 
 
 
 def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
+                     declared: Iterable[str] | None = None,
                      variable: Callable[[str], Any] = lambda name: None) -> list[str]:
     """Every problem with a catalog_refresh run's configuration (empty: it can run).
 
-    :param conf: what the run was triggered with (only its keys are checked against ``params``).
+    :param conf: what the run was triggered with (only its keys are checked against ``declared``).
     :param params: the run's params, conf merged over the defaults.
+    :param declared: the DAG's own params (Airflow merges every conf key into the run's params, known or
+        not); default: the keys of ``params``.
     :param variable: reads an Airflow Variable (the budgets' fallback); default: none set.
     """
-    problems = unknown_keys(conf, params)
+    problems = unknown_keys(conf, params if declared is None else declared)
     found, _ = check_recipe_and_profile(str(params.get("recipe") or ""), params.get("quality_profile") or None)
     problems += found
     if "source" in params:

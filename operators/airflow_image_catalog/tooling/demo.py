@@ -1,11 +1,13 @@
-"""``make demo``: run catalog_refresh once through Airflow and print where everything is.
+"""``make demo`` and ``make run``: run catalog_refresh once through Airflow and print where everything is.
 
 Runs ``airflow dags test catalog_refresh`` (real scheduler-less run against the
-SQLite Airflow home inside the repo), then reads the run report it wrote.
+SQLite Airflow home inside the repo), then reads the run report it wrote. ``--conf`` passes the
+run's params (``make run CONF='{"source": "/photos/new"}'``: your own folder, another recipe, ...).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -24,19 +26,39 @@ def _path(uri: str) -> str:
     return unquote(urlsplit(uri).path) if uri.startswith("file://") else uri
 
 
-def main() -> int:
+def _config_problems(log: str) -> str:
+    """check_config's message in the run's log (the heading and its indented lines), or ''."""
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if "the run's configuration cannot work:" in line:
+            end = next((n for n, text in enumerate(lines[i + 1:]) if not text.startswith("  ")), len(lines) - i - 1)
+            return "\n".join(["the run's configuration cannot work:", *lines[i + 1:i + 1 + end]])
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_image_catalog.tooling.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--conf", default="", help='the run\'s params as JSON, e.g. \'{"source": "/photos/new"}\'')
+    args = parser.parse_args(argv)
+    try:
+        conf = json.loads(args.conf) if args.conf.strip() else {}
+    except ValueError as exc:
+        print(f"--conf is not JSON: {exc}")
+        return 2
     catalog_home = _catalog_home().resolve()
+    workspace = Path(_path(conf["workspace"])) if "workspace" in conf else catalog_home / "work"
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     log_path = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "demo-run.log"
     started = time.time()
     print(f"running catalog_refresh through Airflow (log: {log_path}) ...", flush=True)
+    command = [airflow, "dags", "test", "catalog_refresh", *(["-c", json.dumps(conf)] if conf else [])]
     with log_path.open("w") as log:
-        proc = subprocess.run([airflow, "dags", "test", "catalog_refresh"], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     wall = time.time() - started
-    runs = uri_to_path(WorkspaceLayout(str(catalog_home / "work")).runs)
+    runs = uri_to_path(WorkspaceLayout(str(workspace)).runs)
     reports = [p for p in runs.glob(f"*/{RunLayout.REPORT}") if p.stat().st_mtime >= started]
     if proc.returncode != 0 or not reports:
-        print("".join(log_path.read_text().splitlines(keepends=True)[-60:]))
+        print(_config_problems(log_path.read_text()) or "".join(log_path.read_text().splitlines(keepends=True)[-60:]))
         print(f"catalog_refresh FAILED (exit {proc.returncode}); full log: {log_path}")
         return proc.returncode or 1
     latest = max(reports, key=lambda p: p.stat().st_mtime)
