@@ -109,6 +109,19 @@ def test_ops_guide_a_failed_chunk_cleared_reruns_as_try_2_and_pays_nothing_twice
         raise
 
 
+def test_a_misspelt_conf_key_fails_the_first_task_by_name(stack):
+    services, _, _ = stack
+    run_id = services.trigger(DAG_ID, {"sourc": "/photos/new", "backend_conn_id": CONN_ID})
+    assert services.wait_run(DAG_ID, run_id, timeout=120) == "failed"
+    tis = {t["task_id"]: t for t in services.task_instances(DAG_ID, run_id)}
+    check = tis["check_config"]
+    assert (check["state"], check["try_number"]) == ("failed", 1)  # no retries: a typo does not fix itself
+    assert {t["state"] for name, t in tis.items() if name != "check_config"} == {"upstream_failed"}
+    assert "sourc: not a parameter of this DAG (did you mean 'source'?)" in services.task_log(
+        DAG_ID, run_id, "check_config", 1)
+    print(f"misspelt conf key: run failed in check_config after {check['duration']:.1f} s of task time")
+
+
 def test_down_stops_every_process(stack):
     services, _, env = stack
     pids = dict(services.pids)
