@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo run validate demo-openai test lint venv ocr browser services bench-quality bench bench-engine demo-prepare clean reliability check-docker up down
+.PHONY: demo run validate demo-openai test lint venv ocr browser services bench-quality bench bench-scale bench-engine demo-prepare clean reliability check-docker up down
 
 venv: $(STAMP)
 
@@ -138,6 +138,12 @@ bench-engine: $(STAMP)
 # and a sequential loop; prints the figures and writes $(CATALOG_HOME)/bench/throughput.json (~7 min)
 bench: $(STAMP)
 	$(BIN)/python -m airflow_image_catalog.tooling.bench.throughput
+
+# whole catalog_refresh runs at 1,000 and 10,000 images on the local stack (real scheduler, LocalExecutor): wall
+# time, images per minute, time per stage, peak RSS per task; writes $(CATALOG_HOME)/bench/scale.json. A long
+# proof (tens of minutes), not in CI.
+bench-scale: $(STAMP)
+	$(BIN)/python -m airflow_image_catalog.tooling.bench.scale
 
 # fault matrix through the real catalog_refresh DAG, bad-input corpus, chaos (random faults + SIGKILLs),
 # secrets scan and soak, in a throwaway Airflow home; prints the table (0 lost, 0 duplicate charges in every
