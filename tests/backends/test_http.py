@@ -154,10 +154,10 @@ async def test_limiter_bounds_rate_and_concurrency():
 
     await asyncio.gather(*(one() for _ in range(5)))
     assert peak <= 2
-    assert starts[-1] - starts[0] >= 0.18  # 5 starts, 4 gaps of ~50 ms
+    assert starts[-1] - starts[0] >= 0.14  # 5 starts: a burst of 2 at most, then ~50 ms apart
     sync = Limiter(requests_per_minute=1200)
     began = time.monotonic()
     for _ in range(3):
         with sync.slot():
             pass
-    assert time.monotonic() - began >= 0.09
+    assert time.monotonic() - began >= 0.045  # 3 slots: a burst of 2 at most, then 50 ms

@@ -282,7 +282,8 @@ class Limiter:
             with self._sync_lock:
                 now = time.monotonic()
                 delay = max(self._sync_next - now, 0.0)
-                self._sync_next = max(self._sync_next, now) + 60.0 / self.requests_per_minute
+                interval = 60.0 / self.requests_per_minute  # a late wake-up keeps its slot (see _async_parts)
+                self._sync_next = max(self._sync_next, now - interval) + interval
             time.sleep(delay)
         time.sleep(self._pause())
         with self._sync_slots:
@@ -293,8 +294,10 @@ class Limiter:
 
         loop = asyncio.get_running_loop()
         if self._async is None or self._loop is not loop:
-            # one request per 60/rpm seconds: the same even pacing as the sync path, no bursts
-            rate = AsyncLimiter(1, 60.0 / self.requests_per_minute) if self.requests_per_minute > 0 else None
+            # one request per 60/rpm seconds on average, the same as the sync path. A bucket of two, not one:
+            # with one, every wake-up the event loop delivers late loses its lateness for good (make bench: ~2 %
+            # of the rate over 125 requests); the second token takes it back. Bursts stay at two requests.
+            rate = AsyncLimiter(2, 120.0 / self.requests_per_minute) if self.requests_per_minute > 0 else None
             self._loop, self._async = loop, (rate, asyncio.Semaphore(self.max_concurrency))
         return self._async
 
