@@ -715,9 +715,10 @@ def notes(result: dict[str, Any]) -> list[str]:
                    f"and an idle slot's share of the rate ({fixed['task_rpm']:g}/min) is lost; each chunk also ends "
                    f"with a {config['latency_s']:g} s drain.")
     if peer := result.get("peer"):
-        out.append(f"- the peer keeps no state, cache or manifests and its SDK retries 429s itself: the ceiling for "
-                   f"this service; its {peer['ratio']:.3f} x is over the service's sliding 60 s window, which lets a "
-                   "burst at the start through.")
+        over = (" (above 1: the service's sliding 60 s window lets a burst at the start through)"
+                if peer["ratio"] > 1 else "")
+        out.append(f"- the peer keeps no state, cache or manifests and its SDK retries 429s itself (one process, "
+                   f"one event loop): {peer['ratio']:.3f} x the limit{over}, {peer['rate_limited_429']} 429s.")
     runs = [run for run in (default, fixed) if run]
     if any(run["rate_limited_429"] for run in runs):
         out.append("- 429s: the slots' limiters each pace exactly limit/slots, independently; their jitter now "
