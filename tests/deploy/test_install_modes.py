@@ -124,6 +124,16 @@ def test_pip_install_registers_the_provider_and_the_plugin(installed: Path, tmp_
     location = subprocess.run([str(bin_dir / "python"), "-c", "import airflow_image_catalog as p; print(p.__file__)"],
                               capture_output=True, text=True, cwd=tmp_path, env=clean_environment())
     assert location.stdout.startswith(str(bin_dir.parent)), location  # the installed copy, not the checkout
+    # its default catalog home is the user's data directory, never site-packages (nor the checkout)
+    home_of = [str(bin_dir / "python"), "-c", "from airflow_image_catalog.config.locations import catalog_home, "
+               "catalog_location; print(catalog_home()); print(catalog_location('work'))"]
+    user = subprocess.run(home_of, capture_output=True, text=True, cwd=tmp_path,
+                          env=clean_environment(HOME=str(tmp_path / "user"), XDG_DATA_HOME="", CATALOG_HOME=""))
+    assert user.stdout.split() == [str(tmp_path / "user" / ".local/share/airflow-image-catalog"),
+                                   str(tmp_path / "user" / ".local/share/airflow-image-catalog/work")], user
+    explicit = subprocess.run(home_of, capture_output=True, text=True, cwd=tmp_path,
+                              env=clean_environment(CATALOG_HOME="s3://shop-catalog/catalog"))
+    assert explicit.stdout.split()[-1] == "s3://shop-catalog/catalog/work", explicit  # an explicit setting wins
 
     providers = _json(_airflow(bin_dir, home, "providers", "list", "-o", "json"))
     assert any(p["package_name"] == PACKAGE for p in providers), [p["package_name"] for p in providers]
