@@ -312,7 +312,16 @@ class AirflowStack:
         content = body["content"]
         if isinstance(content, str):
             return content
-        return "\n".join(entry.get("event", "") if isinstance(entry, dict) else str(entry) for entry in content)
+        lines = []
+        for entry in content:
+            if not isinstance(entry, dict):
+                lines.append(str(entry))
+                continue
+            lines.append(entry.get("event", ""))
+            # a failure's exception travels in error_detail; the UI shows it under the event, so do we
+            lines += [f"{d.get('exc_type')}: {d.get('exc_value')}" for d in entry.get("error_detail") or []
+                      if isinstance(d, dict)]
+        return "\n".join(lines)
 
     def clear(self, dag_id: str, run_id: str, task_id: str, map_index: int, *, downstream: bool = True) -> list[dict]:
         """Clear one (mapped) task instance, as the UI's Clear does; returns what was cleared."""
