@@ -1,5 +1,5 @@
-"""Nightly catalog refresh: discover new and changed images, check the cost, edit them in mapped chunks,
-gate their quality, publish.
+"""Nightly catalog refresh: discover new and changed images, check their rights and the cost, edit them in
+mapped chunks, gate their quality, publish.
 
 Every location is a DAG param, so one deployment serves many catalogs:
 trigger with ``{"source": "...", "recipe": "seasonal_background_swap"}`` to override.
@@ -21,6 +21,7 @@ from airflow_image_catalog.operators.discover import DiscoverImagesOperator
 from airflow_image_catalog.operators.image_edit import ImageEditOperator
 from airflow_image_catalog.operators.publish import PublishOperator
 from airflow_image_catalog.operators.quality_gate import QualityGateOperator
+from airflow_image_catalog.operators.rights_check import RightsCheckOperator
 
 #: downstream DAGs schedule on this alias; each run that publishes adds an event on the published location
 PUBLISHED = AssetAlias("catalog-published")
@@ -60,6 +61,10 @@ with DAG(
                                   description="fail an edit chunk when more than this share fails finally"),
         "only_changed": Param(True, type="boolean",
                               description="edit only images not yet published from the same bytes and recipe"),
+        "rights_policy": Param("", type="string", description="rights policy: default, strict or a file; "
+                               "empty = the recipe's, else default"),
+        "rights_sidecar": Param("", type="string", description="CSV / JSON of image id -> licence, releases, "
+                                "expiry, allowed uses (the catalog's PIM); empty = none"),
         "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
         "min_pass_rate": Param(0.8, type="number", minimum=0, maximum=1, description="fail a chunk below this pass rate"),
         "budget_run_usd": Param(None, type=["null", "number"], minimum=0,
@@ -89,9 +94,17 @@ with DAG(
         recipe="{{ params.recipe }}",
         only_changed="{{ params.only_changed }}",
     )
+    rights_check = RightsCheckOperator(
+        task_id="rights_check",
+        chunk_manifest_uris=discover.output,
+        workspace="{{ params.workspace }}",
+        recipe="{{ params.recipe }}",
+        rights_policy="{{ params.rights_policy }}",
+        rights_sidecar="{{ params.rights_sidecar }}",
+    )
     cost_check = CostCheckOperator(
         task_id="cost_check",
-        chunk_manifest_uris=discover.output,
+        chunk_manifest_uris=rights_check.output,
         recipe="{{ params.recipe }}",
         workspace="{{ params.workspace }}",
         backend_conn_id="{{ params.backend_conn_id }}",

@@ -105,3 +105,19 @@ def assertion_fields(gate: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The gate's per-expectation results as OpenLineage data-quality assertions (label, success, metric)."""
     return [{"assertion": str(a["assertion"]), "success": bool(a["success"]), "column": a.get("column")}
             for a in gate.get("assertions") or []]
+
+
+def rights_fields(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The rights facet from the rights check's ``rights/decision.json`` (counts only: no image ids, no metadata)."""
+    counts = decision.get("counts") or {}
+    return {
+        "policy": str((decision.get("policy") or {}).get("name") or decision.get("policy_name") or ""),
+        "images": int(decision.get("images") or 0),
+        "go": int(counts.get("go", 0)),
+        "needsConsent": int(counts.get("needs_consent", 0)),
+        "refused": int(counts.get("refused", 0)),
+        "withMetadata": int(decision.get("with_metadata") or 0),
+        "peopleChecked": int(decision.get("people_checked") or 0),
+        "peopleFound": int(decision.get("people_found") or 0),
+        "reasons": dict(sorted((decision.get("reasons") or {}).items())),
+    }

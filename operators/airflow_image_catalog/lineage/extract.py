@@ -22,9 +22,11 @@ from airflow_image_catalog.lineage.facets import (
     COST_FACET,
     EDIT_FACET,
     QUALITY_FACET,
+    RIGHTS_FACET,
     ImageCostRunFacet,
     ImageEditRunFacet,
     ImageQualityRunFacet,
+    ImageRightsRunFacet,
 )
 from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
 
@@ -122,6 +124,19 @@ def source_lineage(source: str) -> OperatorLineage:
 def source_operator_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """Discover and the new-images sensor read the source prefix and write no catalog dataset."""
     return source_lineage(op.source)
+
+
+def rights_check_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
+    """Input: the source prefix the chunks list; on complete: the rights facet (decision counts and reasons)."""
+    uris = _uris(op.chunk_manifest_uris)
+    first = _read(uris[0]) if uris else None
+    run_key = _run_key(task_instance, uris)
+    facets: dict[str, Any] = {}
+    if task_instance is not None and run_key:
+        decision = _read(_run(op.workspace, run_key).rights_decision)
+        if decision is not None:
+            facets[RIGHTS_FACET] = ImageRightsRunFacet(**builders.rights_fields(decision))
+    return _lineage([(first or {}).get("source_root")], run_facets=facets)
 
 
 def cost_check_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:

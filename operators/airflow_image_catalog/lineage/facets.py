@@ -16,7 +16,7 @@ from openlineage.client.facet_v2 import RunFacet
 from airflow_image_catalog.lineage import schema_url
 
 #: the keys the facets are emitted under in ``run.facets``
-EDIT_FACET, COST_FACET, QUALITY_FACET = "imageEdit", "imageCost", "imageQuality"
+EDIT_FACET, COST_FACET, QUALITY_FACET, RIGHTS_FACET = "imageEdit", "imageCost", "imageQuality", "imageRights"
 
 
 @attr.define
@@ -86,5 +86,24 @@ class ImageQualityRunFacet(RunFacet):
         return schema_url("ImageQualityRunFacet")
 
 
+@attr.define
+class ImageRightsRunFacet(RunFacet):
+    """The rights check of a run: how many images may be edited, wait for consent or are refused, and why."""
+
+    policy: str
+    images: int = 0
+    go: int = 0
+    needsConsent: int = 0
+    refused: int = 0
+    withMetadata: int = 0
+    peopleChecked: int = 0
+    peopleFound: int = 0
+    reasons: dict[str, int] = attr.field(factory=dict)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return schema_url("ImageRightsRunFacet")
+
+
 FACET_CLASSES: dict[str, Any] = {EDIT_FACET: ImageEditRunFacet, COST_FACET: ImageCostRunFacet,
-                                 QUALITY_FACET: ImageQualityRunFacet}
+                                 QUALITY_FACET: ImageQualityRunFacet, RIGHTS_FACET: ImageRightsRunFacet}

@@ -1,1 +1,1 @@
-"""The pipeline stages of a catalog refresh, in data-flow order: discovery, costing, editing, quality, publishing. Plain Python, no Airflow import."""
+"""The pipeline stages of a catalog refresh, in data-flow order: discovery, rights, costing, editing, quality, publishing. Plain Python, no Airflow import."""

@@ -110,6 +110,7 @@ class Recipe:
     output: OutputSpec
     quality: QualitySpec = QualitySpec()
     drift: DriftControl | None = None
+    rights: str | None = None  # the rights policy (a shipped name or a file): pipeline/rights/policy.py
     origin: str = ""
     version: int = 1
     fingerprint: str = field(default="", compare=False)
@@ -330,7 +331,8 @@ def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
     """Validate a loaded recipe document and build a :class:`Recipe`."""
     label = origin.rsplit("/", 1)[-1]
     fields = _Fields(
-        label, "", data, ("version", "name", "description", "output", "steps", "quality", "drift"), ("name", "steps")
+        label, "", data, ("version", "name", "description", "output", "steps", "quality", "drift", "rights"),
+        ("name", "steps")
     )
     version = fields.get("version", int, 1)
     if version != 1:
@@ -352,11 +354,13 @@ def parse_recipe(data: Any, *, origin: str = "<recipe>") -> Recipe:
         output=output,
         quality=_parse_quality(label, data.get("quality") or {}),
         drift=None if data.get("drift") is None else _parse_drift(label, data["drift"]),
+        rights=fields.get("rights", str),
         origin=origin,
         version=version,
     )
-    # identity of the edit itself: where the file lives and how it is judged do not change outputs
-    edit_fields = {k: v for k, v in recipe.to_dict().items() if k not in ("origin", "quality")}
+    # identity of the edit itself: where the file lives, how it is judged and whose rights it checks do not
+    # change outputs
+    edit_fields = {k: v for k, v in recipe.to_dict().items() if k not in ("origin", "quality", "rights")}
     canonical = json.dumps(edit_fields, sort_keys=True)
     return replace(recipe, fingerprint=hashlib.sha256(canonical.encode()).hexdigest())
 

@@ -6,7 +6,9 @@ worker on another machine, the UI plugin and the alerts all agree on where a run
     <workspace>/
       runs/<run key>/               RunLayout
         discovery.json              the run's discovery (commits it; a rerun reuses it)
-        chunks/chunk-NNNNN.json     chunk manifests (chunks/capped/: the cost check's cap)
+        chunks/chunk-NNNNN.json     chunk manifests (chunks/rights/: the images the rights check let
+                                    through; chunks/capped/: the cost check's cap)
+        rights/decision.json        the rights check's decision per image (metadata, faces, reasons)
         state/chunk-NNNNN/          per-image durable state
         jobs/chunk-NNNNN.json       pending provider jobs (deferrable / batch edits)
         intermediate/               a multi-step job recipe's images between steps
@@ -16,6 +18,7 @@ worker on another machine, the UI plugin and the alerts all agree on where a run
         cost/decision.json          the cost check's decision; cost/report.json the run's cost
         report.json, report.html    the run report
       quarantine/<run key>/         quarantined images and their records
+      consent/<image_id>.json       images waiting for (or given) a person's consent: the consent queue
       reviews/                      what a reviewer was shown
       state/published_manifest.json what is published now
       cache/  ledger/  audit/       stores that own the keys below their root
@@ -96,6 +99,7 @@ class WorkspaceLayout(_Rooted):
     audit = _Under("audit")
     quarantine = _Under("quarantine")  # every run's (the review queue lists it)
     reviews = _Under("reviews")
+    consent = _Under("consent")  # the consent queue (catalog_consent answers it)
     published_manifest = _Under("state/published_manifest.json")
 
     def run(self, run_key: str) -> RunLayout:
@@ -107,6 +111,10 @@ class WorkspaceLayout(_Rooted):
 
     def run_quarantine(self, run_key: str) -> str:
         return join_uri(self.quarantine, run_key)
+
+    def consent_record(self, image_id: str) -> str:
+        """An image's consent record (image ids may hold ``/``: sources in sub-folders)."""
+        return join_uri(self.consent, *f"{image_id}.json".split("/"))
 
     def review_snapshot(self, run_id: str, task_id: str) -> str:
         """What a review task showed its reviewer (the decision applies to exactly that)."""
@@ -128,10 +136,12 @@ class RunLayout(_Rooted):
     quality = _Under("quality")
     cost_decision = _Under(COST_DECISION)  # the edit task and the report read it
     cost_report = _Under("cost/report.json")
+    rights_decision = _Under("rights/decision.json")  # the cost check, publish and the report read it
     report_json = _Under(REPORT)
     report_html = _Under("report.html")
 
     chunk = _PerChunk("chunks", ".json")
+    rights_chunk = _PerChunk("chunks/rights", ".json")  # a chunk cut to the images the rights check let through
     capped_chunk = _PerChunk("chunks/capped", ".json")  # a chunk the cost check cut to what the budget keeps
     state = _PerChunk("state")
     jobs = _PerChunk("jobs", ".json")

@@ -20,8 +20,6 @@ import json
 import logging
 import mimetypes
 import os
-import struct
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +56,6 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 #: backends that run without a trained generative model (see ``ProvenanceFacts.generative``)
 NON_GENERATIVE_BACKENDS = frozenset({"local"})
-
-_JPEG_XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
-_PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
-_MAX_JPEG_SEGMENT = 0xFFFF - 2  # a segment's length field counts itself
 
 
 class ProvenanceError(CatalogError, ValueError):
@@ -260,123 +254,19 @@ def _qname(prefixed: str) -> str:
     return f"{{{NS[prefix]}}}{local}"
 
 
-# --- containers: find / replace the XMP packet without touching image data -----------------------
-
-def _jpeg_is_xmp(data: bytes, segment: containers.Part) -> bool:
-    return segment.kind == 0xE1 and containers.jpeg_payload(data, segment).startswith(_JPEG_XMP_ID)
-
-
-def _jpeg_put_xmp(data: bytes, packet: bytes) -> bytes:
-    payload = _JPEG_XMP_ID + packet
-    if len(payload) + 2 > _MAX_JPEG_SEGMENT:
-        raise ProvenanceError(f"XMP packet too large for one JPEG APP1 segment ({len(payload)} bytes)")
-    segment = containers.jpeg_segment(0xE1, payload)
-    segments = containers.jpeg_segments(data)
-    # after JFIF (APP0) and Exif (APP1): readers expect those first
-    insert_at = 2
-    for part in segments:
-        if part.kind == 0xE0 or (part.kind == 0xE1 and not _jpeg_is_xmp(data, part)):
-            insert_at = part.end
-        else:
-            break
-    out, pos = bytearray(data[:insert_at]), insert_at
-    out += segment
-    for part in segments:  # drop any older XMP packet (only one may be standard XMP)
-        if part.start >= insert_at and _jpeg_is_xmp(data, part):
-            out += data[pos:part.start]
-            pos = part.end
-    out += data[pos:]
-    return bytes(out)
-
-
-def _jpeg_get_xmp(data: bytes) -> bytes | None:
-    for part in containers.jpeg_segments(data):
-        if _jpeg_is_xmp(data, part):
-            return containers.jpeg_payload(data, part)[len(_JPEG_XMP_ID):]
-    return None
-
-
-def _png_itxt_xmp(data: bytes, chunk: containers.Part) -> bytes | None:
-    keyword, _, rest = containers.png_payload(data, chunk).partition(b"\x00")
-    if keyword != _PNG_XMP_KEYWORD or len(rest) < 2:
-        return None
-    compressed, rest = rest[0], rest[2:]  # compression flag, method
-    _language, _, rest = rest.partition(b"\x00")
-    _translated, _, text = rest.partition(b"\x00")
-    return zlib.decompress(text) if compressed else text
-
-
-def _png_put_xmp(data: bytes, packet: bytes) -> bytes:
-    chunk = containers.png_chunk(b"iTXt", _PNG_XMP_KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + packet)
-    out, placed = bytearray(containers.PNG_SIGNATURE), False  # uncompressed, no language
-    for part in containers.png_chunks(data):
-        if part.kind == b"iTXt" and _png_itxt_xmp(data, part) is not None:
-            continue  # replaced
-        if part.kind == b"IDAT" and not placed:  # XMP goes before the image data
-            out += chunk
-            placed = True
-        out += data[part.start:part.end]
-    if not placed:
-        raise ProvenanceError("malformed PNG: no IDAT chunk")
-    return bytes(out)
-
-
-def _png_get_xmp(data: bytes) -> bytes | None:
-    for part in containers.png_chunks(data):
-        if part.kind == b"iTXt" and (packet := _png_itxt_xmp(data, part)) is not None:
-            return packet
-    return None
-
-
-def _webp_vp8x(chunks: list[tuple[bytes, bytes]]) -> bytes:
-    """A VP8X header for a simple (VP8 / VP8L) WebP, which cannot carry metadata chunks."""
-    kind, payload = chunks[0]
-    if kind == b"VP8 " and payload[3:6] == b"\x9d\x01\x2a":
-        width = struct.unpack("<H", payload[6:8])[0] & 0x3FFF
-        height = struct.unpack("<H", payload[8:10])[0] & 0x3FFF
-        alpha = False
-    elif kind == b"VP8L" and payload[:1] == b"\x2f":
-        bits = struct.unpack("<I", payload[1:5])[0]
-        width, height, alpha = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool((bits >> 28) & 1)
-    else:
-        raise ProvenanceError(f"malformed WebP: unexpected first chunk {kind!r}")
-    flags = 0x10 if alpha else 0
-    return bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-
-
-def _webp_put_xmp(data: bytes, packet: bytes) -> bytes:
-    chunks = [(k, p) for k, p in containers.riff_chunks(data) if k != b"XMP "]
-    if not chunks:
-        raise ProvenanceError("malformed WebP: no chunks")
-    if chunks[0][0] != b"VP8X":
-        chunks.insert(0, (b"VP8X", _webp_vp8x(chunks)))
-    header = bytearray(chunks[0][1])
-    header[0] |= 0x04  # XMP metadata present
-    chunks[0] = (b"VP8X", bytes(header))
-    return containers.riff_file([*chunks, (b"XMP ", packet)])
-
-
-def _webp_get_xmp(data: bytes) -> bytes | None:
-    return next((payload for kind, payload in containers.riff_chunks(data) if kind == b"XMP "), None)
-
-
-_PUT = {"jpeg": _jpeg_put_xmp, "png": _png_put_xmp, "webp": _webp_put_xmp}
-_GET = {"jpeg": _jpeg_get_xmp, "png": _png_get_xmp, "webp": _webp_get_xmp}
-
-
 def embed_xmp(data: bytes, fmt: str | None, facts: ProvenanceFacts) -> bytes:
     """``data`` with our XMP packet (replacing any earlier one); image data is copied byte for byte."""
+    _format(data, fmt)
     try:
-        return _PUT[_format(data, fmt)](data, build_xmp(facts))
+        return containers.put_xmp(data, build_xmp(facts))
     except containers.ContainerError as exc:
         raise ProvenanceError(str(exc)) from None
 
 
 def read_xmp(data: bytes) -> dict[str, Any] | None:
     """The provenance fields of the embedded XMP packet; None when the file carries none."""
-    fmt = sniff_format(data)
     try:
-        packet = _GET[fmt](data) if fmt else None
+        packet = containers.get_xmp(data)
     except containers.ContainerError as exc:
         raise ProvenanceError(str(exc)) from None
     return parse_xmp(packet) if packet else None

@@ -17,9 +17,10 @@ from airflow_image_catalog.pipeline.publishing.audit.records import (
     EVENTS,
     audit_records,
     review_records,
+    rights_records,
 )
 
-__all__ = ["AUDIT_SCHEMA_VERSION", "COLUMNS", "EVENTS", "audit_records", "review_records", "write_audit",
+__all__ = ["AUDIT_SCHEMA_VERSION", "COLUMNS", "EVENTS", "audit_records", "review_records", "rights_records", "write_audit",
            "open_audit", "find_records"]
 
 

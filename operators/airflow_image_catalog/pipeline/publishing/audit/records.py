@@ -25,7 +25,8 @@ from airflow_image_catalog.workspace.manifest import safe_run_key
 log = logging.getLogger(__name__)
 
 AUDIT_SCHEMA_VERSION = 1
-EVENTS = ("published", "quarantined", "approved", "rejected")
+EVENTS = ("published", "quarantined", "approved", "rejected",
+          "refused", "consent_requested", "consent_granted", "consent_denied")  # the last four: rights
 #: gate metrics kept as typed columns (all of them are also in ``metrics_json``); ``bg_exact_share`` is only
 #: in records written before the gate judged the canvas itself (``bg_off_share``); reads union by name
 METRIC_COLUMNS = ("ssim_preserved", "psnr_preserved", "delta_e_preserved", "seam_score", "bg_exact_share",
@@ -36,7 +37,7 @@ METRIC_COLUMNS = ("ssim_preserved", "psnr_preserved", "delta_e_preserved", "seam
 #: they are the hive partition keys, added from the object path when reading.
 COLUMNS: dict[str, str] = {
     "schema_version": "INTEGER",
-    "event": "VARCHAR",  # published | quarantined | approved | rejected
+    "event": "VARCHAR",  # one of EVENTS
     "image_id": "VARCHAR",
     "run_key": "VARCHAR",  # storage-safe run id: runs/<run_key>/, ledger and audit partitions
     "run_id": "VARCHAR",
@@ -90,6 +91,14 @@ COLUMNS: dict[str, str] = {
     "failed_expectations": "VARCHAR[]",
     "metrics_json": "VARCHAR",
     **dict.fromkeys(METRIC_COLUMNS, "DOUBLE"),
+    "rights_decision": "VARCHAR",  # go | needs_consent | refused (the rights check, before any edit)
+    "rights_reasons": "VARCHAR[]",  # reason codes: ai_use_prohibited, no_model_release, consent_granted ...
+    "rights_json": "VARCHAR",  # what the decision was based on: the source's rights metadata, faces, reasons
+    "people_faces": "INTEGER",  # faces found (None: not looked for)
+    "consent_decision": "VARCHAR",  # pending | approved | rejected
+    "consent_by": "VARCHAR",
+    "consent_at": "TIMESTAMPTZ",
+    "consent_note": "VARCHAR",
     "review_decision": "VARCHAR",
     "reviewer": "VARCHAR",
     "reviewed_at": "TIMESTAMPTZ",
@@ -249,6 +258,45 @@ def _gate_facts(gate: Mapping[str, Any] | None, verdict: Mapping[str, Any]) -> d
     }
 
 
+def rights_facts(item: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The audit columns of an image's rights decision (an item of ``runs/<run>/rights/decision.json``)."""
+    if not item:
+        return {}
+    consent = item.get("consent") or {}
+    people = item.get("people")
+    return {
+        "rights_decision": item.get("decision"),
+        "rights_reasons": [r["code"] for r in item.get("reasons", [])] or None,
+        "rights_json": _json({"rights": item.get("rights"), "people": people, "policy": item.get("policy"),
+                              "reasons": item.get("reasons"), "notes": item.get("notes")}),
+        "people_faces": people.get("faces") if people else None,
+        "consent_decision": consent.get("decision"), "consent_by": consent.get("by"),
+        "consent_at": consent.get("at"), "consent_note": scrub(consent.get("note")),
+    }
+
+
+def rights_records(items: Iterable[Mapping[str, Any]], *, run: Mapping[str, Any], event: str | None = None
+                   ) -> list[dict[str, Any]]:
+    """Records for images the rights check stopped (``refused``, ``consent_requested``) or a consent
+    reviewer decided (``event``: ``consent_granted`` / ``consent_denied``); ``go`` images are recorded
+    when published, with these columns filled."""
+    recorded_at = datetime.now(UTC)
+    rows = []
+    for item in items:
+        kind = event or {"refused": "refused", "needs_consent": "consent_requested"}.get(str(item.get("decision")))
+        if kind is None:
+            continue
+        rows.append(_finish({
+            "schema_version": AUDIT_SCHEMA_VERSION, "event": kind, "image_id": item["image_id"],
+            "run_key": run.get("run_key") or safe_run_key(str(run.get("run_id") or "")), "run_id": run.get("run_id"),
+            "dag_id": run.get("dag_id"), "task_id": run.get("task_id"), "recorded_by": _writer(run),
+            "source_uri": scrub_uri(item.get("source_uri")), "source_sha256": item.get("source_sha256"),
+            "operators_version": __version__, "paid_calls": 0, "cost_usd": 0.0,  # refused for free
+            **rights_facts(item), "recorded_at": recorded_at,
+        }))
+    return rows
+
+
 def _writer(run: Mapping[str, Any]) -> str:
     return "/".join(str(run.get(name) or "-") for name in ("dag_id", "run_id", "task_id"))
 
@@ -272,6 +320,7 @@ def audit_records(
     run: Mapping[str, Any],
     recipe: Any = None,
     published_at: datetime | str | None = None,
+    rights: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per image of ``published`` and ``quarantined`` (as :func:`publish_run` builds them).
 
@@ -280,6 +329,7 @@ def audit_records(
     :param run: ``dag_id``, ``run_id``, ``task_id`` (the publish task), optionally ``run_key``.
     :param recipe: the :class:`~airflow_image_catalog.recipes.Recipe` that ran, if at hand (else loaded by origin).
     :param published_at: when the publish step ran (default: now).
+    :param rights: image id -> its rights decision (``pipeline.rights.check.rights_by_image``).
     """
     recorded_at = datetime.now(UTC)
     published_at = published_at or recorded_at
@@ -318,6 +368,7 @@ def audit_records(
                 "drift_decisions": [r.get("decision") for r in record.rounds] or None,
                 "rounds_json": _json(record.rounds), "preparation_json": _json(record.preparation),
                 **_gate_facts(result.gate, verdicts.get(record.image_id, {})),
+                **rights_facts((rights or {}).get(record.image_id)),
                 "edited_at": record.finished_at,
                 "published_at": published_at if event == "published" else None,
                 "recorded_at": recorded_at,
