@@ -61,8 +61,8 @@ def test_dag_files_parse_without_heavy_imports(dag_file: str):
 def test_dag_shape():
     dag = _dag()
     assert dag.schedule == "@daily"
-    assert [t.task_id for t in dag.topological_sort()] == ["check_config", "discover", "cost_check", "edit", "quality_gate",
-                                                            "publish"]
+    assert [t.task_id for t in dag.topological_sort()] == ["check_config", "discover", "rights_check", "cost_check",
+                                                            "edit", "quality_gate", "publish"]
 
 
 def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
@@ -75,11 +75,14 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
     dagrun, report = _run(tmp_path, source, chunk_size=4, max_failure_rate=1.0)  # a chunk of 4 scene photos
 
     assert dagrun.state == "success"
-    images = {p.stem for p in source.iterdir() if p.suffix in (".jpg", ".png")}
+    # the astronaut's photo shows a face and carries no model release: it waits for consent, never edited
+    assert report["rights"]["waiting_for_consent"] == ["photo_astronaut"]
+    assert report["rights"]["counts"]["refused"] == 0
+    images = {p.stem for p in source.iterdir() if p.suffix in (".jpg", ".png")} - {"photo_astronaut"}
     total = len(images)
     scenes = {stem for stem in images if stem.startswith("photo_")}  # no backdrop: refused, not guessed
     expected_failures = {"corrupt", "broken_upload"} | scenes
-    assert len(scenes) == 4
+    assert len(scenes) == 3
     counts = report["counts"]
     assert counts == {"found": total, "edited": total - len(expected_failures), "failed": len(expected_failures),
                       "failed_final": len(expected_failures), "failed_retryable": 0, "skipped_budget": 0,
@@ -115,7 +118,7 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
         assert 0.80 <= fill <= 0.87, f"{mask_path.stem}: product fills {fill:.2%} of the frame"
 
     edit_manifests = sorted((tmp_path / "work" / "runs").glob("*/edits/chunk-*.json"))
-    assert len(edit_manifests) == -(-total // 4)  # one mapped edit task per chunk
+    assert len(edit_manifests) == -(-(total + 1) // 4)  # one mapped edit task per discovered chunk
     assert Path(report["report_html"][len("file://"):]).read_text().count("<tr class=") == total
 
 

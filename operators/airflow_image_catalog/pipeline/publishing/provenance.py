@@ -30,6 +30,8 @@ from airflow_image_catalog import __version__
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.imaging import containers
 from airflow_image_catalog.imaging.containers import MIME, sniff_format
+from airflow_image_catalog.pipeline.rights.metadata import NS as RIGHTS_NS
+from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata, rights_iim, rights_jsonld, rights_xmp
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ NS = {
     "catalog": "urn:x-airflow-image-catalog:provenance:1/",
 }
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+#: the C2PA assertion carrying the source's rights: the Creator Assertions Working Group's metadata
+#: assertion (JSON-LD of XMP properties; cawg.io/metadata/1.0)
+RIGHTS_ASSERTION = "cawg.metadata"
 
 #: backends that run without a trained generative model (see ``ProvenanceFacts.generative``)
 NON_GENERATIVE_BACKENDS = frozenset({"local"})
@@ -94,6 +100,9 @@ class ProvenanceFacts:
     published_at: str | None = None
     tool_name: str = TOOL_NAME
     tool_version: str = __version__
+    #: the source's rights, carried into the published file (``pipeline.rights.metadata.publishable``):
+    #: removing copyright-management information from a published work is itself a legal risk
+    rights: RightsMetadata | None = None
 
     @property
     def is_generative(self) -> bool:
@@ -199,8 +208,10 @@ def build_xmp(facts: ProvenanceFacts) -> bytes:
         text("catalog:RunId", facts.run_id),
         text("catalog:PublishedAt", facts.published_at),
         f"<catalog:Steps><rdf:Seq>{steps}</rdf:Seq></catalog:Steps>" if steps else "",
+        rights_xmp(facts.rights) if facts.rights else "",
     ])
-    namespaces = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in NS.items() if prefix != "x")
+    used = {**NS, **RIGHTS_NS} if facts.rights else NS
+    namespaces = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in used.items() if prefix != "x")
     packet = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
         f'<x:xmpmeta xmlns:x="{NS["x"]}" x:xmptk="{escape(facts.tool_name)}">'
@@ -301,6 +312,9 @@ def build_manifest(facts: ProvenanceFacts, fmt: str, *, source_attached: bool = 
             *edits,
         ]}}],
     }
+    metadata = rights_jsonld(facts.rights) if facts.rights else None
+    if metadata:  # the source's rights, bound to the bytes by the signature (CAWG metadata assertion)
+        manifest["assertions"].append({"label": RIGHTS_ASSERTION, "data": metadata})
     if not source_attached:
         manifest["ingredients"] = [_source_ingredient(facts)]
     return manifest
@@ -393,11 +407,16 @@ def apply_provenance(data: bytes, fmt: str | None, facts: ProvenanceFacts, *,
     """
     fmt = _format(data, fmt)
     out = embed_xmp(data, fmt, facts)
+    iim = rights_iim(facts.rights) if facts.rights and fmt == "jpeg" else None
+    if iim:  # JPEG readers that know only IPTC-IIM (older DAMs, marketplaces) see the copyright too
+        out = containers.put_iim(out, iim)
     summary: dict[str, Any] = {
         "input_sha256": hashlib.sha256(data).hexdigest(),
         "format": fmt,
         "digital_source_type": facts.digital_source_type,
         "xmp": True,
+        "iim": bool(iim),
+        "rights": bool(facts.rights),
         "c2pa": None,
     }
     if c2pa_signer is not None:
@@ -407,5 +426,6 @@ def apply_provenance(data: bytes, fmt: str | None, facts: ProvenanceFacts, *,
                            "timestamped": bool(c2pa_signer.tsa_url)} if store else None
     summary["sha256"] = hashlib.sha256(out).hexdigest()
     summary["bytes"] = len(out)
-    summary["facts"] = asdict(facts) | {"generative": facts.is_generative}
+    summary["facts"] = asdict(facts) | {"generative": facts.is_generative,
+                                        "rights": facts.rights.to_dict() if facts.rights else None}
     return out, summary

@@ -84,16 +84,20 @@ def publish_image(image_id: str, output_uri: str, sha256: str, published_root: s
                 "digital_source_type", "xmp", "c2pa")}, **facts}
 
 
-def provenance_for(record: Any, edit: EditManifest, steps: dict[str, str], run_id: str | None) -> Any:
-    """What the published file says about itself: source, recipe (prompt hashes), backend, model, run."""
+def provenance_for(record: Any, edit: EditManifest, steps: dict[str, str], run_id: str | None,
+                   rights: dict[str, Any] | None = None) -> Any:
+    """What the published file says about itself: source, recipe (prompt hashes), backend, model, run, and
+    the source's rights (``rights``: the image's rights-check item, whose metadata is carried over)."""
     from airflow_image_catalog.pipeline.publishing.provenance import ProvenanceFacts, ProvenanceStep
+    from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata, publishable
 
     return ProvenanceFacts(
         source_sha256=record.source_sha256, recipe_name=edit.recipe.get("name"),
         recipe_fingerprint=edit.recipe.get("fingerprint"), backend=edit.backend, model=edit.model,
         steps=[ProvenanceStep.from_prompt(step["id"], steps.get(step["id"], "")) for step in record.steps
                if "id" in step],
-        run_id=run_id, published_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        run_id=run_id, published_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        rights=publishable(RightsMetadata.from_dict(rights["rights"])) if rights and rights.get("rights") else None)
 
 
 def _step_prompts(results: list[ChunkResult]) -> dict[str, str]:
@@ -115,8 +119,10 @@ def publish_run(
     from airflow_image_catalog.pipeline.publishing.provenance import signer_from_env
     from airflow_image_catalog.pipeline.publishing.report import render_html
 
+    from airflow_image_catalog.pipeline.rights.check import rights_by_image
+
     published, failures, quarantined = [], [], []
-    signer, prompts = signer_from_env(), _step_prompts(results)
+    signer, prompts, rights = signer_from_env(), _step_prompts(results), rights_by_image(run_root)
     for result in results:
         verdicts = result.verdicts()
         for record in result.edit.items:
@@ -139,7 +145,8 @@ def publish_run(
             try:
                 published.append(publish_image(
                     record.image_id, record.output_uri, record.output_sha256, published_root,
-                    provenance=provenance_for(record, result.edit, prompts, run.get("run_id")), signer=signer,
+                    provenance=provenance_for(record, result.edit, prompts, run.get("run_id"),
+                                              rights.get(record.image_id)), signer=signer,
                     source_uri=record.source_uri, source_sha256=record.source_sha256,
                     source_bytes=record.source_bytes, source_etag=record.source_etag,
                     recipe_fingerprint=result.edit.recipe.get("fingerprint"),
@@ -177,6 +184,7 @@ def publish_run(
         },
         "cost": cost,
         "quality": _quality_summary(gates, edited),
+        "rights": _rights_summary(run_root),
         "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
         "published": published,
         "quarantined": quarantined,
@@ -186,11 +194,20 @@ def publish_run(
         "report_json": layout.report_json,
     }
     records = audit_records(results, published=published, quarantined=quarantined, ledger_entries=entries,
-                            run={**run, "run_key": run_key}, published_at=report["finished_at"])
+                            run={**run, "run_key": run_key}, published_at=report["finished_at"], rights=rights)
     report["audit_uri"] = write_audit(records, workspace, run_key=run_key)
     write_json(report["report_json"], report)
     write_bytes(report["report_html"], render_html(report, results).encode())
     return report
+
+
+def _rights_summary(run_root: str) -> dict[str, Any] | None:
+    """The run's rights check as the report shows it (None: the run had none)."""
+    decision = read_json_if_exists(RunLayout(run_root).rights_decision)
+    if decision is None:
+        return None
+    return {k: decision.get(k) for k in ("policy_name", "images", "counts", "reasons", "with_metadata",
+                                         "people_checked", "people_found", "refused", "waiting_for_consent")}
 
 
 def _state_counts(results: list[ChunkResult], cost: dict[str, Any]) -> dict[str, int]:

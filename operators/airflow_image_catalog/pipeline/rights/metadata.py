@@ -34,7 +34,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 from xml.etree import ElementTree as ET
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.imaging import containers
@@ -320,11 +320,11 @@ def rights_xmp(rights: RightsMetadata) -> str:
     The digital source type is not among them: the published file's is ours (the edit), see provenance.
     """
     def resource(tag: str, code: str | None) -> str:
+        """A PLUS vocabulary value as its URI in element text (as exiftool writes it; a value that is not a
+        vocabulary code is kept as it came)."""
         if not code:
             return ""
-        if vocab_code(code) != code:  # not a vocabulary code: keep the text as it came
-            return _one(tag, code)
-        return f"<{tag} rdf:resource={quoteattr(PLUS_VOCAB + code)}/>"
+        return _one(tag, PLUS_VOCAB + code if vocab_code(code) == code else code)
 
     return "".join([
         _alt("dc:rights", rights.copyright_notice),

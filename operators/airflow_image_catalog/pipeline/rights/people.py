@@ -26,7 +26,7 @@ from typing import Any
 
 DETECTOR = "skimage-lbp-frontalface"
 DEFAULT_MAX_SIDE = 400
-DEFAULT_MIN_FACE = 0.06
+DEFAULT_MIN_FACE = 0.12
 MIN_SKIN_SHARE = 0.2  # of the central half of a detection, on colour images
 
 _local = threading.local()

@@ -25,6 +25,7 @@ from typing import Any
 
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata
+from airflow_image_catalog.pipeline.rights.people import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE
 
 GO, NEEDS_CONSENT, REFUSED = "go", "needs_consent", "refused"
 DECISIONS = (GO, NEEDS_CONSENT, REFUSED)
@@ -51,8 +52,8 @@ class RightsPolicy:
     refuse_expired: bool = True
     model_release: str = "when_people_detected"
     property_release_categories: tuple[str, ...] = ()
-    detection_max_side: int = 400
-    detection_min_face: float = 0.06
+    detection_max_side: int = DEFAULT_MAX_SIDE
+    detection_min_face: float = DEFAULT_MIN_FACE
     origin: str = ""
 
     def __post_init__(self) -> None:
@@ -131,10 +132,10 @@ def parse_policy(data: Any, *, origin: str = "<policy>") -> RightsPolicy:
         fail("model_release", f"must be one of {', '.join(MODEL_RELEASE_RULES)}, got {data.get('model_release')!r}")
     if not isinstance(data.get("refuse_expired", True), bool):
         fail("refuse_expired", "must be true or false")
-    side = data.get("detection_max_side", 400)
+    side = data.get("detection_max_side", DEFAULT_MAX_SIDE)
     if not isinstance(side, int) or isinstance(side, bool) or not 64 <= side <= 4096:
         fail("detection_max_side", f"must be an integer 64..4096, got {side!r}")
-    face = data.get("detection_min_face", 0.06)
+    face = data.get("detection_min_face", DEFAULT_MIN_FACE)
     if not isinstance(face, int | float) or isinstance(face, bool) or not 0 < face < 1:
         fail("detection_min_face", f"must be a number between 0 and 1, got {face!r}")
     return RightsPolicy(name=str(data.get("name") or Path(label).stem), use=str(data.get("use", "ai_edit")).lower(),
