@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo run validate demo-openai test lint venv ocr browser services bench-quality bench bench-scale bench-engine demo-prepare clean reliability check-docker up down
+.PHONY: demo run validate demo-openai test lint venv ocr browser exiftool services bench-quality bench bench-scale bench-engine bench-people demo-prepare clean reliability check-docker up down
 
 venv: $(STAMP)
 
@@ -48,6 +48,11 @@ ocr:
 
 browser:
 	$(call apt_ensure,chromium,chromium,browser tests)
+
+# exiftool writes the rights metadata the rights tests read, and reads back what we publish (an independent
+# IPTC / XMP implementation)
+exiftool:
+	$(call apt_ensure,exiftool,--no-install-recommends libimage-exiftool-perl,the exiftool rights checks)
 
 # Redis and PostgreSQL servers for the CeleryExecutor test (tests/deploy/test_celery.py starts them as processes
 # on loopback; nothing runs as a system service). pg_ctlcluster comes with Debian's server packages.
@@ -81,7 +86,7 @@ demo-openai: demo-prepare
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) ocr browser services lint check-docker
+test: $(STAMP) ocr browser exiftool services lint check-docker
 	$(BIN)/python -m pytest -q
 
 # docker/ checked without a Docker engine (CI has none): Debian's docker-compose (v1) validates the compose
@@ -130,6 +135,10 @@ bench-quality: $(STAMP)
 
 # the local engine on its gallery of real photos and the procedural samples: IoU per image, seconds of the
 # segmentation and of the matting, and the contact sheet docs/engine-gallery.png (~2 min)
+# the rights check's face detector on bundled photos with and without people: miss and false-positive rates
+bench-people: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m airflow_image_catalog.tooling.bench.people
+
 bench-engine: $(STAMP)
 	$(BIN)/python -m airflow_image_catalog.tooling.bench.engine --sheet docs/engine-gallery.png
 

@@ -214,3 +214,9 @@ def publish_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
 def review_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """A reviewer moves images from the quarantine (all runs) to the published catalog."""
     return _lineage([WorkspaceLayout(op.workspace).quarantine], [op.published])
+
+
+def consent_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
+    """A reviewer answers the consent queue: it reads and rewrites the queue (the next refresh edits)."""
+    queue = WorkspaceLayout(op.workspace).consent
+    return _lineage([queue], [queue])

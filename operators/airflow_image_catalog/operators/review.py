@@ -23,6 +23,15 @@ from airflow_image_catalog.workspace.layout import WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import safe_run_key
 
 
+def reviewer_answer(answer: dict[str, Any]) -> tuple[str, set[str], str, str]:
+    """(option chosen, ids listed, reviewer, note) of a human-in-the-loop answer (the review form's fields)."""
+    params = answer["params_input"] or {}
+    responded_by = answer["responded_by_user"] or {}
+    return (answer["chosen_options"][0],
+            {i.strip() for i in str(params.get("approve_ids", "")).split(",") if i.strip()},
+            str(responded_by.get("name") or responded_by.get("id") or "unknown"), str(params.get("note", "")))
+
+
 class QuarantineReviewOperator(ReportsLineage, HITLOperator):
     """Ask a reviewer (Airflow's human-in-the-loop "Required actions") about quarantined images.
 
@@ -77,14 +86,10 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         answer = super().execute_complete(context, event)
         shown = set(read_json(self._snapshot_uri(context)))
-        params = answer["params_input"] or {}
-        responded_by = answer["responded_by_user"] or {}
+        decision, approve_ids, reviewer, note = reviewer_answer(answer)
         result = apply_review(
             [record for record in pending_reviews(self.workspace) if record["record_uri"] in shown],
-            decision=answer["chosen_options"][0],
-            approve_ids={i.strip() for i in str(params.get("approve_ids", "")).split(",") if i.strip()},
-            reviewer=str(responded_by.get("name") or responded_by.get("id") or "unknown"),
-            note=str(params.get("note", "")),
+            decision=decision, approve_ids=approve_ids, reviewer=reviewer, note=note,
             published_root=self.published,
             workspace=self.workspace,
         )

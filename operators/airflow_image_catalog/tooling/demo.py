@@ -73,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
           f"skipped, no edit call")
     if not discovery["images"]:
         print("  (nothing changed since the last run: `make clean` starts the catalog over)")
+    rights = report.get("rights")
+    if rights:
+        waiting, refused = rights["waiting_for_consent"], rights["refused"]
+        print(f"  rights check (policy {rights['policy_name']}): {rights['counts']['go']} go / "
+              f"{len(waiting)} wait for consent{' (' + ', '.join(waiting) + ')' if waiting else ''} / "
+              f"{len(refused)} refused{' (' + ', '.join(refused) + ')' if refused else ''}; "
+              f"faces looked for in {rights['people_checked']}, found in {rights['people_found']}")
     print(f"  images found {counts['found']} / edited {counts['edited']} / failed {counts['failed']} "
           f"/ quarantined {counts['quarantined']} / published {counts['published']} "
           f"/ from the result cache {counts.get('cache_hits', 0)}   "

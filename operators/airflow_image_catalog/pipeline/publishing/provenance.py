@@ -31,7 +31,12 @@ from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.imaging import containers
 from airflow_image_catalog.imaging.containers import MIME, sniff_format
 from airflow_image_catalog.pipeline.rights.metadata import NS as RIGHTS_NS
-from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata, rights_iim, rights_jsonld, rights_xmp
+from airflow_image_catalog.pipeline.rights.metadata import (
+    RightsMetadata,
+    rights_iim,
+    rights_jsonld,
+    rights_xmp,
+)
 
 log = logging.getLogger(__name__)
 

@@ -118,7 +118,6 @@ def publish_run(
     """Copy passing outputs to ``published_root``, update the published manifest, write the report."""
     from airflow_image_catalog.pipeline.publishing.provenance import signer_from_env
     from airflow_image_catalog.pipeline.publishing.report import render_html
-
     from airflow_image_catalog.pipeline.rights.check import rights_by_image
 
     published, failures, quarantined = [], [], []

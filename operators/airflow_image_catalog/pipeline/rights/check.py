@@ -169,12 +169,17 @@ RIGHTS_AUDIT_SUFFIX = ".rights"
 
 
 def write_rights_audit(items: list[dict[str, Any]], workspace: str, *, run: Mapping[str, Any],
-                       event: str | None = None) -> str | None:
-    """Audit records for the images the rights check stopped (or a consent reviewer decided)."""
-    from airflow_image_catalog.pipeline.publishing.audit import rights_records, write_audit  # duckdb
+                       consent: bool = False) -> str | None:
+    """Audit records for the images the rights check stopped (``consent``: that a consent reviewer decided)."""
+    from airflow_image_catalog.pipeline.publishing.audit import write_audit  # duckdb
+    from airflow_image_catalog.pipeline.publishing.audit.records import (
+        CONSENT_EVENTS,
+        RIGHTS_CHECK_EVENTS,
+        rights_records,
+    )
     from airflow_image_catalog.workspace.manifest import safe_run_key
 
-    rows = rights_records(items, run=run, event=event)
+    rows = rights_records(items, run=run, events=CONSENT_EVENTS if consent else RIGHTS_CHECK_EVENTS)
     if not rows:
         return None
     return write_audit(rows, workspace, run_key=safe_run_key(str(run["run_id"])) + RIGHTS_AUDIT_SUFFIX)

@@ -91,7 +91,8 @@ def apply_consent(pending: list[dict[str, Any]], *, approve_ids: set[str] | None
         stored = {k: v for k, v in record.items() if k != "record_uri"}
         stored.update(status=consent["decision"], consent=consent)
         write_json(record["record_uri"], stored)
-        decided.append(stored)
+        # the rights decision the answer makes (the audit record's rights_decision)
+        decided.append({**stored, "decision": "go" if approved else "refused"})
         if not approved:
             refusals.append({"image_id": record["image_id"], "source_uri": record["source_uri"],
                              "source_sha256": record["source_sha256"], "recipe_fingerprint":

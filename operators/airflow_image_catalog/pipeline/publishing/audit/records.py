@@ -275,15 +275,20 @@ def rights_facts(item: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def rights_records(items: Iterable[Mapping[str, Any]], *, run: Mapping[str, Any], event: str | None = None
-                   ) -> list[dict[str, Any]]:
-    """Records for images the rights check stopped (``refused``, ``consent_requested``) or a consent
-    reviewer decided (``event``: ``consent_granted`` / ``consent_denied``); ``go`` images are recorded
-    when published, with these columns filled."""
+#: the audit event of each rights decision the rights check makes (``go`` images are recorded when published)
+RIGHTS_CHECK_EVENTS = {"refused": "refused", "needs_consent": "consent_requested"}
+#: ... and of each decision a consent reviewer's answer makes
+CONSENT_EVENTS = {"go": "consent_granted", "refused": "consent_denied"}
+
+
+def rights_records(items: Iterable[Mapping[str, Any]], *, run: Mapping[str, Any],
+                   events: Mapping[str, str] = RIGHTS_CHECK_EVENTS) -> list[dict[str, Any]]:
+    """Records for images the rights check stopped or a consent reviewer decided: ``events`` maps an
+    item's ``decision`` to its event (decisions not in it get no record)."""
     recorded_at = datetime.now(UTC)
     rows = []
     for item in items:
-        kind = event or {"refused": "refused", "needs_consent": "consent_requested"}.get(str(item.get("decision")))
+        kind = events.get(str(item.get("decision")))
         if kind is None:
             continue
         rows.append(_finish({
