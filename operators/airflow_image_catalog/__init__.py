@@ -19,7 +19,7 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-image-catalog",
         "name": INTEGRATION,
-        "description": "Operators that discover, cost-check, edit, quality-gate, review and publish product images.",
+        "description": "Operators that discover, rights-check, cost-check, edit, quality-gate, review and publish product images.",
         "versions": [__version__],
         "integrations": [{"integration-name": INTEGRATION, "tags": ["software"]}],
         "operators": [
@@ -27,6 +27,8 @@ def get_provider_info() -> dict:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     "airflow_image_catalog.operators.discover",
+                    "airflow_image_catalog.operators.rights_check",
+                    "airflow_image_catalog.operators.consent",
                     "airflow_image_catalog.operators.cost_check",
                     "airflow_image_catalog.operators.image_edit",
                     "airflow_image_catalog.operators.quality_gate",

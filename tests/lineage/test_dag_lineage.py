@@ -97,7 +97,7 @@ def test_catalog_refresh_emits_lineage_with_datasets_facets_and_parents(tmp_path
     by_task: dict[str, dict[str, list[dict]]] = {}
     for event in tasks:
         by_task.setdefault(event["job"]["name"].split(".", 1)[1], {}).setdefault(event["eventType"], []).append(event)
-    expected_instances = {"discover": 1, "cost_check": 1, "edit": 2, "quality_gate": 2, "publish": 1}
+    expected_instances = {"discover": 1, "rights_check": 1, "cost_check": 1, "edit": 2, "quality_gate": 2, "publish": 1}
     assert {task: (len(kinds.get("START", [])), len(kinds.get("COMPLETE", []))) for task, kinds in by_task.items()} \
         == {task: (n, n) for task, n in expected_instances.items()}
     starts = {e["run"]["runId"] for e in tasks if e["eventType"] == "START"}
@@ -133,6 +133,13 @@ def test_catalog_refresh_emits_lineage_with_datasets_facets_and_parents(tmp_path
         assert datasets(event, "outputs") == [("file", f"{work}/quarantine/{run_key}")]
     assert datasets(complete["publish"][0], "inputs") == [outputs]
     assert datasets(complete["publish"][0], "outputs") == [("file", str(tmp_path / "published"))]
+
+    # the rights check: every image judged before any cost, counts only (no ids, no metadata)
+    assert datasets(complete["rights_check"][0], "inputs") == [("file", str(source))]
+    rights = complete["rights_check"][0]["run"]["facets"]["imageRights"]
+    assert rights["policy"] == "default" and rights["images"] == rights["go"] == len(IMAGES)
+    assert rights["refused"] == rights["needsConsent"] == 0 and rights["peopleChecked"] == len(IMAGES)
+    assert rights["_schemaURL"].endswith("ImageRightsRunFacet.json#/$defs/ImageRightsRunFacet")
 
     # the cost check's estimate (the local engine is free) and the run's actual cost
     cost = complete["cost_check"][0]["run"]["facets"]["imageCost"]
