@@ -90,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import tempfile
 
-    from airflow_image_catalog.pipeline.rights.people import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE, DETECTOR, detect_people
+    from airflow_image_catalog.pipeline.rights.people import (
+        DEFAULT_MAX_SIDE,
+        DEFAULT_MIN_FACE,
+        DETECTOR,
+        detect_people,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE)
