@@ -3,7 +3,7 @@
 They take a DAGs folder, a plugins folder and a requirements file instead of an installed
 package, and put the plugins folder on ``sys.path`` in every component. So the bundle is::
 
-    OUT/dags/          catalog_refresh.py, catalog_review.py, catalog_watch.py, catalog_feed.py
+    OUT/dags/          catalog_refresh.py, catalog_review.py, catalog_consent.py, catalog_watch.py, catalog_feed.py
     OUT/plugins/       catalog_plugin.py (the UI plugin) + airflow_image_catalog/ (this package, importable
                        as ``airflow_image_catalog``) + .airflowignore (Airflow imports every .py file under the
                        plugins folder as a would-be plugin; the package must not be imported that way)
