@@ -9,7 +9,7 @@ from airflow_image_catalog.config.validate import main as validate
 
 PARAMS = {"source": "", "workspace": "", "published": "", "recipe": "marketplace_white_square",
           "quality_profile": "", "budget_run_usd": None, "budget_day_usd": None, "budget_month_usd": None,
-          "budget_policy": "fail"}
+          "budget_policy": "fail", "rights_policy": "", "rights_sidecar": ""}
 
 
 @pytest.fixture
@@ -33,6 +33,8 @@ def test_a_misspelt_conf_key_is_named_with_what_it_meant(params):
     ("quality_profile", "amazon_mian", "quality_profile: "),
     ("budget_run_usd", "ten", "budget_run_usd: 'ten' is not an amount"),
     ("budget_day_usd", -1, "budget_day_usd: -1 is not an amount"),
+    ("rights_policy", "strikt", "rights_policy: "),
+    ("rights_sidecar", "/nowhere/rights.csv", "rights_sidecar: "),
 ])
 def test_each_mistake_names_its_field(params, field, value, says):
     [problem] = check_run_config({field: value}, {**params, field: value})

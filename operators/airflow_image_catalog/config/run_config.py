@@ -65,6 +65,25 @@ def check_recipe_and_profile(recipe_ref: str, profile_ref: str | None) -> tuple[
     return problems, recipe
 
 
+def check_rights(policy_ref: str | None, sidecar_ref: str | None, recipe: Any) -> list[str]:
+    """The rights policy (the given one, else the recipe's) must load, and the rights sidecar must parse."""
+    from airflow_image_catalog.pipeline.rights.metadata import RightsMetadataError
+    from airflow_image_catalog.pipeline.rights.policy import RightsPolicyError, load_policy
+    from airflow_image_catalog.pipeline.rights.sidecar import load_sidecar
+    from airflow_image_catalog.storage import StorageError
+
+    problems = []
+    try:
+        load_policy(policy_ref or (recipe.rights if recipe is not None else None))
+    except RightsPolicyError as exc:
+        problems.append(f"{'rights_policy' if policy_ref else 'recipe (its rights)'}: {exc}")
+    try:
+        load_sidecar(sidecar_ref or None)
+    except (RightsMetadataError, StorageError, OSError) as exc:
+        problems.append(f"rights_sidecar: {exc}")
+    return problems
+
+
 def check_budgets(params: Mapping[str, Any], variable: Callable[[str], Any]) -> list[str]:
     """Each budget param must be empty or an amount >= 0; an empty one falls back to its Variable, checked alike."""
     from airflow_image_catalog.pipeline.costing.check import BUDGET_VARIABLES, budget_amount
@@ -101,8 +120,9 @@ def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
     :param variable: reads an Airflow Variable (the budgets' fallback); default: none set.
     """
     problems = unknown_keys(conf, params if declared is None else declared)
-    found, _ = check_recipe_and_profile(str(params.get("recipe") or ""), params.get("quality_profile") or None)
+    found, recipe = check_recipe_and_profile(str(params.get("recipe") or ""), params.get("quality_profile") or None)
     problems += found
+    problems += check_rights(params.get("rights_policy") or None, params.get("rights_sidecar") or None, recipe)
     if "source" in params:
         problems += check_source(str(params["source"]))
     problems += check_budgets(params, variable)
