@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from airflow_image_catalog.pipeline.publishing.audit.store import open_audit, query
+from airflow_image_catalog.workspace.manifest import safe_run_key
 from tests.conftest import copy_samples
 from tests.dags.test_catalog_refresh import _run
 from tests.dags.test_catalog_refresh_openai import FAST, STEPS
@@ -70,6 +71,8 @@ def test_forbidden_source_is_refused_before_any_request_and_licensed_rights_are_
 
     # refused is final: the next run neither asks again nor pays for the same bytes
     service.state.reset()
-    dagrun, report = _run(tmp_path, source, backend_conn_id="rights_openai", only_changed=True)
+    dagrun, _ = _run(tmp_path, source, backend_conn_id="rights_openai", only_changed=True)
     assert dagrun.state == "success" and service.state.served["total"] == 0
-    assert report is None or report["counts"]["found"] == 0
+    rerun = tmp_path / "work" / "runs" / safe_run_key(dagrun.run_id)
+    discovery = json.loads((rerun / "discovery.json").read_text())
+    assert discovery["images"] == 0 and len(discovery["refused_before"]) == 1  # box_tea, for the same bytes
