@@ -2,7 +2,8 @@
 
 * :func:`recent_runs` — each run's ``runs/<run key>/report.json`` (and its cost decision);
 * :func:`budget_usage` — the ledger's spend today and this month against the budgets;
-* :func:`review_queue` — ``quarantine/<run key>/<image_id>.json`` records, pending and decided;
+* :func:`review_queue` — ``quarantine/<run key>/<image_id>.json`` records, pending and decided, and the
+  images waiting for consent (``consent/<image_id>.json``, answered in the ``catalog_consent`` DAG);
 * :func:`search_audit` — an image's audit trail by published path, sha256, SKU (image id) or run;
 * :func:`record_decision` — a reviewer's decision where no review run waits: the same code path
   the review DAG uses (:func:`airflow_image_catalog.pipeline.quality.review.apply_review` + an audit record).
@@ -162,7 +163,9 @@ def review_queue(workspace: str, decided_limit: int = 30) -> dict[str, list[dict
         (decided if record.get("review") else pending).append(record)
     pending.sort(key=lambda r: (r.get("run_key") or "", r["image_id"]))
     decided.sort(key=lambda r: (r["review"].get("at") or "", r["image_id"]), reverse=True)
-    return {"pending": pending, "decided": decided[:decided_limit]}
+    from airflow_image_catalog.pipeline.rights.consent import pending_consents
+
+    return {"pending": pending, "decided": decided[:decided_limit], "consent": pending_consents(workspace)}
 
 
 def search_audit(workspace: str, text: str, limit: int = 200) -> dict[str, Any]:

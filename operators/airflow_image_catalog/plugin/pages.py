@@ -233,6 +233,27 @@ def _review_card(record: dict[str, Any], links: Links, actions: str) -> str:
             f"</div></div>{actions}</div>")
 
 
+def _consent_section(waiting: list[dict[str, Any]], links: Links) -> str:
+    """The images the rights check holds back: why, the faces and rights it found; answered in the
+    ``catalog_consent`` DAG's human-in-the-loop form (Airflow's "Required actions")."""
+    from airflow_image_catalog.pipeline.rights.consent import why_waiting
+
+    rows = []
+    for record in waiting:
+        why, found = why_waiting(record)
+        faces = (record.get("people") or {}).get("faces")
+        rows.append(f'<tr data-consent="{esc(record["image_id"])}"><td>{esc(record["image_id"])}</td><td>{esc(why)}</td>'
+                    f"<td>{_n(faces)}</td><td>{esc(found)}</td><td>{_n(record.get('requested_at'))}</td>"
+                    f"<td>{_a(links.file(record.get('source_uri')), 'source', new_tab=True)}</td></tr>")
+    if not rows:
+        return ""
+    return (f"<h2>Waiting for consent ({len(rows)})</h2><p class=muted>Held back by the rights check before any "
+            "edit; answer them by triggering the <b>catalog_consent</b> DAG (its Required actions form): an approval "
+            "lets the next catalog_refresh edit the image, a rejection refuses it for good.</p>"
+            "<table><tr><th>image</th><th>why</th><th>faces</th><th>rights found</th><th>asked</th><th></th></tr>"
+            f"{''.join(rows)}</table>")
+
+
 def review_page(queue: dict[str, list[dict[str, Any]]], waiting: list[dict[str, Any]], links: Links, *,
                 user: str | None = None, flash: str = "", error: str = "") -> str:
     """Pending images with before / after, failed expectations and metrics; approve / reject.
@@ -271,6 +292,7 @@ def review_page(queue: dict[str, list[dict[str, Any]]], waiting: list[dict[str, 
         cards.append(_review_card(record, links, actions))
     parts.append(f"<h2>Quarantined, waiting for a decision ({len(single)})</h2>")
     parts.append(f'<div class="cards">{"".join(cards)}</div>' if cards else '<p class="muted">Nothing waits.</p>')
+    parts.append(_consent_section(queue.get("consent") or [], links))
     decided = "".join(
         f'<tr data-image="{esc(r["image_id"])}"><td>{esc(r["image_id"])}</td><td>{esc(str(r.get("run_key")))}</td>'
         f'<td class="{"ok" if r["review"].get("decision") == "approved" else "bad"}">{esc(str(r["review"].get("decision")))}</td>'

@@ -104,15 +104,23 @@ def apply_consent(pending: list[dict[str, Any]], *, approve_ids: set[str] | None
             "reviewer": reviewer, "decided_at": decided_at, "decided": decided}
 
 
+#: the rights a reviewer is shown beside the reasons (the rest is in the record and the audit)
+SHOWN_RIGHTS = ("copyright_notice", "usage_terms", "model_release_status", "model_release_ids", "licence")
+
+
+def why_waiting(record: dict[str, Any]) -> tuple[str, str]:
+    """(why it waits, the rights found) of a consent record, as a reviewer reads them."""
+    why = "; ".join(r["message"] for r in record.get("reasons", []) if r.get("decision") == "needs_consent")
+    rights = record.get("rights") or {}
+    return why, ", ".join(f"{k}: {v}" for k, v in rights.items() if k in SHOWN_RIGHTS) or "none"
+
+
 def consent_body(pending: list[dict[str, Any]], limit: int = 50) -> str:
     """Markdown the reviewer sees: each image, what was found, why it waits, where the source is."""
     lines = [f"{len(pending)} image(s) wait for consent before any edit.", "",
              "| image | why | rights found | source |", "| --- | --- | --- | --- |"]
     for record in pending[:limit]:
-        why = "; ".join(r["message"] for r in record.get("reasons", []) if r.get("decision") == "needs_consent")
-        rights = record.get("rights") or {}
-        found = ", ".join(f"{k}: {v}" for k, v in rights.items() if k in (
-            "copyright_notice", "usage_terms", "model_release_status", "model_release_ids", "licence")) or "none"
+        why, found = why_waiting(record)
         lines.append(f"| {record['image_id']} | {why} | {found} | {record.get('source_uri')} |")
     if len(pending) > limit:
         lines.append(f"| ... {len(pending) - limit} more | | | |")
