@@ -32,30 +32,78 @@ def reviewer_answer(answer: dict[str, Any]) -> tuple[str, set[str], str, str]:
             str(responded_by.get("name") or responded_by.get("id") or "unknown"), str(params.get("note", "")))
 
 
-class QuarantineReviewOperator(ReportsLineage, HITLOperator):
-    """Ask a reviewer (Airflow's human-in-the-loop "Required actions") about quarantined images.
+class ReviewQueueOperator(ReportsLineage, HITLOperator):
+    """Ask a reviewer (Airflow's human-in-the-loop "Required actions") about what waits in a queue.
 
-    Skips when nothing waits. Approved images are published; every decision is recorded
-    in the image's quarantine record. Without an answer within ``response_timeout`` the
-    default ``Reject all`` applies, so nothing is published unseen.
+    Skips when nothing waits. The answer applies to exactly the records the reviewer was shown
+    (a snapshot written when asking), not to later arrivals. Without an answer within
+    ``response_timeout`` the default ``Reject all`` applies. Subclasses name the queue
+    (:meth:`waiting`, :meth:`describe`) and apply the answer in ``execute_complete``.
+
+    :param workspace: URI prefix where run state (and the queue) lives.
+    """
+
+    template_fields: Sequence[str] = (*HITLOperator.template_fields, "workspace")
+    #: what the log and the skip say waits (e.g. "quarantined images wait for review")
+    waiting_for = "images wait"
+
+    def __init__(self, *, workspace: str, note: str, **kwargs: Any) -> None:
+        kwargs.setdefault("defaults", REJECT_ALL)
+        form = {
+            "approve_ids": Param("", type="string", description=f"comma-separated ids for '{APPROVE_LISTED}'"),
+            "note": Param("", type="string", description=note),
+        }
+        super().__init__(options=OPTIONS, params=form, **kwargs)
+        self.workspace = workspace
+
+    def waiting(self) -> list[dict[str, Any]]:
+        """The queue's open records (each with its ``record_uri``)."""
+        raise NotImplementedError
+
+    def describe(self, pending: list[dict[str, Any]]) -> str:
+        """The markdown body the reviewer reads."""
+        raise NotImplementedError
+
+    def _snapshot_uri(self, context) -> str:
+        return WorkspaceLayout(self.workspace).review_snapshot(context["run_id"], self.task_id)
+
+    def execute(self, context):
+        pending = self.waiting()
+        if not pending:
+            raise AirflowSkipException(f"no {self.waiting_for}")
+        write_json(self._snapshot_uri(context), [record["record_uri"] for record in pending])
+        self.body = self.describe(pending)
+        self.log.info("%d %s", len(pending), self.waiting_for)
+        return super().execute(context)
+
+    def shown(self, context) -> list[dict[str, Any]]:
+        """The open records the reviewer was shown."""
+        shown = set(read_json(self._snapshot_uri(context)))
+        return [record for record in self.waiting() if record["record_uri"] in shown]
+
+
+class QuarantineReviewOperator(ReviewQueueOperator):
+    """Ask a reviewer about quarantined images: approved images are published; every decision is recorded
+    in the image's quarantine record and its audit trail; nothing is published unseen.
 
     :param workspace: URI prefix where run state (and ``quarantine/``) lives.
     :param published: URI prefix of the published catalog images.
     """
 
     lineage_function = "review_lineage"
-    template_fields: Sequence[str] = (*HITLOperator.template_fields, "workspace", "published")
+    template_fields: Sequence[str] = (*ReviewQueueOperator.template_fields, "published")
+    waiting_for = "quarantined images wait for review"
 
     def __init__(self, *, workspace: str, published: str, **kwargs: Any) -> None:
         kwargs.setdefault("subject", "Review quarantined catalog images")
-        kwargs.setdefault("defaults", REJECT_ALL)
-        form = {
-            "approve_ids": Param("", type="string", description=f"comma-separated ids for '{APPROVE_LISTED}'"),
-            "note": Param("", type="string", description="why (kept in the audit record)"),
-        }
-        super().__init__(options=OPTIONS, params=form, **kwargs)
-        self.workspace = workspace
+        super().__init__(workspace=workspace, note="why (kept in the audit record)", **kwargs)
         self.published = published
+
+    def waiting(self) -> list[dict[str, Any]]:
+        return pending_reviews(self.workspace)
+
+    def describe(self, pending: list[dict[str, Any]]) -> str:
+        return review_body(pending)
 
     def _audit(self, context, decided: list[dict[str, Any]]) -> None:
         """Each decision joins the image's audit trail (an ``approved`` / ``rejected`` record)."""
@@ -70,29 +118,11 @@ class QuarantineReviewOperator(ReportsLineage, HITLOperator):
                                                        "task_id": self.task_id})
         write_audit(rows, self.workspace, run_key=safe_run_key(context["run_id"]))
 
-    def _snapshot_uri(self, context) -> str:
-        return WorkspaceLayout(self.workspace).review_snapshot(context["run_id"], self.task_id)
-
-    def execute(self, context):
-        pending = pending_reviews(self.workspace)
-        if not pending:
-            raise AirflowSkipException("no quarantined images wait for review")
-        # the decision applies to exactly what the reviewer was shown, not to later arrivals
-        write_json(self._snapshot_uri(context), [record["record_uri"] for record in pending])
-        self.body = review_body(pending)
-        self.log.info("%d quarantined images wait for review", len(pending))
-        return super().execute(context)
-
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         answer = super().execute_complete(context, event)
-        shown = set(read_json(self._snapshot_uri(context)))
         decision, approve_ids, reviewer, note = reviewer_answer(answer)
-        result = apply_review(
-            [record for record in pending_reviews(self.workspace) if record["record_uri"] in shown],
-            decision=decision, approve_ids=approve_ids, reviewer=reviewer, note=note,
-            published_root=self.published,
-            workspace=self.workspace,
-        )
+        result = apply_review(self.shown(context), decision=decision, approve_ids=approve_ids, reviewer=reviewer,
+                              note=note, published_root=self.published, workspace=self.workspace)
         self.log.info("review by %s: %d approved and published, %d rejected",
                       result["reviewer"], result["approved"], result["rejected"])
         self._audit(context, result["decided"])
