@@ -36,6 +36,7 @@ os.environ.update(
 os.environ.pop("AIRFLOW_CONN_IMAGE_EDIT_DEFAULT", None)
 
 # fixtures for every test folder, imported once the environment above is in place
+from tests.fixtures.recorder import recorder, wire_recorder  # noqa: E402, F401
 from tests.fixtures.s3 import moto_server, s3_bucket, s3_fault_proxy, s3_faults  # noqa: E402, F401
 from tests.fixtures.service import edit_service, service  # noqa: E402, F401
 

@@ -29,7 +29,7 @@ RECIPE = {"name": "two_steps", "output": {"format": "png", "size": "128x128"}, "
 def batch_conn(service, monkeypatch):
     service.state.api_key = KEY
     conn = {"conn_type": "image_edit", "host": service.openai_base_url, "password": KEY,
-            "extra": {"backend": "openai_batch", "model": "gpt-image-1", "quality": "low", **FAST}}
+            "extra": {"backend": "openai_batch", "model": "gpt-image-1.5", "quality": "low", **FAST}}
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_EDITS", json.dumps(conn))
     return "batch_edits"
 
@@ -72,7 +72,7 @@ def test_batch_per_step_maps_results_and_failed_lines_by_custom_id(service, batc
     assert len(first) == 3 and {line["custom_id"] for line in first} == {"p0:warm", "p1:warm", "p2:warm"}
     line = first[0]
     assert line["method"] == "POST" and line["url"] == "/v1/images/edits"
-    assert line["body"]["model"] == "gpt-image-1" and line["body"]["n"] == 1 and "mask" not in line["body"]
+    assert line["body"]["model"] == "gpt-image-1.5" and line["body"]["n"] == 1 and "mask" not in line["body"]
     assert base64.b64decode(line["body"]["images"][0]["image_url"].split(",", 1)[1])[:4] == b"\x89PNG"
     second = [json.loads(line) for line in inputs[1]["content"].decode().splitlines()]
     assert len(second) == 2 and all(line["body"]["mask"]["image_url"].startswith("data:image/png;base64,")

@@ -32,8 +32,8 @@ def recipe(tmp_path: Path, *, mask=None, references=(), output=None, steps=1):
     return parse_recipe(data, origin=(tmp_path / "recipe.yaml").as_uri())
 
 
-def backend(service, monkeypatch, conn_id="edits", **extras) -> OpenAIImagesBackend:
-    conn = {"conn_type": "image_edit", "host": service.openai_base_url, "password": "sk-test-key-42",
+def backend(service, monkeypatch, conn_id="edits", host=None, **extras) -> OpenAIImagesBackend:
+    conn = {"conn_type": "image_edit", "host": host or service.openai_base_url, "password": "sk-test-key-42",
             "extra": {"backend": "openai", **FAST, **extras}}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
     return ImageEditHook(conn_id).get_backend()
@@ -49,7 +49,7 @@ def test_one_image_request_shape_and_usage(service, monkeypatch, tmp_path):
         product_png(), recipe(tmp_path, output={"format": "jpeg", "quality": 80}), context(tmp_path))
     (request,) = service.state.log
     assert request["path"] == "/v1/images/edits" and request["auth"] == ["authorization"]
-    assert [f[0] for f in request["files"]] == ["image[]"]
+    assert [f[:3] for f in request["files"]] == [("image", "image.png", "image/png")]
     fields = request["fields"]
     assert fields["model"] == "gpt-image-2" and fields["quality"] == "low" and fields["user"] == "catalog"
     assert fields["output_format"] == "jpeg" and fields["output_compression"] == "80" and fields["size"] == "auto"
@@ -66,11 +66,13 @@ def test_references_and_a_black_and_white_mask(service, monkeypatch, tmp_path):
     mask = Image.new("L", (96, 96), 0)
     mask.paste(255, (10, 10, 40, 40))
     mask.save(tmp_path / "mask.png")
-    result = backend(service, monkeypatch, model="gpt-image-1", input_fidelity="high").edit(
+    result = backend(service, monkeypatch, model="gpt-image-1.5", input_fidelity="high").edit(
         product_png(), recipe(tmp_path, mask="mask.png", references=["ref.png"]), context(tmp_path))
     (request,) = service.state.log
-    assert [f[0] for f in request["files"]] == ["image[]", "image[]", "mask"]
-    assert request["fields"]["input_fidelity"] == "high" and request["fields"]["model"] == "gpt-image-1"
+    assert [f[:3] for f in request["files"]] == [("image[]", "image.png", "image/png"),
+                                                 ("image[]", "reference-1.png", "image/png"),
+                                                 ("mask", "mask.png", "image/png")]
+    assert request["fields"]["input_fidelity"] == "high" and request["fields"]["model"] == "gpt-image-1.5"
     assert result.width == 96
 
 
@@ -88,15 +90,18 @@ def test_mask_of_the_wrong_size_fails_before_sending(service, monkeypatch, tmp_p
 
 def test_sizes_are_validated_before_sending(service, monkeypatch):
     assert validate_size("gpt-image-2", "2000x2000") == "2000x2000"
-    assert validate_size("gpt-image-1", "1536x1024") == "1536x1024"
+    assert validate_size("gpt-image-1.5", "1536x1024") == "1536x1024"
     for model, size, reason in [("gpt-image-2", "1000x1000", "multiples of 16"),
                                 ("gpt-image-2", "3200x960", "1:3"),
                                 ("gpt-image-2", "4000x2000", "3840x2160"),
-                                ("gpt-image-1", "2000x2000", "one of")]:
+                                ("gpt-image-2", "512x512", "262,144 pixels, must be 655,360 to 8,294,400"),
+                                ("gpt-image-2", "3840x2176", "3840x2160"),
+                                ("gpt-image-1.5", "2000x2000", "one of")]:
         with pytest.raises(EditError, match=reason):
             validate_size(model, size)
     assert nearest_size("gpt-image-2", 1000, 1000) == "992x992"
     assert nearest_size("gpt-image-2", 6000, 6000) == "2880x2880"
+    assert nearest_size("gpt-image-2", 200, 100) == "1152x576"  # raised to the pixel minimum, ratio kept
     assert nearest_size("gpt-image-1.5", 2000, 1000) == "1536x1024"
     with pytest.raises(EditError, match="multiples of 16"):
         backend(service, monkeypatch, size="1000x1000")
@@ -107,16 +112,18 @@ def test_multi_step_recipe_chains_and_fits_the_output_size(service, monkeypatch,
     result = backend(service, monkeypatch).edit(
         product_png(), recipe(tmp_path, steps=2, output={"format": "png", "size": "200x100"}), context(tmp_path))
     sizes = [r["fields"]["size"] for r in service.state.log]
-    assert sizes == ["auto", "192x96"]  # intermediate auto (PNG), final nearest valid size
+    assert sizes == ["auto", "1152x576"]  # intermediate auto (PNG), final nearest valid size (>= 655,360 px)
     assert [r["fields"]["output_format"] for r in service.state.log] == ["png", "png"]
     assert (result.width, result.height) == (200, 100) and len(result.usage) == 2 and result.attempts == 2
 
 
 def test_azure_and_organisation_headers(service, monkeypatch, tmp_path):
     service.state.api_key = "sk-test-key-42"
-    backend(service, monkeypatch, api_type="azure", api_version="2025-04-01-preview", organization="org-1",
-            project="proj-1").edit(product_png(), recipe(tmp_path), context(tmp_path))
+    # the resource endpoint: the backend adds /openai/deployments/<model>, as the SDK's AzureOpenAI does
+    backend(service, monkeypatch, host=service.url, api_type="azure", api_version="2025-04-01-preview",
+            organization="org-1", project="proj-1").edit(product_png(), recipe(tmp_path), context(tmp_path))
     (request,) = service.state.log
+    assert request["path"] == "/openai/deployments/gpt-image-2/images/edits"
     assert request["auth"] == ["api-key"] and request["query"] == {"api-version": "2025-04-01-preview"}
     assert request["headers"] == {"openai-organization": "org-1", "openai-project": "proj-1"}
 

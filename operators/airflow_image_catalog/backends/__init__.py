@@ -28,17 +28,45 @@ def _options(extras: dict[str, Any], *names: str) -> dict[str, Any]:
     return {name: extras[name] for name in names if extras.get(name) not in (None, "")}
 
 
+#: Azure OpenAI's data-plane api-version for ``/openai/deployments/...`` paths when the connection names none
+AZURE_API_VERSION = "2025-04-01-preview"
+
+
+def openai_endpoint(config, *, deployments: bool = True) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Base URL, auth headers and query parameters of an OpenAI-compatible connection, as the SDK builds them.
+
+    * OpenAI and compatible servers: ``Authorization: Bearer <key>`` (``openai.OpenAI``).
+    * Azure OpenAI's v1 API (a host ending in ``/openai/v1``): the plain OpenAI client's conventions,
+      no ``api-version`` (Microsoft's "API version lifecycle" page).
+    * Azure OpenAI deployments (``api_type: azure``; ``openai.AzureOpenAI``): ``api-key: <key>`` and
+      ``?api-version=``; a host that is the resource endpoint (``https://<resource>.openai.azure.com``
+      or ``.../openai``) gets ``/openai/deployments/<model>`` appended, the SDK's rule for
+      ``images/edits`` when no ``azure_deployment`` is given (``openai/lib/azure.py``). Files and
+      batches are not deployment endpoints (``deployments=False``): they live under ``.../openai``.
+    """
+    extras = config.extras
+    key = config.api_key or ""
+    base = config.base_url.rstrip("/")
+    if extras.get("api_type") != "azure" or base.endswith("/openai/v1"):
+        return base, {"Authorization": f"Bearer {key}"}, {}
+    if not deployments:
+        base = base.split("/deployments/")[0]
+        base = base if base.endswith("/openai") else base + "/openai"
+    elif "/deployments/" not in base + "/":
+        from airflow_image_catalog.backends.openai_images import DEFAULT_MODEL
+
+        deployment = extras.get("model") or DEFAULT_MODEL
+        base = (base if base.endswith("/openai") else base + "/openai") + f"/deployments/{deployment}"
+    return base, {"api-key": key}, {"api-version": str(extras.get("api_version") or AZURE_API_VERSION)}
+
+
 def openai_transport(config, provider: str = "openai"):
     from airflow_image_catalog.backends.http import HttpSettings, HttpTransport
 
     extras = config.extras
-    key = config.api_key or ""
-    if extras.get("api_type") == "azure":
-        auth, params = {"api-key": key}, {"api-version": str(extras.get("api_version") or "2025-04-01-preview")}
-    else:
-        auth, params = {"Authorization": f"Bearer {key}"}, {}
+    base, auth, params = openai_endpoint(config, deployments=provider != "openai_batch")
     headers = {"OpenAI-Organization": extras.get("organization"), "OpenAI-Project": extras.get("project")}
-    return HttpTransport(provider, HttpSettings.from_extras(config.base_url, extras), auth_headers=auth,
+    return HttpTransport(provider, HttpSettings.from_extras(base, extras), auth_headers=auth,
                          headers={k: str(v) for k, v in headers.items() if v}, params=params)
 
 
@@ -57,7 +85,7 @@ def build_backend(config) -> EditBackend:
 
         cls = OpenAIBatchBackend if config.backend == "openai_batch" else OpenAIImagesBackend
         return cls(openai_transport(config, config.backend), **_options(
-            extras, "model", "size", "quality", "background", "input_fidelity", "n", "user"))
+            extras, "model", "size", "quality", "background", "input_fidelity", "n", "safety_identifier", "user"))
     settings = HttpSettings.from_extras(config.base_url, extras)
     if config.backend == "bfl":
         from airflow_image_catalog.backends.bfl import BFLBackend

@@ -102,7 +102,8 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
         jsonl = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines.values()).encode()
         uploaded, _ = await self.transport.asend(Request(
             "POST", "files", op="files.create", data={"purpose": "batch"},
-            files=[("file", ("image-edits.jsonl", jsonl, "application/jsonl"))]))
+            # as the SDK uploads a file named image-edits.jsonl (httpx guesses no type for .jsonl)
+            files=[("file", ("image-edits.jsonl", jsonl, "application/octet-stream"))]))
         created, _ = await self.transport.asend(Request(
             "POST", "batches", op="batches.create",
             json={"input_file_id": uploaded.json()["id"], "endpoint": ENDPOINT,

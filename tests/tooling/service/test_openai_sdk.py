@@ -29,7 +29,7 @@ def test_one_input_image(client, service):
     assert _image(response).size == (1024, 1024)
     assert response.usage.input_tokens == (response.usage.input_tokens_details.image_tokens
                                            + response.usage.input_tokens_details.text_tokens)
-    assert response.usage.output_tokens == 272  # gpt-image-1 family table, 1024x1024 low
+    assert response.usage.output_tokens == 196  # gpt-image-2, OpenAI's calculator: 1024x1024 low
     assert response.output_format == "png" and response.size == "1024x1024"
     assert [f[0] for f in service.state.log[0]["files"]] == ["image"]
 
@@ -47,7 +47,7 @@ def test_with_a_mask(client, service):
     mask.paste((0, 0, 0, 0), (20, 20, 60, 60))
     buf = io.BytesIO()
     mask.save(buf, "PNG")
-    response = client.images.edit(model="gpt-image-1", image=("p.png", product_png(), "image/png"),
+    response = client.images.edit(model="gpt-image-1.5", image=("p.png", product_png(), "image/png"),
                                   mask=("m.png", buf.getvalue(), "image/png"),
                                   prompt="Recolour the masked area.")
     assert _image(response).size == (96, 96)

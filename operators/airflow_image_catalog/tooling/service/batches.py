@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from airflow_image_catalog.tooling.service.faults import BATCH_KINDS, LINE_KINDS
 from airflow_image_catalog.tooling.service.images import run_edit
+from airflow_image_catalog.tooling.service.openai_rules import Part
 from airflow_image_catalog.tooling.service.protocol import BadRequest, authorised, openai_error
 from airflow_image_catalog.tooling.service.state import ServiceState
 
@@ -40,12 +41,14 @@ def _new_file(state: ServiceState, content: bytes, filename: str, purpose: str) 
     return file
 
 
-def _data_url(value: Any, param: str) -> bytes:
+def _data_url(value: Any, param: str) -> Part:
+    """An image reference of a JSON edit body: ``{"image_url": "data:<type>;base64,..."}``."""
     url = (value or {}).get("image_url") if isinstance(value, dict) else None
     if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
         raise BadRequest("invalid_image_url", "images must be base64 data URLs on this service", param)
+    header, payload = url.split(";base64,", 1)
     try:
-        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+        return Part(param, header[len("data:"):] or None, base64.b64decode(payload, validate=True))
     except (binascii.Error, ValueError):
         raise BadRequest("invalid_image_url", "image_url is not valid base64", param) from None
 
@@ -68,7 +71,7 @@ async def _run_line(state: ServiceState, line: dict[str, Any]) -> tuple[bool, di
                                 state=state, kind="batch.line")
     except BadRequest as exc:
         error = {"message": str(exc), "type": "invalid_request_error", "param": exc.param, "code": exc.code}
-        result["response"] = {"status_code": 400, "request_id": request_id, "body": {"error": error}}
+        result["response"] = {"status_code": exc.status, "request_id": request_id, "body": {"error": error}}
         return False, result
     result["response"] = {"status_code": 200, "request_id": request_id, "body": answer}
     return True, result

@@ -1,4 +1,4 @@
-"""What the local edit service does with an edit request: the local engine, plus realistic usage.
+"""What the local edit service does with an edit request: the local engine (its usage: :mod:`.usage`).
 
 A prompt is mapped to an engine operation: first by exact match against the shipped
 recipes' step prompts (so a recipe run through the ``openai`` backend against this
@@ -120,12 +120,3 @@ def drift_product(image: Any, degrees: float = DRIFT_DEGREES, hue_degrees: float
     alpha = cv2.warpAffine(product.astype(np.float32), turn, (w, h), flags=cv2.INTER_LINEAR)[..., None]
     plain = np.where(product[..., None].astype(bool), backdrop, image.astype(np.float32))
     return np.clip(alpha * moved + (1 - alpha) * plain + 0.5, 0, 255).astype(np.uint8)
-
-
-def usage(input_sizes: list[tuple[int, int]], prompt: str, output: tuple[int, int], *, quality: str,
-          high_fidelity: bool, n: int = 1, model: str = "gpt-image-1") -> dict[str, Any]:
-    """The ``usage`` an edit reports: the documented token formulas (:mod:`airflow_image_catalog.pipeline.costing.pricing.tokens`)."""
-    from airflow_image_catalog.pipeline.costing.pricing.tokens import request_tokens
-
-    fidelity = "high" if high_fidelity else "low"
-    return request_tokens(model, input_sizes, prompt, output, quality, n=n, fidelity=fidelity).tokens.as_usage()

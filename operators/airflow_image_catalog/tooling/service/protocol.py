@@ -4,6 +4,7 @@ OpenAI and BFL send: ``Authorization: Bearer``, ``api-key``, ``x-key``)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,13 +17,13 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-FIXED_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
-QUALITIES = ("low", "medium", "high", "auto")
 BFL_CREDITS = {"flux-kontext-pro": 4.0, "flux-kontext-max": 8.0, "flux-2-pro": 3.0, "flux-2-max": 7.0}
 #: the service's own control routes (stats, faults, reset): never counted, guarded or faulted
 CONTROL = "/_service/"
 #: POSTs to these paths perform (paid) edits: they count toward the rate window and get ``latency_s``
 EDIT_PATHS = frozenset({"/v1/images/edits", *(f"/v1/{model}" for model in BFL_CREDITS)})
+#: Azure OpenAI's deployment route for the same edit (``/openai/deployments/<name>/images/edits``)
+AZURE_EDIT = re.compile(r"^/openai/deployments/[^/]+/images/edits$")
 
 
 def openai_error(status: int, code: str, message: str, *, param: str | None = None,
@@ -33,9 +34,11 @@ def openai_error(status: int, code: str, message: str, *, param: str | None = No
 
 
 class BadRequest(Exception):
-    def __init__(self, code: str, message: str, param: str | None = None):
+    """A request the provider refuses: its error ``code``, the ``param`` at fault and the HTTP ``status``."""
+
+    def __init__(self, code: str, message: str, param: str | None = None, *, status: int = 400):
         super().__init__(message)
-        self.code, self.param = code, param
+        self.code, self.param, self.status = code, param, status
 
 
 def is_api(scope: Scope) -> bool:
@@ -45,7 +48,7 @@ def is_api(scope: Scope) -> bool:
 
 def is_edit(scope: Scope) -> bool:
     """A request to an edit-performing route (rate window, ``latency_s``)."""
-    return scope["method"] == "POST" and scope["path"] in EDIT_PATHS
+    return scope["method"] == "POST" and (scope["path"] in EDIT_PATHS or bool(AZURE_EDIT.match(scope["path"])))
 
 
 def authorised(request: Request, api_key: str | None) -> bool:
