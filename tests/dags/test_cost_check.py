@@ -32,7 +32,7 @@ def _conf(tmp_path: Path, monkeypatch, service, **params) -> dict:
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text("name: lenient\nexpectations:\n  - {metric: width, min: 16, why: test}\n")
     conn = {"conn_type": "image_edit", "host": service.url + "/v1", "password": "sk-cost-key",
-            "extra": {"backend": "openai", "model": "gpt-image-1", "quality": "high", **FAST}}
+            "extra": {"backend": "openai", "model": "gpt-image-1.5", "quality": "high", **FAST}}
     monkeypatch.setenv("AIRFLOW_CONN_COST_EDIT", json.dumps(conn))
     return {"source": str(source), "workspace": str(tmp_path / "work"), "published": str(tmp_path / "published"),
             "recipe": str(recipe), "backend_conn_id": "cost_edit", "chunk_size": 2, "quality_profile": str(lenient),
@@ -61,7 +61,7 @@ def test_within_budget_goes_books_every_paid_call_and_reconciles(service, monkey
     report = json.loads(next((tmp_path / "work" / "runs").glob("*/report.json")).read_text())
     cost = report["cost"]
     assert cost["actual_usd"] == pytest.approx(sum(e.usd for e in entries)) and cost["actual_usd"] > 0
-    assert cost["by_model"]["openai/gpt-image-1"]["calls"] == 4
+    assert cost["by_model"]["openai/gpt-image-1.5"]["calls"] == 4
     assert cost["reconciliation"]["estimate_usd"] == pytest.approx(decision["estimate_usd"])
     assert cost["reconciliation"]["error_pct"] is not None
     assert cost["cost_per_published_image_usd"] == pytest.approx(cost["actual_usd"] / 4)
@@ -101,7 +101,7 @@ def test_downgrade_policy_lowers_settings_until_under_budget(service, monkeypatc
     from airflow_image_catalog.recipes import load_recipe
 
     items = [{"image_id": f"p{i}", "width": 256, "height": 256} for i in range(4)]
-    full = sum(c.usd for c in price_images(items, load_recipe(first["recipe"]), "openai", "gpt-image-1",
+    full = sum(c.usd for c in price_images(items, load_recipe(first["recipe"]), "openai", "gpt-image-1.5",
                                            {"quality": "high"}))
     batch = full / 2  # the first rung: the Batch API at half price
     dagrun = _dag().test(run_conf={**first, "budget_run_usd": round(batch * 1.01, 6), "budget_policy": "downgrade"})
@@ -122,7 +122,7 @@ def test_cap_policy_edits_the_highest_priority_images_that_fit(service, monkeypa
     from airflow_image_catalog.recipes import load_recipe
 
     (one,) = price_images([{"image_id": "p0", "width": 256, "height": 256}], load_recipe(conf["recipe"]),
-                          "openai", "gpt-image-1", {"quality": "high"})
+                          "openai", "gpt-image-1.5", {"quality": "high"})
     dagrun = _dag().test(run_conf={**conf, "budget_run_usd": round(one.usd * 2.5, 6)})
     assert dagrun.state == "success"
     decision = _decision(tmp_path)

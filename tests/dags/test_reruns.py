@@ -37,7 +37,7 @@ def _setup(tmp_path: Path, monkeypatch, service, count: int = 6) -> dict:
     recipe = tmp_path / "warm_once.yaml"
     recipe.write_text(json.dumps(RECIPE))
     conn = {"conn_type": "image_edit", "host": service.url + "/v1", "password": "sk-rerun-key",
-            "extra": {"backend": "openai", "model": "gpt-image-1", **FAST}}
+            "extra": {"backend": "openai", "model": "gpt-image-1.5", **FAST}}
     monkeypatch.setenv("AIRFLOW_CONN_RERUN_EDIT", json.dumps(conn))
     lenient = tmp_path / "lenient.yaml"  # these tests count edit calls; every edit passes the gate
     lenient.write_text("name: lenient\nexpectations:\n  - {metric: width, min: 16, why: test}\n")
@@ -138,7 +138,7 @@ def test_clearing_one_mapped_instance_redoes_only_its_unfinished_images(service,
 def test_rerun_after_sigkill_mid_chunk_pays_once_per_image(service, monkeypatch, tmp_path):
     conf, run_id = _discovered_only(tmp_path, monkeypatch, service, count=4)
     monkeypatch.setenv("AIRFLOW_CONN_RERUN_EDIT", json.dumps({**json.loads(os.environ["AIRFLOW_CONN_RERUN_EDIT"]),
-                                                              "extra": {"backend": "openai", "model": "gpt-image-1",
+                                                              "extra": {"backend": "openai", "model": "gpt-image-1.5",
                                                                         **FAST, "max_concurrency": 1}}))
     service.state.latency_s = 0.5  # every edit takes a while: the kill lands mid-chunk
     task = subprocess.Popen(_airflow_task(run_id, 0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

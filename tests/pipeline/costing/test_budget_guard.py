@@ -25,7 +25,7 @@ def _run(tmp_path: Path, service, monkeypatch, budget: float) -> tuple[ChunkRun,
         (source / f"p{i}.png").write_bytes(product_png(128, 128, color=(30 + 40 * i, 80, 120)))
     found = discover_images(str(source))
     conn = {"conn_type": "image_edit", "host": service.url + "/v1", "password": "sk-guard",
-            "extra": {"backend": "openai", "model": "gpt-image-1", "max_attempts": 1}}
+            "extra": {"backend": "openai", "model": "gpt-image-1.5", "max_attempts": 1}}
     monkeypatch.setenv("AIRFLOW_CONN_GUARD_EDIT", json.dumps(conn))
     ledger = Ledger(str(tmp_path / "work"))
     chunk = ChunkManifest("run_guard", 0, found.source_root, found.items)

@@ -52,7 +52,7 @@ def _chunks(tmp_path: Path) -> tuple[list[str], str]:
 
 def _check(tmp_path: Path, **kwargs):
     uris, run_root = _chunks(tmp_path)
-    extras = {"model": "gpt-image-1", "quality": "high", "timeout": 5}
+    extras = {"model": "gpt-image-1.5", "quality": "high", "timeout": 5}
     backend = build_backend(BackendConfig("openai", "http://127.0.0.1:9/v1", "sk-never-called", extras))
     check = check_run_cost(uris, recipe=parse_recipe(RECIPE), backend=backend, backend_name="openai", extras=extras,
                            workspace=(tmp_path / "work").as_uri(), run_root=run_root, **kwargs)

@@ -34,7 +34,7 @@ def _chunk(tmp_path: Path, count: int = 1) -> ChunkManifest:
 
 def _openai(service, monkeypatch):
     conn = {"conn_type": "image_edit", "host": service.openai_base_url, "password": "sk-drift",
-            "extra": {"backend": "openai", "model": "gpt-image-1", **FAST}}
+            "extra": {"backend": "openai", "model": "gpt-image-1.5", **FAST}}
     monkeypatch.setenv("AIRFLOW_CONN_DRIFT_EDIT", json.dumps(conn))
     return ImageEditHook("drift_edit").get_backend()
 

@@ -78,7 +78,7 @@ LATENCY_S = 2.0
 EDIT_SLOTS = 8  # dags/catalog_refresh.py: the edit task's max_active_tis_per_dag (the DAG run reports it)
 CONN_ID = "bench_edit"
 API_KEY = "sk-bench-local"
-MODEL = "gpt-image-1"
+MODEL = "gpt-image-1.5"
 #: retries fast and often: a 429 is retried after the service's retry-after, never surfaced
 RETRY = {"max_attempts": 8, "backoff_initial": 0.05, "backoff_max": 2.0, "backoff_jitter": 0.05}
 #: one request per image, a prompt the service maps to a cheap exposure lift

@@ -209,7 +209,7 @@ def connection_env(backend: str, url: str, key: str, extras: dict[str, Any]) -> 
     conn = {"conn_type": "image_edit", "host": host, "password": key,
             "extra": {"backend": backend, **CONNECTION_EXTRAS, **extras}}
     if backend.startswith("openai"):
-        conn["extra"].setdefault("model", "gpt-image-1")
+        conn["extra"].setdefault("model", "gpt-image-1.5")
     return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn)}
 
 

@@ -33,7 +33,7 @@ def test_each_models_five_prices(model):
     price = load_prices().model("openai", model)
     assert (price.text_in, price.text_in_cached, price.image_in, price.image_in_cached,
             price.image_out) == DOCUMENTED[model]
-    assert price.billing == "tokens" and "DESIGN.md" in price.source
+    assert price.billing == "tokens" and ("DESIGN.md" in price.source or "OpenAI API pricing page" in price.source)
 
 
 def test_kontext_batch_and_local():
@@ -42,7 +42,7 @@ def test_kontext_batch_and_local():
     assert prices.model("bfl", "flux-kontext-max").image_usd == pytest.approx(0.08, abs=1e-12)
     assert prices.batch_discount == 0.5
     assert prices.model("local", None).image_usd == 0 == prices.model("local", "anything").image_usd
-    assert prices.version == 1 and prices.currency == "USD" and prices.as_of == "2026-11-26"
+    assert prices.version == 1 and prices.currency == "USD" and prices.as_of == "2026-12-01"
 
 
 def test_every_shipped_entry_names_a_source_and_unpublished_ones_say_so():
@@ -50,8 +50,12 @@ def test_every_shipped_entry_names_a_source_and_unpublished_ones_say_so():
     for provider in prices.providers:
         for price in prices.models[provider].values():
             assert price.source, f"{provider}/{price.model}"
-    for provider, model in (("bfl", "flux-2-pro"), ("bfl", "flux-2-max"), ("firefly", "firefly-fill-v3")):
+    for provider, model in (("openai", "gpt-image-2"), ("bfl", "flux-2-flex"), ("firefly", "firefly-fill-v3")):
         assert prices.model(provider, model).assumption
+    # the per-megapixel figures are BFL's own: no assumption, a source naming its pricing page
+    for model in ("flux-2-pro", "flux-2-max"):
+        assert "docs.bfl.ai/quick_start/pricing" in prices.model("bfl", model).source
+        assert prices.model("bfl", model).per_megapixel
 
 
 def test_snapshots_resolve_and_unknown_models_name_the_known_ones():

@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from airflow_image_catalog.pipeline.costing.pricing import PricingError
 from airflow_image_catalog.pipeline.costing.pricing.tokens import (
+    CALCULATOR_BAND,
     ESTIMATE_BAND,
     FIXED_SIZES,
     QUALITIES,
     gpt_image_2_estimate,
+    gpt_image_2_input_tokens,
     input_image_tokens,
     output_tokens,
     partial_image_tokens,
@@ -35,7 +37,7 @@ qualities = st.sampled_from(QUALITIES)
 def test_1024_square_low_fidelity_is_194_tokens():
     # fit in 2048 (no change), shortest side to 512 -> 512x512, one tile: 65 + 129 x 1
     assert tile_count(1024, 1024) == 1
-    assert input_image_tokens(1024, 1024, fidelity="low", model="gpt-image-1") == 65 + 129 * 1 == 194
+    assert input_image_tokens(1024, 1024, fidelity="low", model="gpt-image-1.5") == 65 + 129 * 1 == 194
 
 
 def test_high_fidelity_adds_4160_square_6240_otherwise():
@@ -57,10 +59,22 @@ def test_tile_formula_worked_examples():
 
 def test_input_fidelity_defaults_and_gpt_image_2_is_always_high():
     assert input_image_tokens(1024, 1024) == 194  # API default: low
-    for fidelity in (None, "low", "high"):
-        assert input_image_tokens(1024, 1024, fidelity=fidelity, model="gpt-image-2") == 194 + 4160
+    for fidelity in (None, "low", "high"):  # gpt-image-2 ignores fidelity: one count for all
+        assert input_image_tokens(1024, 1024, fidelity=fidelity, model="gpt-image-2") == 1024
     with pytest.raises(PricingError, match="fidelity"):
         input_image_tokens(1024, 1024, fidelity="ultra")
+
+
+def test_gpt_image_2_input_patches_worked_examples():
+    # the Developer Community measurement ("OpenAI must document the input image pricing of gpt-image-2"):
+    # 32-px patches; magnified (at most 2x) towards a 1024-px long side; canvas ratio capped at 3:1;
+    # a 1,536-patch budget
+    assert gpt_image_2_input_tokens(1024, 1024) == 32 * 32
+    assert gpt_image_2_input_tokens(512, 512) == 32 * 32  # magnified 2x
+    assert gpt_image_2_input_tokens(256, 256) == 16 * 16  # magnified only 2x: 512x512
+    assert gpt_image_2_input_tokens(1536, 1024) == 48 * 32
+    assert gpt_image_2_input_tokens(3000, 500) == 47 * 16  # the canvas is capped at 1500x500
+    assert gpt_image_2_input_tokens(4000, 3000) == 1536  # shrunk to the patch budget
 
 
 @pytest.mark.parametrize("size", sorted(DOCUMENTED_OUTPUT))
@@ -71,12 +85,25 @@ def test_output_table_all_nine_entries(size, index):
     assert output_tokens((width, height), QUALITIES[index]) == DOCUMENTED_OUTPUT[size][index]
 
 
-def test_auto_quality_is_medium_and_bad_quality_is_named():
-    assert output_tokens("1024x1024", "auto") == output_tokens("1024x1024", None) == 1056
+def test_auto_quality_is_high_and_bad_quality_is_named():
+    # the API picks the quality with auto; pricing it as high keeps a budget from assuming the cheaper one
+    assert output_tokens("1024x1024", "auto") == output_tokens("1024x1024", None) == 4160
     with pytest.raises(PricingError, match="quality"):
         output_tokens("1024x1024", "ultra")
     with pytest.raises(PricingError, match="size"):
         output_tokens("auto", "low")
+
+
+# OpenAI's gpt-image-2 pricing calculator as quoted in the OpenAI Developer Community ("ChatGPT Images 2.0"
+# launch thread: 1024x1024 high 7,024, 1536x1024 5,488, 1792x1024 5,063, 3584x2048 12,329)
+CALCULATOR = {("1024x1024", "high"): 7024, ("1536x1024", "high"): 5488, ("1024x1536", "high"): 5488,
+              ("1792x1024", "high"): 5063, ("3584x2048", "high"): 12329}
+
+
+@pytest.mark.parametrize(("size", "quality"), sorted(CALCULATOR))
+def test_gpt_image_2_output_tokens_are_openais_calculator(size, quality):
+    assert output_tokens(size, quality, model="gpt-image-2") == CALCULATOR[(size, quality)]
+    assert output_tokens(size, quality, model="gpt-image-2-2026-04-21") == CALCULATOR[(size, quality)]
 
 
 def test_custom_size_extends_the_documented_grid():
@@ -89,8 +116,8 @@ def test_custom_size_extends_the_documented_grid():
 
 def test_partial_images_add_100_output_tokens_each():
     assert [partial_image_tokens(n) for n in range(4)] == [0, 100, 200, 300]
-    base = request_tokens("gpt-image-1", [(1024, 1024)], "x", "1024x1024", "low")
-    streamed = request_tokens("gpt-image-1", [(1024, 1024)], "x", "1024x1024", "low", partial_images=2)
+    base = request_tokens("gpt-image-1.5", [(1024, 1024)], "x", "1024x1024", "low")
+    streamed = request_tokens("gpt-image-1.5", [(1024, 1024)], "x", "1024x1024", "low", partial_images=2)
     assert streamed.tokens.image_out == base.tokens.image_out + 200 == 272 + 200
 
 
@@ -100,7 +127,7 @@ def test_prompt_tokens_is_a_stated_four_chars_per_token():
 
 
 def test_request_tokens_documented_parts_have_no_band():
-    estimate = request_tokens("gpt-image-1", [(1024, 1024), (1536, 1024)], "y" * 40, "1024x1536", "high",
+    estimate = request_tokens("gpt-image-1.5", [(1024, 1024), (1536, 1024)], "y" * 40, "1024x1536", "high",
                               fidelity="high", n=2)
     assert estimate.tokens.image_in == (194 + 4160) + (65 + 129 * 2 + 6240)
     assert estimate.tokens.image_out == 2 * 6240 and estimate.tokens.text_in == 10
@@ -115,10 +142,11 @@ def test_request_tokens_documented_parts_have_no_band():
 
 def test_gpt_image_2_estimate_states_its_band():
     estimate = gpt_image_2_estimate([(1024, 1024)], "z" * 40, "1024x1024", "medium")
-    assert estimate.tokens.image_in == 194 + 4160 and estimate.tokens.image_out == 1056
-    assert estimate.low.image_in == math.floor(4354 * (1 - ESTIMATE_BAND))
-    assert estimate.high.image_out == math.ceil(1056 * (1 + ESTIMATE_BAND))
+    assert estimate.tokens.image_in == 1024 and estimate.tokens.image_out == 1756
+    assert estimate.low.image_in == math.floor(1024 * (1 - ESTIMATE_BAND))
+    assert estimate.high.image_out == math.ceil(1756 * (1 + CALCULATOR_BAND))
     assert any("no published formula" in note for note in estimate.basis)
+    assert any("pricing calculator" in note for note in estimate.basis)
 
 
 # -- properties -------------------------------------------------------------------------------------
@@ -157,7 +185,7 @@ def test_input_tokens_monotone_when_an_image_grows(width, height, factor):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(sides, sides), min_size=1, max_size=4), st.text(max_size=300),
        st.tuples(sides, sides), qualities, st.integers(1, 3), st.integers(0, 3),
-       st.sampled_from(["gpt-image-1", "gpt-image-2"]))
+       st.sampled_from(["gpt-image-1.5", "gpt-image-2"]))
 def test_band_brackets_the_estimate(inputs, prompt, size, quality, n, partial, model):
     estimate = request_tokens(model, inputs, prompt, size, quality, n=n, partial_images=partial)
     for part in ("image_in", "text_in", "image_out"):

@@ -96,7 +96,19 @@ def auto_size(width: int, height: int) -> str:
     the API picks the size; gpt-image-2 may pick another, which the band on its tokens covers)."""
     from airflow_image_catalog.backends.openai_images import nearest_size
 
-    return nearest_size("gpt-image-1", width, height)
+    return nearest_size("gpt-image-1.5", width, height)  # a fixed-size model: the three standard sizes
+
+
+def refuse_shut_down(provider: str, model: str | None) -> None:
+    """A model its provider no longer serves is refused before it is priced (the backend's own list)."""
+    if provider == "openai" and model:
+        from airflow_image_catalog.backends.base import EditError
+        from airflow_image_catalog.backends.openai_images import check_model
+
+        try:
+            check_model(model)
+        except EditError as exc:
+            raise PricingError(str(exc)) from None
 
 
 def estimate_edit(
@@ -130,11 +142,21 @@ def estimate_edit(
     """
     table = resolve_prices(prices)
     provider = provider_for(backend)
+    refuse_shut_down(provider, model)
     price = table.model(provider, model)
     batch = batch or backend == "openai_batch"
     factor = 1 - table.batch_discount if batch else 1.0
     name = price.model if price.model != ANY_MODEL else (model or ANY_MODEL)
     notes = _price_basis(price) + ((f"Batch API: {table.batch_discount:.0%} off",) if batch else ())
+    if price.billing != "tokens" and price.per_megapixel and input_sizes:
+        output = parse_size(size) if size not in (None, "", "auto") else tuple(input_sizes[0])
+        credits = price.megapixel_credits(output, [tuple(s) for s in input_sizes])
+        usd = _usd(credits * price.credit_usd * n * factor)
+        notes += (f"per megapixel: {price.credits:g} credits for the first MP of the output, "
+                  f"{price.credits_per_extra_mp:g} for each further MP of the output and each MP of the "
+                  f"{len(input_sizes)} input image(s) (whole MP of 1024x1024 px, rounded up); output priced "
+                  f"at {output[0]}x{output[1]}" + (" (the input's size)" if size in (None, "", "auto") else ""),)
+        return Estimate(provider, name, usd, usd, usd, images=n, batch=batch, size=size, basis=notes)
     if price.billing != "tokens":
         usd = _usd(price.image_usd * n * factor)
         return Estimate(provider, name, usd, usd, usd, images=n, batch=batch, size=size, basis=notes)
@@ -188,6 +210,7 @@ def estimate_recipe(
     settings = dict(settings or {})
     reference_sizes = reference_sizes or {}
     table = resolve_prices(prices)
+    refuse_shut_down(provider_for(backend), model)
     price = table.model(provider_for(backend), model)
     sizes = (_step_sizes(recipe, model or "", settings.get("size") or None) if price.billing == "tokens"
              else [None] * len(recipe.steps))

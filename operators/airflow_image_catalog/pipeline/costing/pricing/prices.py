@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,16 @@ SHIPPED = {"default": Path(__file__).with_name("prices.yaml")}
 BILLING = ("tokens", "credits", "image")
 TOKEN_FIELDS = ("text_in", "text_in_cached", "image_in", "image_in_cached", "image_out")
 PRICE_FIELDS = {"tokens": TOKEN_FIELDS, "credits": ("credits",), "image": ("per_image",)}
+#: optional price fields: ``credits_per_extra_mp`` makes ``credits`` the price of the first megapixel
+#: (BFL's FLUX.2: every further megapixel of output and of input images costs this much)
+OPTIONAL_PRICE_FIELDS = {"tokens": (), "credits": ("credits_per_extra_mp",), "image": ()}
+MEGAPIXEL = 1024 * 1024  # a 1024x1024 image is 1 MP; BFL counts whole megapixels, rounded up
 ANY_MODEL = "*"
 PER_TOKENS = 1_000_000  # token prices are USD per 1M tokens
 _TOP = ("version", "currency", "as_of", "batch_discount", "providers")
 _PROVIDER = ("billing", "credit_usd", "models", "source")
 _MODEL_TEXT = ("source", "assumption")
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # a dated snapshot: gpt-image-2-2026-04-21
 
 
 class PricingError(CatalogError, ValueError):
@@ -50,6 +57,7 @@ class ModelPrice:
     image_in_cached: float = 0.0
     image_out: float = 0.0
     credits: float = 0.0
+    credits_per_extra_mp: float = 0.0
     credit_usd: float = 0.0
     per_image: float = 0.0
     aliases: tuple[str, ...] = ()
@@ -58,10 +66,25 @@ class ModelPrice:
 
     @property
     def image_usd(self) -> float:
-        """USD for one edited image (credit- and image-billed providers; 0 for token billing)."""
+        """USD for one edited image (credit- and image-billed providers; 0 for token billing);
+        per-megapixel prices: the smallest edit, one 1 MP input to a 1 MP output (BFL's "from" price)."""
         if self.billing == "credits":
-            return self.credits * self.credit_usd
+            return self.megapixel_credits((1024, 1024), [(1024, 1024)]) * self.credit_usd if self.per_megapixel \
+                else self.credits * self.credit_usd
         return self.per_image if self.billing == "image" else 0.0
+
+    @property
+    def per_megapixel(self) -> bool:
+        return self.credits_per_extra_mp > 0
+
+    def megapixel_credits(self, output: tuple[int, int], inputs: list[tuple[int, int]]) -> float:
+        """Credits of one per-megapixel edit: the first megapixel of the output at ``credits``, every
+        further megapixel of the output and every megapixel of each input image at the extra rate."""
+        def mp(size: tuple[int, int]) -> int:
+            return max(1, math.ceil(size[0] * size[1] / MEGAPIXEL))
+
+        extra = mp(output) - 1 + sum(mp(size) for size in inputs)
+        return self.credits + self.credits_per_extra_mp * extra
 
 
 @dataclass(frozen=True)
@@ -80,9 +103,11 @@ class Prices:
         return tuple(self.models)
 
     def model(self, provider: str, model: str | None) -> ModelPrice:
-        """The price of ``model`` at ``provider``: exact name, an alias, a snapshot of a known model
-        (``gpt-image-1-2025-04-23`` -> ``gpt-image-1``, the longest name followed by ``-``), or
-        the provider's ``*`` entry.
+        """The price of ``model`` at ``provider``: exact name, an alias, a dated snapshot of a known model
+        (``gpt-image-2-2026-04-21`` -> ``gpt-image-2``), or the provider's ``*`` entry.
+
+        The policy for new model names: a name that is none of these is refused, never priced as a
+        model it resembles (``gpt-image-2.5-flare`` is not ``gpt-image-2``); add it to a price file.
 
         :raises PricingError: naming the known providers or models.
         """
@@ -96,9 +121,9 @@ class Prices:
         for price in table.values():
             if name in price.aliases:
                 return price
-        snapshots = [key for key in table if key != ANY_MODEL and name.startswith(key + "-")]
-        if snapshots:
-            return table[max(snapshots, key=len)]
+        undated = _SNAPSHOT.sub("", name)
+        if undated != name and undated in table:
+            return table[undated]
         if ANY_MODEL in table:
             return table[ANY_MODEL]
         raise PricingError(f"{_label(self.origin)}: no price for {provider} model {model!r} "
@@ -134,11 +159,12 @@ def _number(origin: str, where: str, value: Any, *, below: float | None = None) 
 def _parse_model(origin: str, provider: str, billing: str, credit_usd: float, name: str, data: Any) -> ModelPrice:
     where = f"providers.{provider}.models.{name}"
     fields = PRICE_FIELDS[billing]
-    data = _mapping(origin, where, data, (*fields, "aliases", *_MODEL_TEXT))
+    optional = OPTIONAL_PRICE_FIELDS[billing]
+    data = _mapping(origin, where, data, (*fields, *optional, "aliases", *_MODEL_TEXT))
     missing = [f for f in fields if f not in data]
     if missing:
         _fail(origin, f"{where}.{missing[0]}", f"required for {billing} billing ({', '.join(fields)})")
-    prices = {f: _number(origin, f"{where}.{f}", data[f]) for f in fields}
+    prices = {f: _number(origin, f"{where}.{f}", data[f]) for f in (*fields, *optional) if f in data}
     aliases = data.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         _fail(origin, f"{where}.aliases", "must be a list of model names")
@@ -205,7 +231,8 @@ def _attributed(override: dict[str, Any], label: str) -> dict[str, Any]:
         if isinstance(models, dict):
             entry = {**entry, "models": {
                 name: {"source": f"override in {label}", "assumption": "", **model}
-                if isinstance(model, dict) and set(model) & {f for fs in PRICE_FIELDS.values() for f in fs}
+                if isinstance(model, dict) and set(model) & {f for fs in (*PRICE_FIELDS.values(),
+                                                                         *OPTIONAL_PRICE_FIELDS.values()) for f in fs}
                 else model for name, model in models.items()}}
         attributed[provider] = entry
     return {**override, "providers": attributed}

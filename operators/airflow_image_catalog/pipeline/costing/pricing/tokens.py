@@ -39,7 +39,17 @@ OUTPUT_CELL = {"low": 64, "medium": 32, "high": 16}
 PARTIAL_IMAGE_TOKENS = 100
 CHARS_PER_TOKEN = 4
 ESTIMATE_BAND = 0.30  # relative band on token counts with no published formula (see gpt_image_2_estimate)
+CALCULATOR_BAND = 0.10  # OpenAI's calculator reproduced; a bill may differ from the calculator
 TEXT_BAND = 0.50  # ~4 characters per token holds for English prose; other text runs 2-6
+#: gpt-image-2 output tokens: OpenAI's calculator (quality factor, pixel offset, scale)
+GPT_IMAGE_2_QUALITY_FACTOR = {"low": 16, "medium": 48, "high": 96}
+GPT_IMAGE_2_AREA_OFFSET = 2_000_000
+GPT_IMAGE_2_AREA_SCALE = 4_000_000
+#: gpt-image-2 input image tokens (a published measurement, not an OpenAI document)
+PATCH_SIDE = 32
+PATCH_BUDGET = 1536
+CONDITIONING_SIDE = 1024
+MAX_MAGNIFICATION = 2.0
 
 
 def is_gpt_image_2(model: str | None) -> bool:
@@ -48,14 +58,14 @@ def is_gpt_image_2(model: str | None) -> bool:
 
 
 def normalize_quality(quality: str | None) -> str:
-    """``low`` / ``medium`` / ``high``; ``auto`` (or unset) is estimated as ``medium``.
+    """``low`` / ``medium`` / ``high``; ``auto`` (or unset) is estimated as ``high``.
 
-    With ``auto`` the model picks the quality per request; medium is the middle of the table and
-    what the seed review's typical figures correspond to.
+    With ``auto`` the model picks the quality per request, and Azure documents ``high`` as the
+    default: pricing it as high keeps a budget from assuming the cheaper outcome.
     """
     quality = (quality or "auto").strip().lower()
     if quality == "auto":
-        return "medium"
+        return "high"
     if quality not in QUALITIES:
         raise PricingError(f"quality must be one of {', '.join(QUALITIES)} or auto, got {quality!r}")
     return quality
@@ -86,16 +96,34 @@ def tile_count(width: int, height: int) -> int:
     return math.ceil(w / TILE_SIDE) * math.ceil(h / TILE_SIDE)
 
 
-def input_image_tokens(width: int, height: int, *, fidelity: str | None = None, model: str = "gpt-image-1") -> int:
-    """Input tokens of one image for the gpt-image-1 family (1024x1024 at low fidelity -> 194).
+def gpt_image_2_input_tokens(width: int, height: int) -> int:
+    """Input image tokens of one gpt-image-2 edit input (an estimate, see the module notes).
 
-    Low fidelity is ``65 + 129 x tiles``; high fidelity adds 4,160 for a square image and 6,240
-    otherwise. gpt-image-2 always reads inputs at high fidelity (its ``fidelity`` is ignored, as
-    the API does); for it this is an estimate, see :func:`gpt_image_2_estimate`.
-
-    :param fidelity: ``low`` / ``high``; ``None`` is the API default (low; high for gpt-image-2).
+    The image is magnified (at most 2x) so its long side reaches 1024 px, its canvas ratio capped at
+    3:1, then counted in 32-px patches; above 1,536 patches it is shrunk to fit the budget.
     """
-    fidelity = "high" if is_gpt_image_2(model) else (fidelity or "low")
+    w, h = parse_size((width, height))
+    grow = min(MAX_MAGNIFICATION, max(1.0, CONDITIONING_SIDE / max(w, h)))
+    w, h = min(w * grow, 3 * h * grow), min(h * grow, 3 * w * grow)
+    patches = math.ceil(w / PATCH_SIDE) * math.ceil(h / PATCH_SIDE)
+    if patches > PATCH_BUDGET:
+        shrink = math.sqrt(PATCH_BUDGET * PATCH_SIDE * PATCH_SIDE / (w * h))
+        patches = min(PATCH_BUDGET, math.ceil(w * shrink / PATCH_SIDE) * math.ceil(h * shrink / PATCH_SIDE))
+    return patches
+
+
+def input_image_tokens(width: int, height: int, *, fidelity: str | None = None, model: str = "gpt-image-1.5") -> int:
+    """Input tokens of one image (1024x1024 at low fidelity -> 194 for the gpt-image-1 family).
+
+    gpt-image-1 family: low fidelity is ``65 + 129 x tiles``; high fidelity adds 4,160 for a square
+    image and 6,240 otherwise. gpt-image-2 always reads inputs at high fidelity (its ``fidelity`` is
+    ignored, as the API does) and is counted by :func:`gpt_image_2_input_tokens`.
+
+    :param fidelity: ``low`` / ``high``; ``None`` is the API default (low).
+    """
+    if is_gpt_image_2(model):
+        return gpt_image_2_input_tokens(width, height)
+    fidelity = fidelity or "low"
     if fidelity not in FIDELITIES:
         raise PricingError(f"input fidelity must be low or high, got {fidelity!r}")
     tokens = BASE_TOKENS + TOKENS_PER_TILE * tile_count(width, height)
@@ -104,16 +132,24 @@ def input_image_tokens(width: int, height: int, *, fidelity: str | None = None, 
     return tokens
 
 
-def output_tokens(size: str | tuple[int, int], quality: str | None = "medium") -> int:
-    """Output tokens of one image: the documented table for 1024x1024, 1024x1536 and 1536x1024.
+def output_tokens(size: str | tuple[int, int], quality: str | None = "medium", *, model: str | None = None) -> int:
+    """Output tokens of one image of ``size``.
 
-    Other sizes (gpt-image-2's custom WxH) are a stated estimate: the table is exactly ``rows x
-    (columns + 1)`` cells of 64 / 32 / 16 px (low / medium / high), and the same grid is applied
-    to the requested size, partial cells rounded up. That tracks pixel area, agrees with every
-    table entry, and never falls when the size or the quality grows. ``auto`` quality = medium.
+    gpt-image-2 (and its snapshots): OpenAI's pricing calculator, ``ceil(f x s x (2,000,000 + w x h) /
+    4,000,000)`` with the quality factor ``f`` (16 / 48 / 96) and ``s = round(f x short / long)``.
+    Other models (the gpt-image-1 family): the documented table for 1024x1024, 1024x1536 and
+    1536x1024; other sizes are a stated estimate: the table is exactly ``rows x (columns + 1)`` cells of
+    64 / 32 / 16 px (low / medium / high), and the same grid is applied to the requested size, partial
+    cells rounded up. ``auto`` quality = high.
     """
     width, height = parse_size(size)
-    cell = OUTPUT_CELL[normalize_quality(quality)]
+    level = normalize_quality(quality)
+    if is_gpt_image_2(model):
+        factor = GPT_IMAGE_2_QUALITY_FACTOR[level]
+        long, short = max(width, height), min(width, height)
+        short_factor = (2 * factor * short + long) // (2 * long)  # round half up
+        return -(-factor * short_factor * (GPT_IMAGE_2_AREA_OFFSET + width * height) // GPT_IMAGE_2_AREA_SCALE)
+    cell = OUTPUT_CELL[level]
     return math.ceil(height / cell) * (math.ceil(width / cell) + 1)
 
 
@@ -205,23 +241,25 @@ def request_tokens(
     newer = is_gpt_image_2(model)
     used_fidelity = "high" if newer else (fidelity or "low")
     image_in = sum(input_image_tokens(w, h, fidelity=used_fidelity, model=model) for w, h in input_sizes)
-    image_out = (output_tokens((out_w, out_h), level) + partial_image_tokens(partial_images)) * n
+    image_out = (output_tokens((out_w, out_h), level, model=model) + partial_image_tokens(partial_images)) * n
     text_in = prompt_tokens(prompt)
     fixed = (out_w, out_h) in FIXED_SIZES
     in_band = ESTIMATE_BAND if newer else 0.0
-    out_band = ESTIMATE_BAND if newer or not fixed else 0.0
+    out_band = CALCULATOR_BAND if newer else (0.0 if fixed else ESTIMATE_BAND)
     (in_low, in_high), (out_low, out_high), (text_low, text_high) = (
         _band(image_in, in_band), _band(image_out, out_band), _band(text_in, TEXT_BAND))
-    basis = [
-        f"input image tokens: gpt-image-1 tile formula, {used_fidelity} fidelity"
-        + (f" (gpt-image-2: no published formula, +/-{ESTIMATE_BAND:.0%})" if newer else " (documented)"),
-        f"output tokens {out_w}x{out_h} {level}: "
-        + ("documented table" if fixed else f"documented grid extended to a custom size (+/-{ESTIMATE_BAND:.0%})")
-        + (f", gpt-image-2 (+/-{ESTIMATE_BAND:.0%})" if newer and fixed else ""),
-        f"prompt tokens: ~{CHARS_PER_TOKEN} characters per token (+/-{TEXT_BAND:.0%})",
-    ]
+    if newer:
+        basis = [f"input image tokens: gpt-image-2 32-px patch measurement (OpenAI Developer Community), "
+                 f"always high fidelity; no published formula (+/-{ESTIMATE_BAND:.0%})",
+                 f"output tokens {out_w}x{out_h} {level}: OpenAI's gpt-image-2 pricing calculator "
+                 f"(+/-{CALCULATOR_BAND:.0%})"]
+    else:
+        basis = [f"input image tokens: gpt-image-1 family tile formula, {used_fidelity} fidelity (documented)",
+                 f"output tokens {out_w}x{out_h} {level}: "
+                 + ("documented table" if fixed else f"documented grid extended to a custom size (+/-{ESTIMATE_BAND:.0%})")]
+    basis.append(f"prompt tokens: ~{CHARS_PER_TOKEN} characters per token (+/-{TEXT_BAND:.0%})")
     if (quality or "auto") == "auto":
-        basis.append("quality auto: estimated as medium")
+        basis.append("quality auto: estimated as high (the API's default quality)")
     if partial_images:
         basis.append(f"{partial_images} partial image(s) per output: +{PARTIAL_IMAGE_TOKENS} tokens each")
     return TokenEstimate(
@@ -241,15 +279,6 @@ def gpt_image_2_estimate(
     n: int = 1,
     partial_images: int = 0,
 ) -> TokenEstimate:
-    """gpt-image-2 tokens for one edit request, with a +/-30% band on image tokens in and out.
-
-    OpenAI publishes no input-token formula for gpt-image-2, and documents its output table for
-    the gpt-image-1 family. gpt-image-2 always reads inputs at high fidelity, so the estimate is
-    the gpt-image-1 high-fidelity formula for inputs and the gpt-image-1 output table (or its grid
-    for custom sizes). The band (``ESTIMATE_BAND``) is an assumption, not a published figure:
-    +/-30% is wide enough to hold the seed review's "$0.03-$0.08 for a 1024x1024 edit" between
-    the low-quality floor (-30%: $0.030) and the medium-quality ceiling (+30%: $0.087), and
-    narrow enough to keep a budget check useful. Narrow it once the ledger's estimate-vs-usage
-    reconciliation has measured the real spread.
-    """
+    """gpt-image-2 tokens for one edit request: OpenAI's calculator for the output (+/-10%), the
+    published patch measurement for the inputs (+/-30%: no OpenAI document gives it)."""
     return request_tokens("gpt-image-2", input_sizes, prompt, size, quality, n=n, partial_images=partial_images)
