@@ -3,9 +3,23 @@
 Per recipe step: upload the image and the mask (white = fill) with ``POST {base}/v2/storage/image``
 (raw bytes, ``Content-Type`` of the image) -> ``{"images": [{"id"}]}``; submit
 ``POST {base}/v3/images/fill-async`` with ``{"image": {"source": {"uploadId"}}, "mask":
-{"source": {"uploadId"}}, "prompt", "numVariations": 1}`` -> ``{jobId, statusUrl, cancelUrl}``;
-poll ``statusUrl`` (``pending`` / ``running`` / ``succeeded`` / ``failed`` / ``cancelled``);
-on ``succeeded`` download ``result.outputs[0].image.url`` (pre-signed: never sent the token).
+{"source": {"uploadId"}}, "prompt", "numVariations": 1, "size": {"width", "height"}}`` -> ``{jobId,
+statusUrl, cancelUrl}``; poll ``statusUrl``; on ``succeeded`` download ``result.outputs[0].image.url``
+(pre-signed: never sent the token).
+
+The contract, from Adobe's documents (sources in docs/backends.md "Adobe Firefly"):
+
+- Fill Image Async (developer.adobe.com/firefly-services/docs/firefly-api/guides/api/generative_fill/
+  V3_Async): ``prompt`` optional, 1 to 1,024 characters, ``numVariations`` 1-4, ``size`` optional (the output
+  is 2048x2048 unless sent, so the input's own size is sent: a fill keeps the canvas).
+- Job states (the async guide, .../guides/how-tos/using-async-apis): ``pending``, ``running``,
+  ``succeeded``, ``failed``, ``canceled``; the status examples also show ``cancel_pending`` and
+  ``timeout`` (and clients spell ``cancelled``). A state not in that list fails at once, naming it.
+- Error codes: ``runtime_error``, ``timeout_error``, ``rate_limited`` are transient (a new job may
+  succeed); ``validation_error``, ``access_error``, ``invalid_content_type``, ``empty_input_body``,
+  ``bad_request`` and any undocumented code are final.
+- Cancel (``PUT cancelUrl``): 409 (``job_completed``, ``job_already_canceled``, ``job_timeout``) and
+  404 (``unknown_job_id``) mean there is nothing left to cancel: never retried.
 Every Firefly request carries ``Authorization: Bearer <token>`` and ``x-api-key: <client id>``;
 the token comes from Adobe IMS (``POST /ims/token/v3``, ``grant_type=client_credentials``) and
 is renewed before it expires. A step without a recipe mask fills the background (the local
@@ -20,13 +34,31 @@ from typing import Any
 
 from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext, JobStatus
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request, poll_plan
-from airflow_image_catalog.backends.imaging import edit_region, final_result, white_mask_png
+from airflow_image_catalog.backends.imaging import edit_region, final_result, image_size, white_mask_png
 from airflow_image_catalog.recipes import Recipe, RecipeStep
 
 TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
 SCOPES = "openid,AdobeID,session,additional_info,read_organizations,firefly_api,ff_apis"
 MODEL = "firefly-fill-v3"
-RETRYABLE_CODES = frozenset({"internal_server_error", "service_unavailable", "timeout", "too_many_requests"})
+#: Firefly V3 async job states, mapped to ours
+PENDING_STATES = frozenset({"pending", "running", "cancel_pending"})
+CANCELED_STATES = frozenset({"canceled", "cancelled"})
+#: documented error codes after which a fresh job may succeed; every other code is final
+RETRYABLE_CODES = frozenset({"runtime_error", "timeout_error", "rate_limited"})
+FINAL_CODES = frozenset({"validation_error", "access_error", "invalid_content_type", "empty_input_body",
+                         "bad_request"})
+#: cancel answers meaning the job already ended (or never existed): nothing to cancel
+CANCEL_ENDED = frozenset({409, 404})
+PROMPT_MAX = 1024  # Fill Image Async: prompt [1 .. 1024] characters
+
+
+def check_prompts(recipe: Recipe) -> None:
+    """Refuse, before anything is uploaded or billed, a step whose prompt Firefly would refuse."""
+    for step in recipe.steps:
+        length = len(step.prompt or "")
+        if length > PROMPT_MAX:
+            raise EditError(f"firefly: recipe {recipe.name!r} step {step.id!r} field 'prompt' has {length:,} "
+                            f"characters; Firefly Fill accepts at most {PROMPT_MAX:,}", code="validation_error")
 
 
 def _mime(data: bytes) -> str:
@@ -89,11 +121,14 @@ class FireflyBackend(PlanDriven):
             from airflow_image_catalog.imaging.engine import decode_image, find_subject
 
             region = ~find_subject(decode_image(image))
+        width, height = image_size(image)
         image_id = yield from self._upload(image, "image")
         mask_id = yield from self._upload(white_mask_png(region), "mask")
         body: dict[str, Any] = {"image": {"source": {"uploadId": image_id}},
                                 "mask": {"source": {"uploadId": mask_id}, "invert": False},
-                                "prompt": step.prompt, "numVariations": 1}
+                                "numVariations": 1, "size": {"width": width, "height": height}}
+        if step.prompt:  # optional; when sent, 1 to 1,024 characters
+            body["prompt"] = step.prompt
         if self.seed is not None:
             body["seeds"] = [int(self.seed)]
         response = yield from self._send(Request("POST", "v3/images/fill-async", op=f"fill[{step.id}]", json=body))
@@ -106,16 +141,33 @@ class FireflyBackend(PlanDriven):
 
     @staticmethod
     def status_from(body: dict[str, Any]) -> JobStatus:
-        state = str(body.get("status", "")).lower()
+        """One status answer as pending / ready / failed (retryable or final), per Adobe's states and codes."""
+        raw = body.get("status")
+        state = str(raw or "").lower()
+        if state in PENDING_STATES:
+            return JobStatus("pending")
         if state == "succeeded":
             outputs = (body.get("result") or {}).get("outputs") or [{}]
-            return JobStatus("ready", result={"url": (outputs[0].get("image") or {}).get("url")})
-        if state in ("failed", "cancelled"):
-            code = str(body.get("error_code") or (body.get("error") or {}).get("code") or f"job_{state}")
-            message = body.get("message") or (body.get("error") or {}).get("message") or state
-            return JobStatus("failed", code=code, message=f"firefly: {message}",
-                             retryable=state == "cancelled" or code in RETRYABLE_CODES)
-        return JobStatus("pending")  # pending, running
+            url = (outputs[0].get("image") or {}).get("url")
+            if not url:
+                return JobStatus("failed", code="bad_response", retryable=True,
+                                 message="firefly: job succeeded without result.outputs[0].image.url")
+            return JobStatus("ready", result={"url": url})
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        code = str(body.get("error_code") or error.get("code") or "")
+        message = str(body.get("message") or error.get("message") or state)
+        if state == "failed":
+            code = code or "job_failed"
+            kind = "" if code in RETRYABLE_CODES | FINAL_CODES else " (an undocumented code: final)"
+            return JobStatus("failed", code=code, message=f"firefly: {message}{kind}",
+                             retryable=code in RETRYABLE_CODES)
+        if state == "timeout":  # the job ran out of time at Adobe: nothing produced, a new job may finish
+            return JobStatus("failed", code=code or "timeout", message=f"firefly: job timed out: {message}",
+                             retryable=True)
+        if state in CANCELED_STATES:  # someone cancelled it: not resubmitted behind their back
+            return JobStatus("failed", code="job_canceled", message=f"firefly: job was canceled: {message}")
+        return JobStatus("failed", code="unknown_status", message=f"firefly: unknown job status {raw!r} "
+                         f"(documented: pending, running, succeeded, failed, canceled, cancel_pending, timeout)")
 
     def poll_request(self, job: dict[str, Any]) -> Request:
         return Request("GET", job["status_url"], op="status")
@@ -133,6 +185,7 @@ class FireflyBackend(PlanDriven):
 
     # -- the whole recipe --------------------------------------------------------------------------
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
+        check_prompts(recipe)
         image, usage, steps = source, [], []
         for step in recipe.steps:
             job = yield from self.submit_plan(step, image, context)
@@ -145,6 +198,7 @@ class FireflyBackend(PlanDriven):
 
     # -- the job interface (deferrable operator + trigger) --------------------------------------------
     async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict:
+        check_prompts(recipe)
         return await self.transport.arun(self.submit_plan(recipe.steps[step_index], image, context))
 
     async def apoll(self, job: dict) -> JobStatus:
@@ -154,7 +208,14 @@ class FireflyBackend(PlanDriven):
         return await self.transport.arun(self.collect_plan(job, status))
 
     async def acancel(self, job: dict) -> bool:
+        """Ask Firefly to cancel; ``False`` when there is nothing to cancel (already ended: 409, unknown: 404)."""
         if not job.get("cancel_url"):
             return False
-        await self.transport.arun(self._send(Request("PUT", job["cancel_url"], op="cancel")))
+        try:
+            await self.transport.arun(self._send(Request("PUT", job["cancel_url"], op="cancel",
+                                                         final_statuses=CANCEL_ENDED)))
+        except EditError as exc:
+            if exc.status in CANCEL_ENDED:
+                return False
+            raise
         return True

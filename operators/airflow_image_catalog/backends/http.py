@@ -108,6 +108,8 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry a bearer token
     auth: bool = True
     timeout: float | None = None
+    #: HTTP statuses that answer this request for good (Firefly's 409 on cancel: the job already ended)
+    final_statuses: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -394,7 +396,12 @@ class HttpTransport:
 
     def _checked(self, req: Request, response: httpx.Response) -> httpx.Response:
         self.limiter.observe(response.headers)
-        raise_for_status(response, self.provider, req.op)
+        try:
+            raise_for_status(response, self.provider, req.op)
+        except EditError as exc:
+            if exc.status in req.final_statuses:
+                exc.retryable = False
+            raise
         check_json_body(response, self.provider, req.op)
         return response
 
