@@ -80,3 +80,40 @@ async def test_job_interface(service, monkeypatch, tmp_path):
     assert data[:2] == b"\xff\xd8" and usage["job_id"] == job["id"]  # the final step: the recipe's jpeg
     assert await backend.acancel(job) is False
     await backend.transport.aclose()
+
+
+@pytest.mark.parametrize(("body", "state", "code", "retryable"), [
+    ({"status": "Pending"}, "pending", None, False),
+    ({"status": "Error", "error": "GPU fell over"}, "failed", "provider_error", True),
+    ({"status": "Content Moderated", "result": {"error": "flagged"}}, "failed", "content_moderated", False),
+    ({"status": "Queued"}, "failed", "unknown_status", False),  # BFL's own SDK fails on a status it does not know
+    ({}, "failed", "unknown_status", False),
+])
+def test_every_documented_status_and_an_unknown_one(body, state, code, retryable):
+    status = BFLBackend.status_from({"id": "t1", **body})
+    assert (status.state, status.code, status.retryable) == (state, code, retryable)
+    if body.get("status") == "Queued":
+        assert "'Queued'" in status.message  # the raw value, named
+    if "error" in body:
+        assert "GPU fell over" in status.message  # the top-level error text is kept
+
+
+@pytest.mark.parametrize(("model", "cap"), [("flux-kontext-pro", 4), ("flux-kontext-max", 4), ("flux-2-pro", 8),
+                                            ("flux-2-max", 8), ("flux-2-flex", 8), ("flux-2-klein-4b", 4),
+                                            ("flux-future", 4)])
+def test_reference_caps_per_model(model, cap):
+    from airflow_image_catalog.backends.bfl import max_input_images
+
+    assert max_input_images(model) == cap
+
+
+def test_too_many_references_are_refused_before_anything_is_sent(service, monkeypatch, tmp_path):
+    refs = [f"ref-{i}.png" for i in range(4)]  # 1 image + 4 references = 5 > Kontext's input_image_4
+    many = parse_recipe({"name": "refs", "output": {"format": "png"}, "steps": [
+        {"id": "first", "prompt": "Warm it.", "local": {"op": "look", "params": {"name": "warm"}}},
+        {"id": "match", "prompt": "Match the references.", "reference_images": refs,
+         "local": {"op": "look", "params": {"name": "warm"}}}]}, origin=(tmp_path / "r.yaml").as_uri())
+    with pytest.raises(EditError, match=r"step 'match' field 'reference_images' lists 4 images; flux-kontext-pro "
+                                        r"takes at most 3 references \(input_image \.\. input_image_4\)") as info:
+        bfl(service, monkeypatch).edit(product_png(), many, ctx(tmp_path))
+    assert not info.value.retryable and service.state.served["total"] == 0  # the first step was not paid either

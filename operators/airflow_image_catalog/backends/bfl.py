@@ -9,6 +9,13 @@ once and without the key), ``Request Moderated`` / ``Content Moderated`` (final)
 ``Error`` or ``Task not found`` (retryable: a resubmission may succeed). HTTP 402
 (out of credits) is final. FLUX Kontext edits by instruction: recipe masks are
 not sent (the step records ``mask_ignored``).
+
+Input images per request (the image plus its references) are capped per model, and a recipe
+asking for more is refused before anything is sent: FLUX.1 Kontext takes ``input_image`` ..
+``input_image_4``, FLUX.2 [pro] / [max] / [flex] up to 8, FLUX.2 [klein] up to 4 (DESIGN.md
+"Black Forest Labs"; freepik's FLUX.2 [klein] reference). A status not in BFL's list (``Pending``,
+``Ready``, ``Request Moderated``, ``Content Moderated``, ``Error``, ``Task not found``) fails at
+once with the raw value, as BFL's own SDK does; a top-level ``error`` text is kept in the message.
 """
 
 from __future__ import annotations
@@ -31,6 +38,25 @@ CREDITS = {"flux-kontext-pro": 4.0, "flux-kontext-max": 8.0}  # 1 credit = $0.01
 FINAL = {"Request Moderated": "request_moderated", "Content Moderated": "content_moderated"}
 RETRYABLE = {"Error": "provider_error", "Task not found": "task_not_found"}
 OUT_OF_CREDITS = "insufficient_credits"
+PENDING = "Pending"
+#: the most input images (the image and its references) one request takes, by model-name prefix
+MAX_INPUT_IMAGES = {"flux-kontext-": 4, "flux-2-klein": 4, "flux-2-": 8}
+
+
+def max_input_images(model: str) -> int:
+    """The model's cap; a model outside the documented families gets the smallest documented one."""
+    prefixes = [prefix for prefix in MAX_INPUT_IMAGES if model.startswith(prefix)]
+    return MAX_INPUT_IMAGES[max(prefixes, key=len)] if prefixes else min(MAX_INPUT_IMAGES.values())
+
+
+def check_references(recipe: Recipe, model: str) -> None:
+    """Refuse, before anything is sent or billed, a step with more input images than ``model`` takes."""
+    cap = max_input_images(model)
+    for step in recipe.steps:
+        if 1 + len(step.reference_images) > cap:
+            raise EditError(f"bfl: recipe {recipe.name!r} step {step.id!r} field 'reference_images' lists "
+                            f"{len(step.reference_images)} images; {model} takes at most {cap - 1} references "
+                            f"(input_image .. input_image_{cap})", code="too_many_references")
 
 
 class BFLBackend(PlanDriven):
@@ -88,15 +114,19 @@ class BFLBackend(PlanDriven):
     @staticmethod
     def status_from(body: dict[str, Any]) -> JobStatus:
         status = body.get("status", "")
+        if status == PENDING:
+            return JobStatus("pending")
         if status == "Ready":
             return JobStatus("ready", result={"sample": (body.get("result") or {}).get("sample")})
+        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        detail = str(result.get("error") or body.get("error") or body.get("details") or "")
         if status in FINAL:
-            return JobStatus("failed", code=FINAL[status], message=f"BFL: {status}")
+            return JobStatus("failed", code=FINAL[status], message=f"BFL: {status} {detail}".strip())
         if status in RETRYABLE:
-            detail = (body.get("result") or {}).get("error") or body.get("details") or ""
             return JobStatus("failed", code=RETRYABLE[status], message=f"BFL: {status} {detail}".strip(),
                              retryable=True)
-        return JobStatus("pending")
+        return JobStatus("failed", code="unknown_status",
+                         message=f"BFL: unknown task status {status!r} {detail}".strip())
 
     @staticmethod
     def download_request(status: JobStatus) -> Request:
@@ -126,6 +156,7 @@ class BFLBackend(PlanDriven):
 
     # -- the whole recipe, polling in the caller (sync edit / async aedit) ------------------
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
+        check_references(recipe, self.model)
         usage: list[dict[str, Any]] = []
         try:
             return (yield from self._plan(source, recipe, context, usage))
@@ -163,6 +194,7 @@ class BFLBackend(PlanDriven):
 
     # -- the job interface (deferrable operator + trigger) ----------------------------------
     async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict:
+        check_references(recipe, self.model)
         step = recipe.steps[step_index]
         final = step_index == len(recipe.steps) - 1
         response, _ = await self.transport.asend(
