@@ -161,3 +161,47 @@ async def test_limiter_bounds_rate_and_concurrency():
         with sync.slot():
             pass
     assert time.monotonic() - began >= 0.045  # 3 slots: a burst of 2 at most, then 50 ms
+
+
+def test_token_rate_limit_headers_pause_the_limiter_too():
+    limiter = Limiter()
+    limiter.observe(httpx.Headers({"x-ratelimit-remaining-requests": "40", "x-ratelimit-reset-requests": "1s",
+                                   "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "300ms"}))
+    assert 0.25 < limiter._pause() <= 0.3
+
+
+@pytest.mark.parametrize(("status", "should_retry"), [(400, "true"), (503, "false"), (503, None), (400, None)])
+def test_x_should_retry_is_obeyed_as_the_official_sdk_does(status, should_retry):
+    """Same server, same script: our transport and openai.OpenAI() make the same number of attempts."""
+    import openai
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from airflow_image_catalog.tooling.service.server import LoopbackServer
+
+    seen = []
+
+    async def models(request):
+        seen.append(request.url.path)
+        if len(seen) == 1:  # the first try of each client fails; a retry succeeds
+            headers = {"retry-after-ms": "10", **({"x-should-retry": should_retry} if should_retry else {})}
+            return JSONResponse({"error": {"message": "scripted", "type": "x", "code": "scripted"}},
+                                status_code=status, headers=headers)
+        return JSONResponse({"object": "list", "data": []})
+
+    with LoopbackServer(Starlette(routes=[Route("/v1/models", models)])) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-test", max_retries=2)
+        try:
+            client.models.list()
+        except openai.APIStatusError:
+            pass
+        sdk_attempts = len(seen)
+        seen.clear()  # our client meets the same script
+        ours = HttpTransport("openai", HttpSettings.from_extras(f"{server.url}/v1", {**FAST, "max_attempts": 3}))
+        try:
+            ours.send(Request("GET", "models", op="models"))
+        except EditError:
+            pass
+        assert len(seen) == sdk_attempts == (2 if should_retry == "true" or (status == 503 and not should_retry)
+                                             else 1)

@@ -224,9 +224,14 @@ def raise_for_status(response: httpx.Response, provider: str, op: str) -> None:
     code, message = error_details(response)
     if response.status_code == OUT_OF_CREDITS and code == "http_402":  # BFL: {"detail": ...}
         code = "insufficient_credits"
+    retryable = is_retryable_status(response.status_code) or response.status_code == OUT_OF_CREDITS
+    # the server's own word wins, as the official openai SDK obeys it (_base_client._should_retry)
+    should_retry = response.headers.get("x-should-retry", "").strip().lower()
+    if should_retry in ("true", "false"):
+        retryable = should_retry == "true"
     raise EditError(
         f"{provider} {op}: HTTP {response.status_code} {code}: {message}".replace("  ", " "),
-        retryable=is_retryable_status(response.status_code) or response.status_code == OUT_OF_CREDITS,
+        retryable=retryable,
         code=code,
         status=response.status_code,
         retry_after=retry_after(response.headers),
@@ -266,14 +271,16 @@ class Limiter:
         self._async: tuple[Any, asyncio.Semaphore] | None = None
 
     def observe(self, headers: httpx.Headers) -> None:
-        remaining = headers.get("x-ratelimit-remaining-requests")
-        if remaining is None:
-            return
-        with contextlib.suppress(ValueError):
-            if int(float(remaining)) <= 0:
-                reset = parse_duration(headers.get("x-ratelimit-reset-requests")) or 1.0
-                self._pause_until = max(self._pause_until, time.monotonic() + reset)
-                log.info("provider rate limit reached: pausing requests for %.2fs", reset)
+        """Pause while the provider says no requests, or no tokens, remain (OpenAI sends both pairs)."""
+        for unit in ("requests", "tokens"):
+            remaining = headers.get(f"x-ratelimit-remaining-{unit}")
+            if remaining is None:
+                continue
+            with contextlib.suppress(ValueError):
+                if int(float(remaining)) <= 0:
+                    reset = parse_duration(headers.get(f"x-ratelimit-reset-{unit}")) or 1.0
+                    self._pause_until = max(self._pause_until, time.monotonic() + reset)
+                    log.info("provider rate limit on %s reached: pausing requests for %.2fs", unit, reset)
 
     def _pause(self) -> float:
         return max(self._pause_until - time.monotonic(), 0.0)
