@@ -67,7 +67,7 @@ def get_provider_info() -> dict:
                     "placeholders": {
                         "host": "https://api.openai.com/v1 (empty: the backend's default)",
                         "password": "the provider's API key (never logged)",
-                        "extra": '{"backend": "openai", "model": "gpt-image-2", "quality": "medium", "timeout": 180, '
+                        "extra": '{"backend": "openai", "model": "gpt-image-2", "quality": "medium", "timeout": 600, '
                                  '"max_attempts": 5, "requests_per_minute": 60, "max_concurrency": 8}',
                     },
                 },

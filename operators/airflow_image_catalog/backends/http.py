@@ -68,7 +68,7 @@ class HttpSettings:
     """
 
     base_url: str
-    timeout: float = 180.0
+    timeout: float = 600.0  # the official openai SDK's default; real edits take up to ~2 minutes
     connect_timeout: float = 10.0
     max_attempts: int = 5
     backoff_initial: float = 1.0

@@ -74,7 +74,8 @@ class Decision:
     downgrades: list[str] = field(default_factory=list)
     kept: list[str] | None = None  # cap: the image ids edited (None: all)
     skipped_budget: list[str] = field(default_factory=list)
-    per_image_usd: float = 0.0  # the mid-run guard's reservation per image
+    per_image_usd: float = 0.0  # the estimate per paid image (booked when a provider reports no usage)
+    per_image_high_usd: float = 0.0  # the mid-run guard's reservation per image: the top of its band
     variants: dict[str, Any] = field(default_factory=dict)  # the same run priced elsewhere (for comparison)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,8 +132,11 @@ def decide(
         cache_hits=len(costs) - len(paid), available_usd=available, limited_by=limited_by,
         spent_day_usd=round(spent_day, 6), spent_month_usd=round(spent_month, 6), budgets=asdict(budgets),
         per_image_usd=round(usd / len(paid), 6) if paid else 0.0,
+        per_image_high_usd=round(high / len(paid), 6) if paid else 0.0,
     )
-    if available is None or usd <= available:
+    # cap sends only what its reservations (the band's top) cover; the other policies judge the estimate
+    judged = high if policy == "cap" else usd
+    if available is None or judged <= available + 1e-9:
         room = "no budget set" if available is None else f"within the {limited_by} budget (${available:.2f} left)"
         base.message = f"estimate ${usd:.2f} (band ${low:.2f}-${high:.2f}) for {len(paid)} images to edit: {room}"
         return base
@@ -159,6 +163,7 @@ def _downgrade(base: Decision, over: str, available: float, reprice, backend: st
             return Decision(**{**base.to_dict(), "action": "downgrade", "overrides": overrides, "downgrades": tried,
                                "estimate_usd": usd, "low_usd": low, "high_usd": high,
                                "per_image_usd": round(usd / paid, 6) if paid else 0.0,
+                               "per_image_high_usd": round(high / paid, 6) if paid else 0.0,
                                "message": f"{over}: downgraded to {', '.join(tried)}: estimate ${usd:.2f}"})
     base.action, base.downgrades = "fail", tried
     base.message = f"{over}, and no downgrade fits ({', '.join(tried) or 'none available for this backend'})"
@@ -166,20 +171,28 @@ def _downgrade(base: Decision, over: str, available: float, reprice, backend: st
 
 
 def _cap(base: Decision, over: str, available: float, costs: list[ImageCost]) -> Decision:
-    """The highest-priority images whose estimates fit; cache hits are free and always kept."""
-    kept, spent = [c.image_id for c in costs if c.cache_hit], 0.0
+    """The highest-priority images whose reservations fit; cache hits are free and always kept.
+
+    Each paid image reserves the top of its estimate's band (``high_usd``), not its middle: the
+    images kept can then cost more than estimated and the run still stays within the budget.
+    """
+    kept = [c.image_id for c in costs if c.cache_hit]
     ranked = sorted((c for c in costs if not c.cache_hit), key=lambda c: (-c.priority, c.image_id))
-    skipped = []
+    skipped, chosen, reserved = [], [], 0.0
     for cost in ranked:
-        if spent + cost.usd <= available:
+        if reserved + cost.high_usd <= available + 1e-9:
             kept.append(cost.image_id)
-            spent += cost.usd
+            chosen.append(cost)
+            reserved += cost.high_usd
         else:
             skipped.append(cost.image_id)
+    usd, low, high = _totals(chosen)
     base.action, base.kept, base.skipped_budget = "cap", kept, skipped
-    base.message = (f"{over}: capped to the {len(kept) - base.cache_hits} highest-priority paid images "
-                    f"(estimate ${spent:.2f}); {len(skipped)} skipped for budget")
-    base.estimate_usd = round(spent, 6)
+    base.message = (f"{over}: capped to the {len(chosen)} highest-priority paid images (estimate ${usd:.2f}, "
+                    f"reserved at the band's top ${high:.2f}); {len(skipped)} skipped for budget")
+    base.estimate_usd, base.low_usd, base.high_usd = usd, low, high
+    base.per_image_usd = round(usd / len(chosen), 6) if chosen else 0.0
+    base.per_image_high_usd = round(high / len(chosen), 6) if chosen else 0.0
     return base
 
 
@@ -220,20 +233,25 @@ def price_images(
 
 
 class BudgetGuard:
-    """The mid-run guard: no new paid call once the run's actual spend reached its budget.
+    """The mid-run guard: an image is sent only if its reservation fits in what is left of the budget.
 
     The run's spend is the ledger's (every chunk of the run books there) plus what this chunk
-    booked since the ledger was last read (re-read at most every ``refresh_s`` seconds).
-    Requests already in flight finish, so the overrun is at most those.
+    booked since the ledger was last read (re-read at most every ``refresh_s`` seconds). Each image
+    admitted holds ``hold_usd`` (the top of its estimate's band) until it lands, so images in flight
+    count before they are billed. Reservations live in this process: chunks running at the same time
+    see each other's spend once it is booked, not their holds.
     """
 
     def __init__(self, budget_usd: float, run_spend: Callable[[], float], *, refresh_s: float = 5.0,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None, hold_usd: float = 0.0):
+        import threading
         import time
 
-        self.budget_usd = budget_usd
+        self.budget_usd, self.hold_usd = budget_usd, max(0.0, float(hold_usd or 0.0))
         self._run_spend, self._refresh_s, self._clock = run_spend, refresh_s, clock or time.monotonic
         self._base, self._since, self._read_at = 0.0, 0.0, None
+        self._held: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def spent(self) -> float:
         now = self._clock()
@@ -243,6 +261,23 @@ class BudgetGuard:
 
     def exhausted(self) -> bool:
         return self.spent() >= self.budget_usd
+
+    def held(self) -> float:
+        return sum(self._held.values())
+
+    def admit(self, image_id: str) -> bool:
+        """Hold ``hold_usd`` for ``image_id`` if spend + holds + it fit in the budget; False: do not send it."""
+        with self._lock:
+            spent = self.spent()
+            if spent >= self.budget_usd or spent + self.held() + self.hold_usd > self.budget_usd + 1e-9:
+                return False
+            self._held[image_id] = self.hold_usd
+            return True
+
+    def release(self, image_id: str) -> None:
+        """``image_id`` landed: its actual cost is booked (``add``), its hold goes."""
+        with self._lock:
+            self._held.pop(image_id, None)
 
     def add(self, usd: float) -> None:
         """This chunk booked ``usd`` (it reaches the ledger's total at the next read)."""

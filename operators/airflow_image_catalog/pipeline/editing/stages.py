@@ -154,9 +154,12 @@ async def settle_for_free(run: ChunkRun, item: SourceItem, record: EditRecord) -
         await asyncio.to_thread(store_result, record, run.recipe, hit, run.output_root)
         record.cache_hit = True
         return None
-    if run.guard is not None and await asyncio.to_thread(run.guard.exhausted):
+    if run.guard is not None and not await asyncio.to_thread(run.guard.admit, item.image_id):
+        guard = run.guard
         record.status = ImageStatus.SKIPPED_BUDGET
-        record.error = f"not submitted: the run's budget (${run.guard.budget_usd:.2f}) is spent"
+        record.error = (f"not submitted: the run's budget (${guard.budget_usd:.2f}) would be exceeded "
+                        f"(${guard.spent():.4f} spent, ${guard.held():.4f} held for images in flight, "
+                        f"this image reserves ${guard.hold_usd:.4f})")
         return None
     return source
 
@@ -242,7 +245,10 @@ def land_result(run: ChunkRun, record: EditRecord, result: EditResult) -> None:
 
 
 async def land(run: ChunkRun, record: EditRecord, started: float | None = None) -> EditRecord:
-    """Record how the image ended, durably (``started``: the ``perf_counter`` its work began at)."""
+    """Record how the image ended, durably (``started``: the ``perf_counter`` its work began at), and free
+    its budget hold (its actual cost was booked before)."""
+    if run.guard is not None:
+        run.guard.release(record.image_id)
     record.finished_at = now()
     if started is not None:
         record.seconds = round(time.perf_counter() - started, 4)

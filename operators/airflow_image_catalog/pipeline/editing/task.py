@@ -59,7 +59,8 @@ def load_chunk_run(chunk_manifest_uri: str, recipe: str, workspace: str,
     ledger = Ledger(workspace) if backend.capabilities.paid else None
     guard = None
     if ledger is not None and decision.get("available_usd") is not None:
-        guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key))
+        guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key),
+                            hold_usd=decision.get("per_image_high_usd") or decision.get("per_image_usd") or 0.0)
     return ChunkRun(chunk, load_recipe(recipe), backend, layout.root, workspace=workspace if use_cache else None,
                     concurrency=concurrency, ledger=ledger, facts=dict(facts or {}),
                     estimate_usd=decision.get("per_image_usd"), guard=guard,

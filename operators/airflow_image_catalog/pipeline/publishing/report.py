@@ -98,6 +98,10 @@ def cost_section(cost: dict[str, Any] | None) -> str:
     if decision:
         lines.append(f"<p>cost check: <b>{esc(decision['action'])}</b> (policy {esc(decision['policy'])}): "
                      f"{esc(decision['message'])}</p>")
+        skipped = decision.get("skipped_budget") or []
+        if skipped:
+            lines.append(f"<p>skipped for budget, not sent ({len(skipped)}): "
+                         f"{esc(', '.join(skipped))}</p>")
         for name, variant in (decision.get("variants") or {}).items():
             lines.append(f"<p>the same run on <b>{esc(name)}</b> would cost {_money(variant['usd'])} "
                          f"(band {_money(variant['low_usd'])}-{_money(variant['high_usd'])})</p>")
