@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeGuard
 
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.recipes import Recipe, RecipeStep
+from airflow_image_catalog.storage import join_uri, normalize_uri, read_bytes
 
 if TYPE_CHECKING:
     from airflow_image_catalog.backends.http import HttpTransport
@@ -72,8 +73,6 @@ class ImageContext:
     source_size: tuple[int, int] | None = None
 
     def resolve(self, template: str) -> str:
-        from airflow_image_catalog.storage import join_uri, normalize_uri
-
         text = template.format(
             source_root=self.source_root.rstrip("/"), image_id=self.image_id, recipe_dir=self.recipe_dir
         )
@@ -83,8 +82,6 @@ class ImageContext:
 
     def read(self, template: str) -> bytes:
         """Bytes of a mask or reference image; shared references are read once per chunk."""
-        from airflow_image_catalog.storage import read_bytes
-
         uri = self.resolve(template)
         if uri not in self.cache:
             self.cache[uri] = read_bytes(uri)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from airflow_image_catalog.backends.base import EditError, ImageContext
+from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext
 from airflow_image_catalog.recipes import OutputSpec, RecipeStep
 
 
@@ -136,8 +136,6 @@ def conform(data: bytes, output: OutputSpec) -> tuple[bytes, int, int]:
 
 def final_result(image: bytes, recipe, usage: list, steps: list):
     """The last step's image conformed to the recipe's output, as an :class:`EditResult`."""
-    from airflow_image_catalog.backends.base import EditResult
-
     output = recipe.step_output(recipe.steps[-1])
     data, width, height = conform(image, output)
     return EditResult(data, output.format, width, height, usage=usage, steps=steps)

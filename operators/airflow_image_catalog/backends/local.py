@@ -15,6 +15,7 @@ import numpy as np
 
 from airflow_image_catalog import __version__
 from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.imaging import encode_output
 from airflow_image_catalog.recipes import Recipe, RecipeStep
 
 MAX_PIXELS = 60_000_000
@@ -50,7 +51,6 @@ class LocalEngineBackend:
         return mask_image.mean(axis=2) > 127  # white (or transparent) = edit here
 
     def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
-        from airflow_image_catalog.backends.imaging import encode_output
         from airflow_image_catalog.imaging.engine import apply_op, cut_out, decode_image
 
         image = decode_image(source, max_pixels=self.max_pixels, keep_alpha=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.storage import StorageError, normalize_uri, read_bytes
+
 
 def load_document(ref: str, shipped: dict[str, Path], *, kind: str, error: type[Exception]) -> tuple[Any, str]:
     """Load a shipped document by name, or one by path or URI; return (parsed YAML, its URI).
@@ -13,7 +15,6 @@ def load_document(ref: str, shipped: dict[str, Path], *, kind: str, error: type[
     """
     import yaml
 
-    from airflow_image_catalog.storage import StorageError, normalize_uri, read_bytes
 
     uri = shipped[ref].as_uri() if ref in shipped else normalize_uri(ref)
     try:

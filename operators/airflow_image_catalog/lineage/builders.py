@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from airflow_image_catalog.pipeline.costing.pricing.estimate import usage_tokens
+
 
 def prompt_hashes(steps: Iterable[Any]) -> list[dict[str, str]]:
     """sha256 of each recipe step's prompt: proves which prompt ran without publishing its text."""
@@ -43,8 +45,6 @@ def edit_fields(manifest: Mapping[str, Any], prompts: Sequence[Mapping[str, str]
 
 def usage_totals(entries: Iterable[Any]) -> dict[str, Any]:
     """Paid calls, USD, tokens and credits from ledger entries (``LedgerEntry`` or their dicts)."""
-    from airflow_image_catalog.pipeline.costing.pricing.estimate import usage_tokens
-
     calls, usd, tokens_in, tokens_out, credits = 0, [], 0, 0, 0.0
     for entry in entries:
         data = entry if isinstance(entry, Mapping) else entry.to_dict()

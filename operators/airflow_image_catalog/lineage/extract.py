@@ -28,15 +28,17 @@ from airflow_image_catalog.lineage.facets import (
     ImageQualityRunFacet,
     ImageRightsRunFacet,
 )
+from airflow_image_catalog.pipeline.costing.ledger import Ledger
+from airflow_image_catalog.recipes import load_recipe
+from airflow_image_catalog.storage import StorageError, read_json_if_exists
 from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
+from airflow_image_catalog.workspace.manifest import safe_run_key
 
 log = logging.getLogger(__name__)
 
 
 def _read(uri: str | None) -> dict[str, Any] | None:
     """A manifest, or None when there is none (yet) or it cannot be read."""
-    from airflow_image_catalog.storage import StorageError, read_json_if_exists
-
     if not uri:
         return None
     try:
@@ -74,8 +76,6 @@ def _outputs(workspace: str, run_key: str | None) -> str | None:
 
 def _run_key(task_instance: Any, manifests: Iterable[str] = ()) -> str | None:
     """The run's storage key: from the task instance, else from the first readable manifest."""
-    from airflow_image_catalog.workspace.manifest import safe_run_key
-
     if task_instance is not None and getattr(task_instance, "run_id", None):
         return safe_run_key(task_instance.run_id)
     for uri in manifests:
@@ -99,8 +99,6 @@ def _uris(value: Any) -> list[str]:
 
 
 def _ledger_entries(workspace: str, run_key: str, chunk_index: int | None = None) -> list[Any]:
-    from airflow_image_catalog.pipeline.costing.ledger import Ledger
-    from airflow_image_catalog.storage import StorageError
 
     try:
         entries = Ledger(workspace).entries(run_key=run_key)
@@ -169,8 +167,6 @@ def edit_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
 
 def _prompts(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
     """Prompt hashes of the recipe the manifest names (none when the recipe cannot be loaded)."""
-    from airflow_image_catalog.recipes import load_recipe
-
     try:
         return builders.prompt_hashes(load_recipe(manifest["recipe"]["origin"]).steps)
     except Exception as exc:  # a moved recipe file only costs the hashes

@@ -12,7 +12,9 @@ delivery fails is skipped with a warning: an alert must never crash the callback
 
 from __future__ import annotations
 
+import asyncio
 import html
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -26,6 +28,9 @@ from airflow_image_catalog.notifications.summary import (
     scrub,
     workspace_of,
 )
+from airflow_image_catalog.notifications.webhook import WebhookNotifier
+from airflow_image_catalog.storage import exists, list_objects, read_json
+from airflow_image_catalog.workspace.layout import WorkspaceLayout, is_chunk_document
 
 COST_TASK = "cost_check"
 GATE_TASK = "quality_gate"
@@ -53,8 +58,6 @@ def read_run_state(workspace: str | None, run_id: str | None) -> dict[str, Any]:
     state: dict[str, Any] = {"report": None, "decision": None, "gates": []}
     if not workspace or not run_id:
         return state
-    from airflow_image_catalog.storage import exists, list_objects, read_json
-    from airflow_image_catalog.workspace.layout import WorkspaceLayout, is_chunk_document
 
     run = WorkspaceLayout(workspace).run_for({"run_id": run_id})
     for key, uri in (("report", run.report_json), ("decision", run.cost_decision)):
@@ -160,8 +163,6 @@ class CatalogAlertNotifier(BaseNotifier):
         return channels
 
     def _webhook(self, summary: dict[str, Any], context: Mapping[str, Any]) -> None:
-        from airflow_image_catalog.notifications.webhook import WebhookNotifier
-
         if self.webhook_conn_id and not self.webhook_url:
             _connection_exists(self.webhook_conn_id)
         WebhookNotifier(http_conn_id=self.webhook_conn_id, url=self.webhook_url, payload=summary,
@@ -228,8 +229,6 @@ class CatalogAlertNotifier(BaseNotifier):
 
     async def async_notify(self, context: Any) -> None:
         """For the triggerer: the SMTP, Slack and connection look-ups are blocking, so run in a thread."""
-        import asyncio
-
         await asyncio.to_thread(self.notify, context)
 
 
@@ -242,8 +241,6 @@ async def deadline_missed(context: Mapping[str, Any] | None = None, **channels: 
     :param context: what the scheduler passes: ``{"dag_run": {...}, "deadline": {...}}``.
     :param channels: :class:`CatalogAlertNotifier` arguments (connection ids, ``to``, ``workspace``).
     """
-    import json
-
     notifier = CatalogAlertNotifier(kind="deadline_missed", **channels)
     await notifier.async_notify(dict(context or {}))
     return json.dumps(notifier.results, sort_keys=True)

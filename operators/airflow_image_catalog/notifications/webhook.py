@@ -8,6 +8,7 @@ credentials or token-like path segments.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -19,6 +20,7 @@ import httpx
 from airflow.sdk import BaseNotifier
 
 from airflow_image_catalog.exceptions import CatalogError
+from airflow_image_catalog.notifications.summary import alert_summary
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _TOKENISH = re.compile(r"^[A-Za-z0-9_\-.~+=]{20,}$")
@@ -117,7 +119,6 @@ class WebhookNotifier(BaseNotifier):
         """The body to send: the given payload, else the summary of the failed task."""
         if self.payload is not None:
             return json.loads(self.payload) if isinstance(self.payload, str) else dict(self.payload)
-        from airflow_image_catalog.notifications.summary import alert_summary
 
         return alert_summary("task_failure", context)
 
@@ -151,6 +152,4 @@ class WebhookNotifier(BaseNotifier):
 
     async def async_notify(self, context: Any) -> None:
         """Deadline callbacks run in the triggerer: deliver from a thread so the event loop never blocks."""
-        import asyncio
-
         await asyncio.to_thread(self.notify, context)

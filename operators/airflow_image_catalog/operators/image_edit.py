@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -118,9 +120,6 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
 
     def _defer_or_finish(self, state: dict, run) -> str:
         """Defer to the trigger until no job is pending; not deferrable: poll from this worker."""
-        import asyncio
-        import time
-
         from airflow_image_catalog.pipeline.editing.jobs import finish_jobs
         from airflow_image_catalog.pipeline.editing.task import advance, pending_jobs, save_jobs
         from airflow_image_catalog.triggers.edit_jobs import EditJobsTrigger, first_event

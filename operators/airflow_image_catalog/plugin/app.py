@@ -17,6 +17,14 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
+
+from airflow_image_catalog.config.locations import catalog_location
+from airflow_image_catalog.pipeline.quality.review import APPROVE_ALL, APPROVE_LISTED, REJECT_ALL
+from airflow_image_catalog.plugin import data, pages
+from airflow_image_catalog.plugin.files import RefusedPath, StorageRoots, media_type, resolve
+from airflow_image_catalog.storage import StorageError, read_bytes
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -29,8 +37,6 @@ def configured_roots() -> "StorageRoots":
     """The storage roots from Airflow's configuration, defaulting to the DAGs' embedded defaults."""
     from airflow.configuration import conf
 
-    from airflow_image_catalog.config.locations import catalog_location
-    from airflow_image_catalog.plugin.files import StorageRoots
 
     sources: dict[str, str] = {}
     text = conf.get(SECTION, "sources", fallback=None)
@@ -54,9 +60,6 @@ def create_app(roots: "StorageRoots | None" = None) -> "FastAPI":
     from fastapi import Depends, FastAPI, Form, HTTPException, Request, status
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-    from airflow_image_catalog.plugin import data, pages
-    from airflow_image_catalog.plugin.files import RefusedPath, media_type, resolve
-    from airflow_image_catalog.storage import StorageError, read_bytes
 
     refresh_dag = conf.get(SECTION, "refresh_dag_id", fallback="catalog_refresh")
     review_dag = conf.get(SECTION, "review_dag_id", fallback="catalog_review")
@@ -132,7 +135,6 @@ def create_app(roots: "StorageRoots | None" = None) -> "FastAPI":
         """Review runs parked on their human-in-the-loop step, with the pending records they asked about."""
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.state import TaskInstanceState
-        from sqlalchemy import select
 
         open_uris = {r["record_uri"] for r in pending}
         tis = session.scalars(select(TaskInstance).where(
@@ -165,7 +167,6 @@ def create_app(roots: "StorageRoots | None" = None) -> "FastAPI":
         from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
         from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
 
-        from airflow_image_catalog.pipeline.quality.review import APPROVE_ALL, APPROVE_LISTED, REJECT_ALL
 
         if dag_id != review_dag:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"not the review DAG: {dag_id!r}")

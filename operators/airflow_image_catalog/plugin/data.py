@@ -17,8 +17,16 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+from airflow_image_catalog.pipeline.costing.ledger import Ledger
+from airflow_image_catalog.pipeline.quality.review import (
+    APPROVE_ALL,
+    REJECT_ALL,
+    apply_review,
+    pending_reviews,
+)
 from airflow_image_catalog.storage import StorageError, join_uri, list_objects, read_json
 from airflow_image_catalog.workspace.layout import RunLayout, WorkspaceLayout
+from airflow_image_catalog.workspace.manifest import safe_run_key
 
 _SUMMARY_FILES = (RunLayout.REPORT, RunLayout.COST_DECISION)
 _RUN_FILE = re.compile(rf"/runs/([^/]+)/({'|'.join(map(re.escape, _SUMMARY_FILES))})$")
@@ -107,8 +115,6 @@ def recent_runs(workspace: str, limit: int = 20) -> list[dict[str, Any]]:
 
 def run_detail(workspace: str, run_key: str) -> dict[str, Any] | None:
     """A run's report (as written by publish) and its cost decision; None when the run left neither."""
-    from airflow_image_catalog.workspace.manifest import safe_run_key
-
     if safe_run_key(run_key) != run_key:
         return None
     run = WorkspaceLayout(workspace).run(run_key)
@@ -127,8 +133,6 @@ def budget_usage(workspace: str, budgets: dict[str, float | None] | None = None,
     :param budgets: ``{"day": ..., "month": ...}`` in USD (None: no limit), e.g. from the latest cost
         decision or the ``catalog_budget_*_usd`` Variables.
     """
-    from airflow_image_catalog.pipeline.costing.ledger import Ledger
-
     today = today or datetime.now(UTC).date()
     month = today.strftime("%Y-%m")
     ledger = Ledger(workspace)
@@ -206,13 +210,6 @@ def record_decision(workspace: str, published: str, *, run_key: str, image_id: s
     Raises ``LookupError`` when the image does not wait for a decision (decided already, unknown).
     """
     from airflow_image_catalog.pipeline.publishing.audit import find_records, review_records, write_audit
-    from airflow_image_catalog.pipeline.quality.review import (
-        APPROVE_ALL,
-        REJECT_ALL,
-        apply_review,
-        pending_reviews,
-    )
-    from airflow_image_catalog.workspace.manifest import safe_run_key
 
     record = next((r for r in pending_reviews(workspace)
                    if r.get("run_key") == run_key and r.get("image_id") == image_id), None)

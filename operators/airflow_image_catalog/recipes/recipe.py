@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.config.documents import load_document
 from airflow_image_catalog.exceptions import CatalogError
 
 SHIPPED_DIR = Path(__file__).parent  # the shipped recipes sit beside this module
@@ -378,7 +379,5 @@ def portable_ref(recipe: Recipe) -> str:
 
 def load_recipe(ref: str) -> Recipe:
     """Load a shipped recipe by name, or a recipe file by path or URI."""
-    from airflow_image_catalog.config.documents import load_document
-
     data, uri = load_document(ref, shipped_recipes(), kind="recipe", error=RecipeError)
     return parse_recipe(data, origin=uri)

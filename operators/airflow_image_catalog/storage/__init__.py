@@ -8,6 +8,7 @@ registered, and imports boto3 only when first used.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from airflow_image_catalog.storage.base import (
@@ -72,8 +73,6 @@ def delete(uri: str) -> None:
 
 
 def read_json(uri: str):
-    import json
-
     return json.loads(read_bytes(uri))
 
 
@@ -84,6 +83,4 @@ def read_json_if_exists(uri: str, default: Any = None) -> Any:
 
 
 def write_json(uri: str, payload) -> str:
-    import json
-
     return write_bytes(uri, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())

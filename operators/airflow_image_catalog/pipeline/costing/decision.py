@@ -7,9 +7,13 @@ decides ``go``, ``downgrade``, ``cap``, ``skip`` or ``fail`` and explains it in 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from airflow_image_catalog.pipeline.costing.pricing.estimate import estimate_recipe
 
 POLICIES = ("fail", "skip", "downgrade", "cap")
 
@@ -212,7 +216,6 @@ def price_images(
         (an unreadable upload, which fails before any paid call) costs nothing.
     """
     from airflow_image_catalog.backends.prepare import limits_for, upload_size
-    from airflow_image_catalog.pipeline.costing.pricing.estimate import estimate_recipe
 
     limits = limits_for(backend, model)
     by_size: dict[tuple[int, int], Any] = {}
@@ -244,9 +247,6 @@ class BudgetGuard:
 
     def __init__(self, budget_usd: float, run_spend: Callable[[], float], *, refresh_s: float = 5.0,
                  clock: Callable[[], float] | None = None, hold_usd: float = 0.0):
-        import threading
-        import time
-
         self.budget_usd, self.hold_usd = budget_usd, max(0.0, float(hold_usd or 0.0))
         self._run_spend, self._refresh_s, self._clock = run_spend, refresh_s, clock or time.monotonic
         self._base, self._since, self._read_at = 0.0, 0.0, None

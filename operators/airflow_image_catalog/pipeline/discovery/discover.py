@@ -6,6 +6,7 @@ instances, and each task instance costs scheduling time.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -49,8 +50,6 @@ class Discovery:
 
 def header_size(data: bytes) -> tuple[int | None, int | None]:
     """Width and height from the image header (no pixel decode); (None, None) when unreadable."""
-    import io
-
     from PIL import Image
 
     try:

@@ -25,6 +25,7 @@ from airflow_image_catalog.backends.base import (
     is_batch,
     is_jobs,
 )
+from airflow_image_catalog.backends.imaging import final_result
 from airflow_image_catalog.pipeline.editing import stages
 from airflow_image_catalog.pipeline.editing.calls import idempotency_base
 from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
@@ -147,8 +148,6 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
 async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]], run: ChunkRun) -> dict[str, Any]:
     """Apply a trigger's results: collect ready images (book, then submit the next step or land),
     record failures (a job billed at submit is booked all the same)."""
-    from airflow_image_catalog.backends.imaging import final_result
-
     records = {r["image_id"]: EditRecord(**r) for r in state["records"]}
     pending = dict(state["pending"])
     items = {item.image_id: item for item in run.chunk.items}

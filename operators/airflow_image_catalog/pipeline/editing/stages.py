@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.imaging import preflight
+from airflow_image_catalog.pipeline.costing.ledger import entries_for_usage
 from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
 from airflow_image_catalog.recipes import Recipe
 from airflow_image_catalog.storage import StorageError, join_uri, read_bytes, write_bytes
@@ -174,7 +176,6 @@ def prepare_source(run: ChunkRun, source: bytes) -> tuple[bytes, dict[str, Any] 
     (the header a pass-through reads is still there in a truncated JPEG). The local engine decodes
     the source itself and costs nothing.
     """
-    from airflow_image_catalog.backends.imaging import preflight
     from airflow_image_catalog.backends.prepare import limits_for, prepare_upload
 
     backend = run.backend
@@ -199,7 +200,6 @@ def book(run: ChunkRun, item: SourceItem, key: str | None, usage: list[dict[str,
     """Book the paid calls behind ``usage`` in the ledger (idempotent: a rerun's replay books nothing new)."""
     if run.ledger is None or not usage:
         return
-    from airflow_image_catalog.pipeline.costing.ledger import entries_for_usage
 
     entries = entries_for_usage(
         usage, cache_key=key, run_key=run.chunk.run_key, image_id=item.image_id, estimated_usd=run.estimate_usd,

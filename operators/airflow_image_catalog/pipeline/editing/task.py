@@ -18,9 +18,12 @@ from typing import Any
 
 from airflow_image_catalog.backends.base import EditBackend, is_jobs
 from airflow_image_catalog.exceptions import CatalogError
+from airflow_image_catalog.pipeline.costing.decision import BudgetGuard
+from airflow_image_catalog.pipeline.costing.ledger import Ledger
 from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
 from airflow_image_catalog.pipeline.editing.inline import aedit_chunk
 from airflow_image_catalog.pipeline.editing.jobs import advance_jobs, start_jobs
+from airflow_image_catalog.recipes import load_recipe
 from airflow_image_catalog.storage import StorageError, read_json, read_json_if_exists, write_json
 from airflow_image_catalog.workspace.layout import WorkspaceLayout
 from airflow_image_catalog.workspace.manifest import ChunkManifest, EditManifest, ImageStatus
@@ -48,9 +51,6 @@ def load_chunk_run(chunk_manifest_uri: str, recipe: str, workspace: str,
     downgrade's overrides (passed to ``get_backend``), the per-image estimate and the run's budget
     for the mid-run guard. Paid backends book every call in the workspace's ledger.
     """
-    from airflow_image_catalog.pipeline.costing.decision import BudgetGuard
-    from airflow_image_catalog.pipeline.costing.ledger import Ledger
-    from airflow_image_catalog.recipes import load_recipe
 
     chunk = ChunkManifest.from_dict(read_json(chunk_manifest_uri))
     layout = WorkspaceLayout(workspace).run(chunk.run_key)

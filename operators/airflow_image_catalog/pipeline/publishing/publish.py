@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_image_catalog.pipeline.costing.ledger import Ledger, cost_summary, reconcile
+from airflow_image_catalog.pipeline.publishing.provenance import (
+    ProvenanceFacts,
+    ProvenanceStep,
+    signer_from_env,
+)
+from airflow_image_catalog.pipeline.publishing.report import render_html
 from airflow_image_catalog.pipeline.quality.reasons import reason_text
+from airflow_image_catalog.recipes import RecipeError, load_recipe
 from airflow_image_catalog.storage import (
     StorageError,
     join_uri,
@@ -88,7 +96,6 @@ def provenance_for(record: Any, edit: EditManifest, steps: dict[str, str], run_i
                    rights: dict[str, Any] | None = None) -> Any:
     """What the published file says about itself: source, recipe (prompt hashes), backend, model, run, and
     the source's rights (``rights``: the image's rights-check item, whose metadata is carried over)."""
-    from airflow_image_catalog.pipeline.publishing.provenance import ProvenanceFacts, ProvenanceStep
     from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata, publishable
 
     return ProvenanceFacts(
@@ -102,8 +109,6 @@ def provenance_for(record: Any, edit: EditManifest, steps: dict[str, str], run_i
 
 def _step_prompts(results: list[ChunkResult]) -> dict[str, str]:
     """Step id -> prompt of the run's recipe (the edit manifest names the recipe file)."""
-    from airflow_image_catalog.recipes import RecipeError, load_recipe
-
     recipe = results[0].edit.recipe if results else {}
     origin = recipe.get("ref") or recipe.get("origin")
     try:
@@ -116,8 +121,6 @@ def publish_run(
     results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any]
 ) -> dict[str, Any]:
     """Copy passing outputs to ``published_root``, update the published manifest, write the report."""
-    from airflow_image_catalog.pipeline.publishing.provenance import signer_from_env
-    from airflow_image_catalog.pipeline.publishing.report import render_html
     from airflow_image_catalog.pipeline.rights.check import rights_by_image
 
     published, failures, quarantined = [], [], []
@@ -155,7 +158,6 @@ def publish_run(
                 failures.append({"image_id": record.image_id, "source_uri": record.source_uri,
                                  "status": "publish_failed", "error": str(exc)})
     record_published(workspace, published, run, failures)
-    from airflow_image_catalog.pipeline.costing.ledger import Ledger
     from airflow_image_catalog.pipeline.publishing.audit import audit_records, write_audit
 
     layout = RunLayout(run_root)
@@ -226,8 +228,6 @@ def _state_counts(results: list[ChunkResult], cost: dict[str, Any]) -> dict[str,
 def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str, published: int) -> dict[str, Any]:
     """The run's cost: the cost check's decision, what the ledger booked (``entries``), estimate vs
     actual, per recipe / model / provider; also written to ``runs/<run>/cost/report.json``."""
-    from airflow_image_catalog.pipeline.costing.ledger import cost_summary, reconcile
-
     layout = RunLayout(run_root)
     uri = layout.cost_decision
     decision = read_json_if_exists(uri)

@@ -12,6 +12,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from airflow_image_catalog.pipeline.quality.reasons import reason_text
+from airflow_image_catalog.storage import read_bytes
 
 if TYPE_CHECKING:
     from airflow_image_catalog.pipeline.publishing.publish import ChunkResult
@@ -35,7 +36,6 @@ def thumbnail(uri: str | None) -> str:
         return ""
     from PIL import Image
 
-    from airflow_image_catalog.storage import read_bytes
 
     try:
         with Image.open(io.BytesIO(read_bytes(uri))) as image:

@@ -27,9 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.config.locations import catalog_home
 from airflow_image_catalog.tooling.bench.throughput import machine, write_sources
 from airflow_image_catalog.tooling.stack import AirflowStack
-from airflow_image_catalog.workspace.runs import catalog_home
 
 DAG_ID = "catalog_refresh"
 STAGES = ("check_config", "discover", "cost_check", "edit", "quality_gate", "publish")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from airflow_image_catalog.backends.base import EditError
 from airflow_image_catalog.pipeline.costing.pricing.prices import (
     ANY_MODEL,
     PER_TOKENS,
@@ -174,7 +175,6 @@ def estimate_edit(
 
 def _step_sizes(recipe: Any, model: str, size: str | None) -> list[str]:
     """Each step's request size exactly as the OpenAI backend will send it (its own rules, reused)."""
-    from airflow_image_catalog.backends.base import EditError
     from airflow_image_catalog.backends.openai_images import OpenAIImagesBackend
 
     try:

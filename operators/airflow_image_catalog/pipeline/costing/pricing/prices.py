@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.config.documents import load_document
 from airflow_image_catalog.exceptions import CatalogError
 
 SHIPPED = {"default": Path(__file__).with_name("prices.yaml")}
@@ -240,8 +241,6 @@ def _attributed(override: dict[str, Any], label: str) -> dict[str, Any]:
 
 @functools.cache
 def _shipped_document() -> tuple[Any, str]:
-    from airflow_image_catalog.config.documents import load_document
-
     return load_document("default", SHIPPED, kind="price table", error=PricingError)
 
 
@@ -260,7 +259,6 @@ def load_prices(ref: str | None = None) -> Prices:
     """
     if ref is None or ref == "default":
         return _default()
-    from airflow_image_catalog.config.documents import load_document
 
     data, uri = load_document(ref, SHIPPED, kind="price table", error=PricingError)
     if not isinstance(data, dict):

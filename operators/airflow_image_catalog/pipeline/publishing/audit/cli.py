@@ -19,8 +19,12 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.exceptions import CatalogError
+from airflow_image_catalog.pipeline.costing.ledger import Ledger
 from airflow_image_catalog.pipeline.publishing.audit.store import open_audit, query
+from airflow_image_catalog.storage import normalize_uri
+from airflow_image_catalog.workspace.manifest import safe_run_key
 
 FOUND, NOT_FOUND, USAGE = 0, 1, 2
 _HEX = re.compile(r"[0-9a-fA-F]{8,64}")
@@ -34,8 +38,6 @@ class UsageError(CatalogError, ValueError):
 
 def default_workspace() -> str:
     """As the DAGs: ``$CATALOG_HOME/work``."""
-    from airflow_image_catalog.config.locations import catalog_location
-
     return catalog_location("work")
 
 
@@ -150,8 +152,6 @@ def format_trail(row: dict[str, Any]) -> str:
 def trace(con, target: str) -> list[dict[str, Any]]:
     """Records of one image: by image id, a source/output sha256 (or an 8+ hex prefix), or a
     published / quarantined / output / source path or URI (or the end of a published path)."""
-    from airflow_image_catalog.storage import normalize_uri
-
     uri = normalize_uri(target) if "://" in target or target.startswith(("/", "~", ".")) else target
     prefix = target.lower() if _HEX.fullmatch(target) else None
     return query(con, """
@@ -173,8 +173,6 @@ def _groups(con, where: str, params: dict[str, Any], key: str) -> list[dict[str,
 
 def run_cost(con, run: str, workspace: str) -> dict[str, Any] | None:
     """The run's cost from its audit records, per model and recipe, checked against the ledger."""
-    from airflow_image_catalog.workspace.manifest import safe_run_key
-
     where = "(run_id = $r OR run_key = $r OR run_key = $k)"
     params = {"r": run, "k": safe_run_key(run)}
     total = query(con, f"""
@@ -202,8 +200,6 @@ def run_cost(con, run: str, workspace: str) -> dict[str, Any] | None:
 def _ledger_total(workspace: str, run_keys: Sequence[str], attributed: float) -> dict[str, Any]:
     """What the ledger booked for the run: the truth, including calls for images that were
     neither published nor quarantined (failed edits), which have no audit record."""
-    from airflow_image_catalog.pipeline.costing.ledger import Ledger
-
     ledger = Ledger(workspace)
     usd = round(math.fsum(ledger.run_spend(key) for key in run_keys), 9)
     return {"usd": usd, "not_in_audit_usd": round(usd - attributed, 9)}

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_image_catalog import __version__
+from airflow_image_catalog.pipeline.costing.ledger import _tokens
 from airflow_image_catalog.workspace.manifest import safe_run_key
 
 log = logging.getLogger(__name__)
@@ -208,8 +209,6 @@ def _load_recipe(manifest_recipe: Mapping[str, Any], recipe: Any, cache: dict[st
 
 def _usage_facts(usage: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Totals of the usage that produced the image (for a cache hit: the original calls' usage)."""
-    from airflow_image_catalog.pipeline.costing.ledger import _tokens
-
     tokens = [_tokens(record) for record in usage]
     return {
         "tokens_in": sum(t[0] for t in tokens),

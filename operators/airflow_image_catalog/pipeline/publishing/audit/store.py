@@ -40,6 +40,7 @@ from airflow_image_catalog.storage import (
     write_bytes,
     write_json,
 )
+from airflow_image_catalog.storage.local import uri_to_path
 from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 INDEX_DIR = "_runs"
@@ -132,7 +133,6 @@ def write_audit(records: Sequence[dict[str, Any]], workspace_uri: str, *, run_ke
 def _local_dir(uri: str) -> Path | None:
     if urlsplit(uri).scheme != "file":
         return None
-    from airflow_image_catalog.storage.local import uri_to_path
 
     return uri_to_path(uri)
 
