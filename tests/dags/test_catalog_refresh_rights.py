@@ -46,6 +46,8 @@ def test_forbidden_source_is_refused_before_any_request_and_licensed_rights_are_
     assert rights["refused"] == ["box_tea"] and rights["reasons"] == {"no_rights_metadata": 1, "terms_forbid": 1}  # ball_red: the default
     assert {p.stem for p in (tmp_path / "published").iterdir()} == {"ball_red", "can_soda"}
     assert report["cost"]["decision"]["images"] == 2  # priced only what may be edited
+    html = Path(report["report_html"][len("file://"):]).read_text()
+    assert "rights check (policy <b>default</b>): 2 go" in html and "refused (never sent to a backend): box_tea" in html
 
     decision = json.loads(next((tmp_path / "work" / "runs").glob("*/rights/decision.json")).read_text())
     refused = next(i for i in decision["items"] if i["image_id"] == "box_tea")

@@ -123,6 +123,21 @@ def cost_section(cost: dict[str, Any] | None) -> str:
     return "<h3>Cost</h3>" + "".join(lines)
 
 
+def rights_section(rights: dict[str, Any] | None) -> str:
+    """The rights check's line: decisions, reasons, and which images were refused or wait for consent."""
+    if not rights:
+        return ""
+    counts = rights["counts"]
+    reasons = ", ".join(f"{code} {n}" for code, n in (rights.get("reasons") or {}).items())
+    held = "".join(f"<li>{esc(label)}: {esc(', '.join(ids))}</li>" for label, ids in (
+        ("refused (never sent to a backend)", rights.get("refused") or []),
+        ("waiting for consent (catalog_consent)", rights.get("waiting_for_consent") or [])) if ids)
+    return (f"<p>rights check (policy <b>{esc(str(rights.get('policy_name')))}</b>): {counts['go']} go &middot; "
+            f"{counts['needs_consent']} wait for consent &middot; {counts['refused']} refused"
+            f"{' (' + esc(reasons) + ')' if reasons else ''}; faces found in {rights.get('people_found', 0)} of "
+            f"{rights.get('people_checked', 0)} images looked at</p>{'<ul>' + held + '</ul>' if held else ''}")
+
+
 def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
     counts = report["counts"]
     quality = report.get("quality") or {}
@@ -169,6 +184,7 @@ tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .met
 &middot; quarantined {counts['quarantined']} &middot; published {counts['published']}
 &middot; edit time {report['edit_seconds']} s</p>
 {quality_line}
+{rights_section(report.get("rights"))}
 {cost_section(report.get("cost"))}
 <div class="charts"><div><h3>Outcome</h3>{bar_chart(outcome, colours=colours)}</div>
 <div><h3>Failed expectations</h3>{bar_chart(quality.get('failed_expectations', {})) or '<p>none</p>'}</div></div>
