@@ -29,6 +29,9 @@ PRIOR_WEIGHT = 0.15
 SURE, LOOSE = 1.6, 0.6
 #: components smaller than this share of the largest are specks, not product parts
 MIN_PART_SHARE = 0.1
+#: a cut-out's alpha at or above this is the source's own content, product or not (the soft drop shadow
+#: a product artwork paints into its alpha too): the gate never calls it a background fault of the edit
+ALPHA_SEEN = 1
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,7 @@ def product_masks(small: np.ndarray, small_alpha: np.ndarray | None = None) -> S
     """
     if small_alpha is not None:
         mask = clean_mask(small_alpha >= 128)
-        return SourceProduct(mask, mask, mask | (small_alpha >= 16))
+        return SourceProduct(mask, mask, mask | (small_alpha >= ALPHA_SEEN))
     return segment_small(small)
 
 

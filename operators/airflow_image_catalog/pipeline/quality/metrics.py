@@ -452,6 +452,8 @@ def blockiness(image: np.ndarray, block: int = 8) -> float:
     The JPEG grid is 8 px; a JPEG decoded at 1/2 in DCT-scaling mode has it at 4 px (``block``).
     Flat areas add nothing to either side.
     """
+    if block < 2:
+        raise ValueError(f"blockiness needs a block of at least 2 px (steps inside a block), got {block}")
     g = _grey(image)
     h, w = g.shape
     b = block

@@ -31,9 +31,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from airflow_image_catalog.imaging.engine._common import bbox
 from airflow_image_catalog.pipeline.quality._align import Fit, fit_source, to_full
 from airflow_image_catalog.pipeline.quality._decode import Decoded, decode
 from airflow_image_catalog.pipeline.quality._product import (
+    ALPHA_SEEN,
     WORK_SIDE,
     SourceProduct,
     canvas_product,
@@ -80,14 +82,6 @@ def place_of(box: tuple[float, float, float, float], frame: tuple[float, float, 
     vertical = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
     horizontal = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
     return " ".join(p for p in (vertical, horizontal) if p) or "centre"
-
-
-def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    ys = np.flatnonzero(mask.any(axis=1))
-    if ys.size == 0:
-        return None
-    xs = np.flatnonzero(mask.any(axis=0))
-    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
 
 
 def _erode(mask: np.ndarray, px: int) -> np.ndarray:
@@ -152,7 +146,7 @@ class SourceView:
 
     def product_extent(self) -> float:
         """Longest side of the product's bounding box in source pixels."""
-        box = _box(self.masks.mask)
+        box = bbox(self.masks.mask)
         if box is None:
             return float(max(self.decoded.rgb.shape[:2]))
         return max(box[1] - box[0], box[3] - box[2]) / self.scale
@@ -169,7 +163,7 @@ class FullMasks:
 def source_product(image: np.ndarray, alpha: np.ndarray | None = None) -> FullMasks:
     """The source product at the image's own size (for in-place edits: what a subject mask covers)."""
     if alpha is not None:
-        return FullMasks(alpha >= 128, alpha >= 16)
+        return FullMasks(alpha >= 128, alpha >= ALPHA_SEEN)
     view = SourceView.of(Decoded(image, None, 1, image.shape[1::-1]))
     h, w = image.shape[:2]
     unsure = int(np.ceil(1.5 / view.scale))
@@ -245,7 +239,7 @@ def masks_on_grid(view: SourceView, matrix: np.ndarray, shape: tuple[int, int]) 
     if alpha is not None:
         warped = cv2.warpAffine(alpha, matrix[:2], (shape[1], shape[0]), flags=cv2.INTER_LINEAR)
         product = warped >= 128
-        return GridMasks(product, product, warped >= 16)
+        return GridMasks(product, product, warped >= ALPHA_SEEN)
     from airflow_image_catalog.pipeline.quality._product import LOOSE, SURE, Backdrop, Deviation
 
     small_to = np.vstack([matrix[:2], [0, 0, 1]]) @ np.diag([1 / view.scale, 1 / view.scale, 1.0])
@@ -330,7 +324,8 @@ def measure_reframe(source: Decoded | SourceView, edited: Decoded, *, canvas: tu
         row.update(orientation="no product found", product_coverage=0.0, fit_iou=0.0)
         return row
     fit = fitted.fit
-    row.update(orientation=fit.orientation, fit_iou=round(fit.iou, 4), aspect_change=fit.aspect_change,
+    outline = _outline_overlap(view.masks.mask, fitted.small_matrix, fitted.out_mask_small)
+    row.update(orientation=fit.orientation, fit_iou=round(outline, 4), aspect_change=fit.aspect_change,
                rotation_deg=fit.rotation_deg)
     row["product_copies"] = 1 + _copies(fitted.out_mask_small, view.masks.mask, fitted.small_matrix)
     box = _canvas_checks(row, fitted, edited, canvas)
@@ -376,11 +371,11 @@ def _canvas_checks(row: dict[str, Any], fitted: Aligned, edited: Decoded, canvas
     row["edge_halo_px"] = float(np.count_nonzero(ring & _off(out, canvas, HALO_LEVELS)) / outline) * edited.scale
     # what the canvas shows of the product: off-canvas pixels where the product may be (marks beside it excluded)
     near = outside <= margin
-    box = _box(near & _off(out, canvas, 8))
+    box = bbox(near & _off(out, canvas, 8))
     if box is None:
         return None
     row["product_fill"] = max((box[1] - box[0]) / h, (box[3] - box[2]) / w)
-    y0, y1, x0, x1 = _box(near) or box
+    y0, y1, x0, x1 = bbox(near) or box
     return y0, y1, x0, x1
 
 
@@ -434,8 +429,7 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     row["product_ssim"] = ssim(ga, gb, m)
     row["delta_e_product"] = ciede2000(aligned, out, m, max_side=160)
     row["colour_cast"] = _colour_cast(aligned, out, m)
-    sa, sb = float(ga[m].std()), float(gb[m].std())
-    row["contrast_ratio"] = (sb + 1.0) / (sa + 1.0)
+    row["contrast_ratio"] = (_spread(gb, m) + 2.0) / (_spread(ga, m) + 2.0)
     row["clipped_gain"] = _clipped(gb, m) - _clipped(ga, m)
     row["tone_levels_ratio"] = _levels(gb, m) / max(1, _levels(ga, m))
     grad_a = _gradient(ga)
@@ -451,9 +445,11 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     by0, bx0 = (y0 // block) * block, (x0 // block) * block
     side = BLOCK_CROP // edited.scale
     cy, cx = max(by0, ((y0 + y1) // 2 - side // 2) // block * block), max(bx0, ((x0 + x1) // 2 - side // 2) // block * block)
-    row["blockiness"] = blockiness(edited.rgb[cy:cy + side, cx:cx + side], block)
+    # at 1/8 (a small source product on a big canvas) a block is one decoded pixel: no grid to see;
+    # the JPEG quality from the quantisation tables still judges the compression
+    row["blockiness"] = blockiness(edited.rgb[cy:cy + side, cx:cx + side], block) if block >= 2 else None
     src = view.decoded.rgb
-    sbox = _box(view.masks.mask)
+    sbox = bbox(view.masks.mask)
     if sbox is not None:
         sy, sx = int(sbox[0] / view.scale) // 8 * 8, int(sbox[2] / view.scale) // 8 * 8
         row["blockiness_source"] = blockiness(src[sy:sy + BLOCK_CROP, sx:sx + BLOCK_CROP])
@@ -505,6 +501,33 @@ def _largest_share(mask: np.ndarray, total: float) -> float:
     return float(stats[1:, cv2.CC_STAT_AREA].max() / max(total, 1.0))
 
 
+def _spread(grey: np.ndarray, m: np.ndarray) -> float:
+    """The product's tonal spread: the 10th to 90th percentile range of its grey levels.
+
+    Not the standard deviation: on a flat product (a black silhouette) the few outline pixels a
+    one-pixel misregistration mixes with the canvas are all of the deviation, and it swings.
+    """
+    lo, hi = np.percentile(grey[m], (10, 90))
+    return float(hi - lo)
+
+
+def _outline_overlap(source_small: np.ndarray, small_matrix: np.ndarray, out_small: np.ndarray) -> float:
+    """Overlap of the fitted source outline and the edit's, each pixel allowed one small-copy pixel of slack.
+
+    (|A within 1 px of B| + |B within 1 px of A|) / (|A| + |B|): 1 when every pixel of either lies
+    next to the other. Plain IoU on a 256 px copy punishes thin parts (a logo's 2 px letters) for
+    sub-pixel registration; lost, added or reshaped parts still lower this.
+    """
+    h, w = out_small.shape
+    a = cv2.warpAffine(source_small.view(np.uint8) * np.uint8(255), small_matrix[:2], (w, h),
+                       flags=cv2.INTER_LINEAR) >= 128
+    kernel = np.ones((3, 3), np.uint8)
+    a_grown = cv2.dilate(a.view(np.uint8), kernel).view(bool)
+    b_grown = cv2.dilate(out_small.view(np.uint8), kernel).view(bool)
+    total = np.count_nonzero(a) + np.count_nonzero(out_small)
+    return float((np.count_nonzero(a & b_grown) + np.count_nonzero(out_small & a_grown)) / max(1, total))
+
+
 def _clipped(grey: np.ndarray, m: np.ndarray) -> float:
     g = grey[m]
     return float(np.count_nonzero((g >= 254) | (g <= 1)) / max(1, g.size))
@@ -520,8 +543,8 @@ def _missing_kind(missing: np.ndarray, product: np.ndarray, off_canvas: float, n
     if off_canvas >= n_missing:
         sides = [name for name, hit in zip(("top", "bottom", "left", "right"), touches, strict=True) if hit]
         return "cut off by the canvas edge", f"at the {' and '.join(sides) or 'canvas'} edge"
-    pbox = _box(product)
-    mbox = _box(missing)
+    pbox = bbox(product)
+    mbox = bbox(missing)
     assert pbox is not None and mbox is not None
     y0, y1, x0, x1 = pbox
     where = f"{place_of(mbox, pbox)} of the product"
@@ -667,7 +690,7 @@ def text_regions(grey: np.ndarray, region: np.ndarray) -> list[tuple[int, int, i
     e.g. the stroke-width / MSER pipelines). A silhouette, a shadow or a highlight makes one
     big or one long component, not a row of letters.
     """
-    box = _box(region)
+    box = bbox(region)
     if box is None:
         return []
     ry = box[1] - box[0]
@@ -753,7 +776,7 @@ def _product_marks(grad_a: np.ndarray, gb: np.ndarray, m: np.ndarray) -> dict[st
     keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 0.0005 * area) + 1  # a stroke, not a speck
     new = np.isin(labels, keep) if len(keep) < n - 1 else new
     share = float(np.count_nonzero(new) / area)
-    box = _box(m)
+    box = bbox(m)
     where = ""
     if share > 0 and box is not None:
         where = _marks_where(new, tuple(float(v) for v in box), "product")[1]

@@ -149,8 +149,9 @@ class Judged:
     seconds: float
 
 
-def judge(items, profile_ref: str = "amazon_main", chunk: int = 50) -> list[Judged]:
-    """Measure every corpus item as the gate does and validate the rows with GX, ``chunk`` rows at a time."""
+def gate_rows(pairs, profile_ref: str = "amazon_main", chunk: int = 50):
+    """Measure (image_id, source bytes, edit bytes) pairs as the gate does and validate the rows with GX,
+    ``chunk`` rows at a time; yields (image_id, failed expectations, seconds of measurement)."""
     from airflow_image_catalog.pipeline.quality.gate import validate_rows
     from airflow_image_catalog.pipeline.quality.metrics import compute_metrics
     from airflow_image_catalog.pipeline.quality.profiles import load_profile
@@ -159,31 +160,44 @@ def judge(items, profile_ref: str = "amazon_main", chunk: int = 50) -> list[Judg
     profile = load_profile(profile_ref)
     expectations = profile.for_intent("reframe")
     canvas = profile.canvas or (255, 255, 255)
-    out: list[Judged] = []
-    pending: list[tuple[dict, object, float]] = []
+    pending: list[tuple[dict, float]] = []
 
-    def flush() -> None:
-        validation = validate_rows([r for r, _, _ in pending], expectations, suite_name=profile.name)
-        for row, it, seconds in pending:
-            failed = validation.failed.get(row["image_id"], [])
-            out.append(Judged(it.name, it.product.name, it.product.origin, it.kind, it.expected, bool(failed),
-                              {f["category"] for f in failed}, [f["reason"] for f in failed], seconds))
+    def flush():
+        validation = validate_rows([r for r, _ in pending], expectations, suite_name=profile.name)
+        done = [(row["image_id"], validation.failed.get(row["image_id"], []), seconds) for row, seconds in pending]
         pending.clear()
+        return done
 
-    for n, it in enumerate(items):
+    for image_id, source_bytes, edited_bytes in pairs:
         t0 = time.perf_counter()
-        view, edited = decode_pair(it.product.source_bytes(), it.edited_bytes)
-        row = compute_metrics(view.decoded.rgb, edited.rgb, edited_bytes=it.edited_bytes, intent="reframe",
+        view, edited = decode_pair(source_bytes, edited_bytes)
+        row = compute_metrics(view.decoded.rgb, edited.rgb, edited_bytes=edited_bytes, intent="reframe",
                               target_size=None, background=canvas, source_alpha=view.decoded.alpha,
                               edited_scale=edited.scale, source_view=view)
         width, height = int(row["width"]), int(row["height"])
-        row.update(image_id=f"{n}:{it.name}", longest_side=max(width, height), shortest_side=min(width, height),
-                   megapixels=width * height / 1e6, file_mb=len(it.edited_bytes) / 1e6)
-        pending.append((row, it, time.perf_counter() - t0))
+        row.update(image_id=image_id, longest_side=max(width, height), shortest_side=min(width, height),
+                   megapixels=width * height / 1e6, file_mb=len(edited_bytes) / 1e6)
+        pending.append((row, time.perf_counter() - t0))
         if len(pending) >= chunk:
-            flush()
+            yield from flush()
     if pending:
-        flush()
+        yield from flush()
+
+
+def judge(items, profile_ref: str = "amazon_main", chunk: int = 50) -> list[Judged]:
+    """Every corpus item through ``gate_rows``."""
+    by_id = {}
+
+    def pairs():
+        for n, it in enumerate(items):
+            by_id[f"{n}:{it.name}"] = it
+            yield f"{n}:{it.name}", it.product.source_bytes(), it.edited_bytes
+
+    out: list[Judged] = []
+    for image_id, failed, seconds in gate_rows(pairs(), profile_ref, chunk):
+        it = by_id.pop(image_id)
+        out.append(Judged(it.name, it.product.name, it.product.origin, it.kind, it.expected, bool(failed),
+                          {f["category"] for f in failed}, [f["reason"] for f in failed], seconds))
     return out
 
 
@@ -234,6 +248,53 @@ def cited_cases(judged: list[Judged]) -> None:
     real_clean = [j for j in judged if j.origin == "real" and j.kind == "clean"]
     passed = sum(not j.quarantined for j in real_clean)
     print(f"  clean edits of real photos: {passed} of {len(real_clean)} pass")
+
+
+#: an engine cut-out whose mask overlaps the truth at least this much is a right edit the gate must pass
+RIGHT_EDIT_IOU = 0.97
+
+
+def real_photo_edits() -> dict:
+    """The engine's own marketplace edits of the gallery's real photos (tooling/gallery.py), gated.
+
+    Unlike the corpus, these edits are the local engine's: each is a right edit or not by the IoU
+    of the engine's product mask against the gallery's truth (>= ``RIGHT_EDIT_IOU``); the gate
+    should pass the right ones and quarantine the others. Scenes are refused by the engine before
+    the gate and are left out.
+    """
+    from airflow_image_catalog.backends.base import ImageContext
+    from airflow_image_catalog.backends.local import LocalEngineBackend
+    from airflow_image_catalog.imaging.engine import NoSubjectError, decode_image, product_matte
+    from airflow_image_catalog.recipes import load_recipe
+    from airflow_image_catalog.tooling.gallery import SCENE, gallery
+
+    backend, recipe = LocalEngineBackend(), load_recipe("marketplace_white_square")
+    edits, ious = [], {}
+    for item in gallery():
+        if item.kind == SCENE:
+            continue
+        try:
+            mask = product_matte(decode_image(item.data, keep_alpha=True))[2]
+            result = backend.edit(item.data, recipe, ImageContext(item.name, "/nonexistent", recipe.recipe_dir))
+        except NoSubjectError as exc:
+            print(f"  {item.name}: refused by the engine ({str(exc)[:80]})")
+            continue
+        ious[item.name] = float((mask & item.truth).sum() / max((mask | item.truth).sum(), 1))
+        edits.append((item.name, item.data, result.data))
+    print(f"\nreal photos (the gallery), the local engine's marketplace edit, gated with amazon_main "
+          f"(a right edit: engine mask IoU >= {RIGHT_EDIT_IOU}):")
+    print(f"{'image':<30}{'engine IoU':>11}  {'gate':<13}reason")
+    calls = {"right_passed": 0, "right": 0, "wrong_quarantined": 0, "wrong": 0}
+    for name, failed, _ in gate_rows(edits):
+        right = ious[name] >= RIGHT_EDIT_IOU
+        calls["right" if right else "wrong"] += 1
+        calls["right_passed"] += right and not failed
+        calls["wrong_quarantined"] += (not right) and bool(failed)
+        verdict = "quarantined" if failed else "passed"
+        print(f"{name:<30}{ious[name]:>11.3f}  {verdict:<13}{failed[0]['reason'][:110] if failed else ''}")
+    print(f"  right edits passed: {calls['right_passed']} of {calls['right']}; "
+          f"wrong edits quarantined: {calls['wrong_quarantined']} of {calls['wrong']}")
+    return calls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The quality gate on its defect corpus; its speed; agreement.")
     parser.add_argument("--side", type=int, default=2000, help="canvas side of the corpus edits")
     parser.add_argument("--halves", default="held_out,tuning", help="corpus halves to judge (comma separated)")
+    parser.add_argument("--real-photos", type=int, default=1, help="0 skips the gallery's engine edits")
     parser.add_argument("--speed-images", type=int, default=50, help="edits in the timed chunk")
     parser.add_argument("--samples", type=int, default=4, help="procedural samples for the agreement check")
     parser.add_argument("--json", default=None, help="write the figures here")
@@ -379,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                                             f"({', '.join(halves[half])}), {args.side} px canvas")
         if half == "held_out":
             cited_cases(judged)
+    if args.real_photos:
+        figures["real_photos"] = real_photo_edits()
     if args.speed_images:
         figures["speed"] = gate_speed(args.speed_images)
     if args.samples:
