@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from airflow_image_catalog.config.documents import load_document
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata
 from airflow_image_catalog.pipeline.rights.people import DEFAULT_MAX_SIDE, DEFAULT_MIN_FACE
@@ -147,8 +148,6 @@ def parse_policy(data: Any, *, origin: str = "<policy>") -> RightsPolicy:
 
 def load_policy(ref: str | None) -> RightsPolicy:
     """A shipped policy by name (empty: ``default``), or a policy file by path or URI."""
-    from airflow_image_catalog.config.documents import load_document
-
     data, uri = load_document(ref or "default", shipped_policies(), kind="rights policy", error=RightsPolicyError)
     return parse_policy(data, origin=uri)
 

@@ -34,6 +34,7 @@ from airflow_image_catalog.pipeline.rights.metadata import (
     RightsMetadataError,
     vocab_code,
 )
+from airflow_image_catalog.storage import read_bytes
 
 LIST_COLUMNS = ("creator", "allowed_uses", "model_release_ids", "property_release_ids")
 COLUMNS = ("image_id", "licence", "licence_expires", "allowed_uses", "model_release_ids", "property_release_ids",
@@ -116,6 +117,4 @@ def load_sidecar(uri: str | None) -> dict[str, RightsMetadata]:
     """The sidecar at ``uri`` (a path or URI); an empty mapping for none."""
     if not uri:
         return {}
-    from airflow_image_catalog.storage import read_bytes
-
     return parse_sidecar(read_bytes(uri), origin=uri.rsplit("/", 1)[-1])
