@@ -310,7 +310,7 @@ def gate_speed(n_images: int, side: int = 2000) -> dict:
     from airflow_image_catalog.pipeline.quality.profiles import load_profile
     from airflow_image_catalog.recipes import load_recipe
     from airflow_image_catalog.tooling.bench import corpus
-    from airflow_image_catalog.workspace.manifest import STATUS_EDITED, EditManifest, EditRecord, sha256_hex
+    from airflow_image_catalog.workspace.manifest import EditManifest, EditRecord, ImageStatus, sha256_hex
 
     names = corpus.split()["held_out"]
     records = []
@@ -328,7 +328,7 @@ def gate_speed(n_images: int, side: int = 2000) -> dict:
                 (root / f"{made}.out.jpg").write_bytes(it.edited_bytes)
                 records.append(EditRecord(
                     image_id=f"img{made:04d}", source_uri=f"file://{root}/{made}.src.{ext}", source_sha256=sha256_hex(source),
-                    status=STATUS_EDITED, output_uri=f"file://{root}/{made}.out.jpg",
+                    status=ImageStatus.EDITED, output_uri=f"file://{root}/{made}.out.jpg",
                     output_sha256=sha256_hex(it.edited_bytes), output_format="jpeg", width=side, height=side))
                 made += 1
                 if made >= n_images:
