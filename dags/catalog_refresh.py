@@ -1,6 +1,10 @@
 """Nightly catalog refresh: discover new and changed images, check their rights and the cost, edit them in
 mapped chunks, gate their quality, publish.
 
+A chunk that fails its edit or its gate fails the run (and alerts) without holding back the rest:
+every image that passed is published and the report says each chunk's status and reason
+(``publish_policy="strict"``: nothing is published when anything failed).
+
 Every location is a DAG param, so one deployment serves many catalogs:
 trigger with ``{"source": "...", "recipe": "seasonal_background_swap"}`` to override.
 The embedded defaults (local files under ``$CATALOG_HOME``, the local engine)
@@ -19,7 +23,7 @@ from airflow_image_catalog.operators.check_config import CheckRunConfigOperator
 from airflow_image_catalog.operators.cost_check import CostCheckOperator
 from airflow_image_catalog.operators.discover import DiscoverImagesOperator
 from airflow_image_catalog.operators.image_edit import ImageEditOperator
-from airflow_image_catalog.operators.publish import PublishOperator
+from airflow_image_catalog.operators.publish import PublishOperator, RunOutcomeOperator
 from airflow_image_catalog.operators.quality_gate import QualityGateOperator
 from airflow_image_catalog.operators.rights_check import RightsCheckOperator
 
@@ -78,6 +82,9 @@ with DAG(
         "priority_file": Param("", type="string", description="JSON {image_id: priority} for the cap policy"),
         "compare_with": Param("openai:gpt-image-2", type="string",
                               description="also price the run on backend:model, for the report (empty: no)"),
+        "publish_policy": Param("partial", enum=["partial", "strict"],
+                                description="partial: publish every image that passed even when a chunk failed "
+                                "(the run still fails); strict: publish nothing when any chunk or task failed"),
         "deferrable": Param(False, type="boolean", description="poll asynchronous backends (bfl, firefly, openai_batch) "
                             "from the triggerer instead of a worker slot"),
     },
@@ -133,13 +140,19 @@ with DAG(
         profile="{{ params.quality_profile }}",
         min_pass_rate="{{ params.min_pass_rate }}",
         retries=0,  # a verdict does not change on retry
+        trigger_rule="all_done",  # gate the chunks whose edit succeeded even when another chunk's failed
     ).expand(edit_manifest_uri=edit.output)
+    # runs once everything upstream is done (all_done): publishes what passed, reports every run
     publish = PublishOperator(
         task_id="publish",
-        manifest_uris=quality_gate.output,
         published="{{ params.published }}",
         workspace="{{ params.workspace }}",
-        trigger_rule="none_failed",  # an empty source maps zero edit tasks: still report the run
+        policy="{{ params.publish_policy }}",
         outlets=[PUBLISHED],  # resolved at runtime to the published location's Asset
     )
-    check_config >> discover
+    # the run's verdict: fails (and alerts) when the report says a chunk or a task failed
+    outcome = RunOutcomeOperator(task_id="outcome")
+    # check_config is the run's setup: when it fails, nothing downstream runs, whatever its trigger rule
+    # (https://airflow.apache.org/docs/apache-airflow/stable/howto/setup-and-teardown.html)
+    check_config.as_setup() >> discover
+    quality_gate >> publish >> outcome

@@ -2,7 +2,7 @@
 missed deadline, fanned out to the channels a deployment configured.
 
 The kind comes from the failed task (``cost_check`` -> budget breach, ``quality_gate`` -> low pass
-rate or gate failure, anything else -> task failure); the message carries the run's counts, cost,
+rate or gate failure, ``outcome`` -> the run failed, anything else -> task failure); the message carries the run's counts, cost,
 pass rate and links (see :mod:`airflow_image_catalog.notifications.summary`). Channels: the generic webhook
 (:class:`~airflow_image_catalog.notifications.webhook.WebhookNotifier`), e-mail through the SMTP provider's
 ``SmtpNotifier``, Slack through the Slack provider's ``SlackWebhookNotifier`` and, where the
@@ -34,6 +34,7 @@ from airflow_image_catalog.workspace.layout import WorkspaceLayout, is_chunk_doc
 
 COST_TASK = "cost_check"
 GATE_TASK = "quality_gate"
+OUTCOME_TASK = "outcome"
 
 
 class ChannelSkipped(Exception):
@@ -45,6 +46,8 @@ def alert_kind(context: Mapping[str, Any]) -> str:
     task_id = run_identity(context)["task_id"] or ""
     if task_id == COST_TASK:
         return "budget_breach"
+    if task_id == OUTCOME_TASK:  # the run's verdict: what failed, with the published / held counts
+        return "run_failed"
     if task_id == GATE_TASK:
         exception = context.get("exception")
         below = type(exception).__name__ == "QualityGateFailed" or "pass rate" in str(exception or "")

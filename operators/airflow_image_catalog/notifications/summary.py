@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-KINDS = ("task_failure", "budget_breach", "gate_failure", "low_pass_rate", "deadline_missed")
+KINDS = ("task_failure", "budget_breach", "gate_failure", "low_pass_rate", "run_failed", "deadline_missed")
 COUNT_KEYS = ("found", "edited", "failed", "quarantined", "published")
 MAX_ERROR_CHARS = 1500
 _MASK = "***"

@@ -79,6 +79,11 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
             ocr=self.ocr,
         )
         gate["edit_manifest_uri"] = self.edit_manifest_uri
+        threshold = float(self.min_pass_rate)
+        below = gate["pass_rate"] is not None and gate["pass_rate"] < threshold
+        # the reason is written with the verdicts: the run's report says why the chunk failed
+        gate["failure"] = (f"chunk {manifest.chunk_index}: pass rate {gate['pass_rate']:.0%} is below "
+                           f"{threshold:.0%} ({gate['counts']['quarantined']} quarantined)" if below else None)
         uri = write_json(run.gate(manifest.chunk_index), gate)
         self.log.info(
             "chunk %d: profile %s (%s intent): %s, pass rate %s; gate manifest %s",
@@ -86,12 +91,8 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         )
         for item in gate["items"]:
             for failure in item["failed"]:
-                self.log.warning("quarantined %s: %s [%s, observed %s]", item["image_id"],
-                                 failure.get("reason", failure["label"]), failure["label"], failure["observed"])
-        threshold = float(self.min_pass_rate)
-        if gate["pass_rate"] is not None and gate["pass_rate"] < threshold:
-            raise QualityGateFailed(
-                f"chunk {manifest.chunk_index}: pass rate {gate['pass_rate']:.0%} is below {threshold:.0%} "
-                f"({gate['counts']['quarantined']} quarantined); see {uri}"
-            )
+                self.log.warning("quarantined %s: %s (observed %s)", item["image_id"], failure["label"],
+                                 failure["observed"])
+        if gate["failure"]:
+            raise QualityGateFailed(f"{gate['failure']}; see {uri}")
         return uri

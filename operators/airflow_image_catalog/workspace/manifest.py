@@ -177,6 +177,8 @@ class EditManifest(_ChunkDocument):
     items: list[EditRecord]
     kind: str = KIND
     schema_version: int = SCHEMA_VERSION
+    #: why the chunk's task failed (its failure policy), written with the manifest; publish reports it
+    failure: str | None = None
 
     def counts(self) -> dict[str, int]:
         counts = {status.value: 0 for status in FINAL_STATUSES}

@@ -141,17 +141,25 @@ def finish_chunk(manifest: EditManifest, run: ChunkRun, max_failure_rate: float)
 
     One bad image never fails the chunk; the task fails when the account cannot pay
     (:data:`FATAL_CODES`) or when more than ``max_failure_rate`` of the images failed finally.
+    The reason goes into the manifest (``failure``) too, so the run's report can say it.
     """
+    manifest.failure = chunk_failure(manifest, max_failure_rate)
     uri = write_json(run.layout.edit(manifest.chunk_index), manifest.to_dict())
-    counts = manifest.counts()
     hits = sum(r.cache_hit for r in manifest.items)
-    log.info("chunk %d done: %s (%d from the result cache); manifest %s", manifest.chunk_index, counts, hits, uri)
+    log.info("chunk %d done: %s (%d from the result cache); manifest %s", manifest.chunk_index, manifest.counts(),
+             hits, uri)
+    if manifest.failure:
+        raise ChunkFailed(f"{manifest.failure}; manifest {uri}", uri)
+    return uri
+
+
+def chunk_failure(manifest: EditManifest, max_failure_rate: float) -> str | None:
+    """Why the chunk's task must fail, or None: a fatal provider error, or too many final failures."""
     fatal = [r for r in manifest.items if r.error_code in FATAL_CODES]
     if fatal:
-        raise ChunkFailed(f"{manifest.backend}: {fatal[0].error_code} ({len(fatal)} images not edited): "
-                          f"{fatal[0].error}; manifest {uri}", uri)
-    failed, total = counts.get(ImageStatus.FAILED_FINAL, 0), len(manifest.items)
+        return f"{manifest.backend}: {fatal[0].error_code} ({len(fatal)} images not edited): {fatal[0].error}"
+    failed, total = manifest.counts().get(ImageStatus.FAILED_FINAL, 0), len(manifest.items)
     if total and failed / total > max_failure_rate:
-        raise ChunkFailed(f"chunk {manifest.chunk_index}: {failed} of {total} images failed finally, more than the "
-                          f"allowed {max_failure_rate:.0%}; manifest {uri}", uri)
-    return uri
+        return (f"chunk {manifest.chunk_index}: {failed} of {total} images failed finally, more than the allowed "
+                f"{max_failure_rate:.0%}")
+    return None

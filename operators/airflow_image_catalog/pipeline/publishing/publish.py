@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_image_catalog.pipeline.costing.ledger import Ledger, cost_summary, reconcile
+from airflow_image_catalog.pipeline.publishing.outcome import EDIT_FAILED, RunOutcome
 from airflow_image_catalog.pipeline.publishing.provenance import (
     ProvenanceFacts,
     ProvenanceStep,
@@ -117,13 +118,27 @@ def _step_prompts(results: list[ChunkResult]) -> dict[str, str]:
         return {}
 
 
+def outcome_results(outcome: RunOutcome) -> list[ChunkResult]:
+    """The results of the chunks that wrote an edit manifest; a gate verdict only where the chunk's
+    edit succeeded (a failed edit's chunk was not gated this try, whatever an earlier try left)."""
+    return load_chunk_results([c.gate_manifest_uri if c.gate_manifest_uri and c.status != EDIT_FAILED
+                               else c.edit_manifest_uri for c in outcome.chunks if c.edit_manifest_uri])
+
+
 def publish_run(
-    results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any]
+    results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any],
+    outcome: RunOutcome | None = None,
 ) -> dict[str, Any]:
-    """Copy passing outputs to ``published_root``, update the published manifest, write the report."""
+    """Copy passing outputs to ``published_root``, update the published manifest, write the report.
+
+    ``outcome`` (the run's chunk statuses and publishing policy, see
+    :mod:`~airflow_image_catalog.pipeline.publishing.outcome`) decides which chunks publish; the
+    edited images of the others are ``held`` with the reason. Without it every chunk publishes.
+    """
     from airflow_image_catalog.pipeline.rights.check import rights_by_image
 
-    published, failures, quarantined = [], [], []
+    outcome = outcome or RunOutcome("partial", [], [])
+    published, failures, quarantined, held = [], [], [], []
     signer, prompts, rights = signer_from_env(), _step_prompts(results), rights_by_image(run_root)
     for result in results:
         verdicts = result.verdicts()
@@ -143,6 +158,10 @@ def publish_run(
                     "failed": [f["label"] for f in verdict.get("failed", [])],
                     "reasons": [reason_text(f) for f in verdict.get("failed", [])],
                 })
+                continue
+            if outcome.chunks and not outcome.publishes(result.edit.chunk_index):
+                held.append({"image_id": record.image_id, "chunk_index": result.edit.chunk_index,
+                             "reason": outcome.held_reason(result.edit.chunk_index)})
                 continue
             try:
                 published.append(publish_image(
@@ -187,9 +206,11 @@ def publish_run(
         "quality": _quality_summary(gates, edited),
         "rights": _rights_summary(run_root),
         "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
+        "outcome": {**outcome.summary(), "held": len(held)},
         "published": published,
         "quarantined": quarantined,
         "failures": failures,
+        "held": held,
         "published_manifest": WorkspaceLayout(workspace).published_manifest,
         "report_html": layout.report_html,
         "report_json": layout.report_json,

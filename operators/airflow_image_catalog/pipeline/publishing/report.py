@@ -138,10 +138,28 @@ def rights_section(rights: dict[str, Any] | None) -> str:
             f"{rights.get('people_checked', 0)} images looked at</p>{'<ul>' + held + '</ul>' if held else ''}")
 
 
+def outcome_section(outcome: dict[str, Any] | None) -> str:
+    """The run's state under its publishing policy, why it failed, and each chunk's status."""
+    if not outcome:
+        return ""
+    failed = outcome.get("status") == "failed"
+    reasons = "".join(f"<li>{esc(reason)}</li>" for reason in outcome.get("reasons") or [])
+    chunks = "".join(f"<tr class='{'' if c['status'] == 'ok' else 'failed'}'><td>{c['chunk_index']}</td>"
+                     f"<td>{c['images']}</td><td>{esc(c['status'])}</td><td>{esc(c.get('reason') or '')}</td></tr>"
+                     for c in outcome.get("chunks") or [])
+    held = f" &middot; {outcome['held']} edited images held back" if outcome.get("held") else ""
+    table = ("<table><tr><th>chunk</th><th>images</th><th>status</th><th>reason</th></tr>" + chunks + "</table>"
+             if chunks and failed else "")
+    state = "<span class='bad'>run failed</span>" if failed else "run succeeded"
+    return (f"<h3>State: {state}</h3><p>publishing policy <b>{esc(str(outcome.get('policy')))}</b>{held}</p>"
+            f"{f'<ul>{reasons}</ul>' if reasons else ''}{table}")
+
+
 def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
     counts = report["counts"]
     quality = report.get("quality") or {}
     published = {p["image_id"]: p["published_uri"] for p in report["published"]}
+    held = {h["image_id"]: h["reason"] for h in report.get("held") or []}
     rows = []
     for result in results:
         verdicts = result.verdicts()
@@ -149,11 +167,15 @@ def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
             verdict = verdicts.get(record.image_id, {})
             failed = verdict.get("failed", [])
             status = verdict.get("verdict", record.status) if record.status == "edited" else record.status
+            if record.image_id in held:
+                status = "held"
             css = "failed" if record.status != "edited" else status
             with_pictures = len(rows) < MAX_THUMB_ROWS
             after_uri = published.get(record.image_id) or verdict.get("quarantine_uri") or record.output_uri
             reasons = "".join(f"<li><b>{esc(f.get('category', 'check'))}</b>: {esc(reason_text(f))}</li>" for f in failed)
             detail = esc(record.error) if record.error else (f"<ul>{reasons}</ul>" if reasons else "")
+            if record.image_id in held:
+                detail = esc(held[record.image_id])
             rows.append(
                 f"<tr class='{esc(css)}'><td>{esc(record.image_id)}</td><td>{esc(status)}"
                 f"{' (cache)' if record.cache_hit else ''}</td>"
@@ -183,6 +205,7 @@ tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .met
 <p>found {counts['found']} &middot; edited {counts['edited']} &middot; failed {counts['failed']}
 &middot; quarantined {counts['quarantined']} &middot; published {counts['published']}
 &middot; edit time {report['edit_seconds']} s</p>
+{outcome_section(report.get("outcome"))}
 {quality_line}
 {rights_section(report.get("rights"))}
 {cost_section(report.get("cost"))}
