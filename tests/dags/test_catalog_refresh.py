@@ -62,7 +62,9 @@ def test_dag_shape():
     dag = _dag()
     assert dag.schedule == "@daily"
     assert [t.task_id for t in dag.topological_sort()] == ["check_config", "discover", "rights_check", "cost_check",
-                                                            "edit", "quality_gate", "publish"]
+                                                            "edit", "quality_gate", "publish", "outcome"]
+    assert dag.get_task("check_config").is_setup  # when it fails, nothing downstream runs
+    assert {dag.get_task(t).trigger_rule for t in ("quality_gate", "publish", "outcome")} == {"all_done"}
 
 
 def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
@@ -139,8 +141,11 @@ def test_low_pass_rate_fails_the_run_after_quarantining(tmp_path: Path, sample_s
 
     assert dagrun.state == "failed"  # the gate task fails: on_failure alerting fires
     states = {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
-    assert states["quality_gate"] == "failed" and states["publish"] == "upstream_failed"
-    assert report is None and not (tmp_path / "published").exists()
+    assert (states["quality_gate"], states["publish"], states["outcome"]) == ("failed", "success", "failed")
+    assert report["outcome"]["status"] == "failed"  # the report is written for the failed run, with why
+    [chunk] = report["outcome"]["chunks"]
+    assert chunk["status"] == "gate_failed" and chunk["reason"] == "chunk 0: pass rate 0% is below 50% (3 quarantined)"
+    assert report["counts"]["published"] == 0 and not (tmp_path / "published").exists()  # none passed
     quarantine = next((tmp_path / "work" / "quarantine").iterdir())
     records = {p.stem: json.loads(p.read_text()) for p in quarantine.glob("*.json")}
     assert set(records) == {"ball_red", "box_tea", "can_soda"}

@@ -105,3 +105,27 @@ def test_record_decision_publishes_and_audits(fresh_workspace: CatalogRun):
     with pytest.raises(LookupError):
         data.record_decision(workspace, published, run_key="other", image_id="jar_honey", approve=True,
                              reviewer="mallory")
+
+
+def test_a_failed_run_shows_its_state_and_why(fresh_workspace: CatalogRun):
+    """The catalog page and the run page show a failed run's state, the reason and the failed chunk
+    (the report publish writes for failed runs too)."""
+    from airflow_image_catalog.plugin.files import StorageRoots
+    from airflow_image_catalog.plugin.pages import Links, catalog_page, run_page
+
+    report_path = fresh_workspace.workspace / "runs" / fresh_workspace.run_key / "report.json"
+    report = json.loads(report_path.read_text())
+    reason = "chunk 1: 4 of 4 images failed finally, more than the allowed 50%"
+    report["outcome"] = {"status": "failed", "policy": "partial", "held": 0, "reasons": [f"chunk 1 edit failed: {reason}"],
+                         "chunks": [{"chunk_index": 0, "images": 4, "status": "ok", "reason": None},
+                                    {"chunk_index": 1, "images": 4, "status": "edit_failed", "reason": reason}]}
+    report_path.write_text(json.dumps(report))
+    links = Links("/image-catalog", StorageRoots(str(fresh_workspace.workspace), str(fresh_workspace.published)))
+
+    (run,) = data.recent_runs(str(fresh_workspace.workspace))
+    assert run["status"] == "failed" and run["reasons"] == [f"chunk 1 edit failed: {reason}"]
+    page = catalog_page([run], data.budget_usage(str(fresh_workspace.workspace)), links)
+    assert '<span class="bad" title="chunk 1 edit failed: chunk 1: 4 of 4 images' in page
+    detail = run_page(data.run_detail(str(fresh_workspace.workspace), fresh_workspace.run_key), links)
+    assert 'id="state"' in detail and "run failed" in detail and "edit_failed" in detail and reason in detail
+    assert "publishing policy <b>partial</b>" in detail

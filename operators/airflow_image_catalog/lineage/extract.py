@@ -200,9 +200,9 @@ def quality_gate_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
 def publish_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     """The run's outputs prefix -> the published catalog; on complete: the run's cost (estimate and actual).
 
-    On start the run key is known only when the gate manifests rendered to a plain list (see :func:`_uris`).
+    The run key comes from the task instance (publish reads its chunks at runtime, not from a template).
     """
-    run_key = _run_key(task_instance, _uris(op.manifest_uris))
+    run_key = _run_key(task_instance)
     facets = _run_cost(op.workspace, run_key) if task_instance is not None and run_key else {}
     return _lineage([_outputs(op.workspace, run_key)], [op.published], facets)
 

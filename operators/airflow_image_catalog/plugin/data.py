@@ -83,6 +83,9 @@ def run_summary(run_key: str, report: dict[str, Any] | None, decision: dict[str,
         "report_json": report.get("report_json"),
         "data_docs": quality.get("data_docs") or [],
         "has_report": bool(report),
+        # the run's state and why it failed, as publish decided it (pipeline/publishing/outcome.py)
+        "status": (report.get("outcome") or {}).get("status") or ("succeeded" if report else None),
+        "reasons": (report.get("outcome") or {}).get("reasons") or [],
     }
 
 

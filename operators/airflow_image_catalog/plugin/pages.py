@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from airflow_image_catalog.pipeline.publishing.report import BAD_CLASS, shown_metrics
+from airflow_image_catalog.pipeline.publishing.report import BAD_CLASS, outcome_section, shown_metrics
 from airflow_image_catalog.plugin.files import StorageRoots, file_href
 
 esc = html.escape
@@ -134,16 +134,17 @@ def catalog_page(runs: list[dict[str, Any]], budget: dict[str, Any], links: Link
         rate_cls = "" if run["pass_rate"] is None else "ok" if run["pass_rate"] >= 0.8 else "bad"
         report = _a(links.file(run["report_html"]), "report", new_tab=True) if run["report_html"] else \
             '<span class="muted">no report yet</span>'
+        state = run_state(run)
         rows.append(
             f'<tr data-run="{esc(run["run_key"])}"><td>{_a(links.run_page(run["run_key"]), run["run_id"] or run["run_key"])}'
-            f'<div class="muted">{_n(run["recipe"])}</div></td><td>{_n(run["finished_at"])}</td>'
+            f'<div class="muted">{_n(run["recipe"])}</div></td><td>{state}</td><td>{_n(run["finished_at"])}</td>'
             f'<td class="num">{_n(run["found"])}</td><td class="num">{_n(run["edited"])}</td>'
             f'<td class="num">{_n(run["passed"])}</td><td class="num">{_n(run["quarantined"])}</td>'
             f'<td class="num">{_n(run["published"])}</td><td class="num">{_n(run["failed"])}</td>'
             f'<td class="num {rate_cls}">{rate}</td>'
             f'<td class="num">{_usd(run["estimate_usd"])} / {_usd(run["actual_usd"])}</td>'
             f"<td>{report}{'<br>Data Docs: ' + docs if docs else ''}</td></tr>")
-    table = ("<table><tr><th>run</th><th>finished (UTC)</th><th class=num>found</th><th class=num>edited</th>"
+    table = ("<table><tr><th>run</th><th>state</th><th>finished (UTC)</th><th class=num>found</th><th class=num>edited</th>"
              "<th class=num>passed</th><th class=num>quarantined</th><th class=num>published</th>"
              "<th class=num>failed</th><th class=num>pass rate</th><th class=num>estimate / actual</th>"
              f"<th>report</th></tr>{''.join(rows)}</table>" if rows else
@@ -151,6 +152,25 @@ def catalog_page(runs: list[dict[str, Any]], budget: dict[str, Any], links: Link
     body = (f"<h2>Budget</h2>{budget_chart(budget)}<h2>Recent catalog runs</h2>{table}"
             f'<p class="muted">workspace <code>{esc(links.roots.roots["work"])}</code></p>')
     return layout("Image catalog", body, links, active="", user=user)
+
+
+def run_state(run: dict[str, Any]) -> str:
+    """A run's state for the catalog page: failed (with why, on hover), succeeded, or no report yet."""
+    if run["status"] == "failed":
+        why = "; ".join(run["reasons"]) or "see the report"
+        return f'<span class="bad" title="{esc(why)}">failed</span>'
+    if run["status"]:
+        return '<span class="ok">succeeded</span>'
+    return '<span class="muted">running, or stopped before publish</span>'
+
+
+def state_section(report: dict[str, Any]) -> str:
+    """The run page's state: failed or succeeded, the publishing policy, why, and each chunk (the
+    report's own section, so the page and the HTML report say the same)."""
+    if not report.get("outcome"):
+        return ('<section id="state"><h3>State</h3><p class="muted">no report yet: the run is running, or stopped '
+                "before publish (see the run in Airflow)</p></section>")
+    return f'<section id="state">{outcome_section(report["outcome"])}</section>'
 
 
 def _failed_list(failed: list[dict[str, Any]]) -> str:
@@ -212,7 +232,8 @@ def run_page(detail: dict[str, Any], links: Links, *, user: str | None = None) -
                     f"{'<p>failed expectations</p><ul>' + expectations + '</ul>' if expectations else ''}"
                     f"{'<p>quarantined (see the ' + _a(links.page('review'), 'review queue') + ')</p><ul>' + quarantined + '</ul>' if quarantined else ''}"
                     "</section>")
-    return layout(f"Run {run['run_key']}", head + cost_html + edit_html + quality_html, links, active="", user=user)
+    return layout(f"Run {run['run_key']}", head + state_section(report) + cost_html + edit_html + quality_html, links,
+                  active="", user=user)
 
 
 def _pair(record: dict[str, Any], links: Links) -> str:
