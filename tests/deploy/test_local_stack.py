@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from airflow_image_catalog.tooling.stack import STATE_FILE, AirflowStack, clean_environment, free_port
+from airflow_image_catalog.workspace.manifest import safe_run_key
 from tests.conftest import copy_samples
 
 DAG_ID = "catalog_refresh"
@@ -91,9 +92,18 @@ def test_ops_guide_a_failed_chunk_cleared_reruns_as_try_2_and_pays_nothing_twice
         assert "insufficient_credits" in log, log[-3000:]
         assert "images" in services.task_log(DAG_ID, run_id, "discover", 1)
 
+        # partial publishing: the other chunk's images were published, the report says why the run failed
+        report_file = Path(env["CATALOG_HOME"], "work", "runs", safe_run_key(run_id), "report.json")
+        report = json.loads(report_file.read_text())
+        assert report["counts"]["published"] == 2 and report["outcome"]["status"] == "failed"
+        [failed_chunk] = [c for c in report["outcome"]["chunks"] if c["status"] != "ok"]
+        assert failed_chunk["status"] == "edit_failed" and "insufficient_credits" in failed_chunk["reason"]
+        assert (tis[("publish", -1)]["state"], tis[("outcome", -1)]["state"]) == ("success", "failed")
+
         # credits topped up (the fault is spent); clear the failed instance and what depends on it
         cleared = {(t["task_id"], t["map_index"]) for t in services.clear(DAG_ID, run_id, "edit", index)}
         assert ("edit", index) in cleared and ("edit", other) not in cleared and ("publish", -1) in cleared
+        assert ("outcome", -1) in cleared and ("check_config", -1) in cleared  # its setup reruns with it
         assert services.wait_run(DAG_ID, run_id, timeout=300) == "success"
         tis = {(t["task_id"], t["map_index"]): t for t in services.task_instances(DAG_ID, run_id)}
         assert (tis[("edit", index)]["state"], tis[("edit", index)]["try_number"]) == ("success", 2)
@@ -102,8 +112,8 @@ def test_ops_guide_a_failed_chunk_cleared_reruns_as_try_2_and_pays_nothing_twice
         # try 2 redid only the image that was not final: the edited one kept, the refused one done once
         assert len(service.state.performed) == len(SAMPLES) * STEPS and service.state.duplicates() == 0
         assert f"chunk {index} done" in services.task_log(DAG_ID, run_id, "edit", 2, map_index=index)
-        report = json.loads(next(Path(env["CATALOG_HOME"], "work", "runs").glob("*/report.json")).read_text())
-        assert report["counts"]["published"] == len(SAMPLES)
+        report = json.loads(report_file.read_text())
+        assert report["counts"]["published"] == len(SAMPLES) and report["outcome"]["status"] == "success"
     except BaseException:
         print(services.logs())
         raise
