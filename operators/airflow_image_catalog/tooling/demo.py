@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - started
     runs = uri_to_path(WorkspaceLayout(str(workspace)).runs)
     reports = [p for p in runs.glob(f"*/{RunLayout.REPORT}") if p.stat().st_mtime >= started]
-    if proc.returncode != 0 or not reports:
+    if not reports:  # stopped before publish (check_config refused the conf, or Airflow itself failed)
         print(_config_problems(log_path.read_text()) or "".join(log_path.read_text().splitlines(keepends=True)[-60:]))
         print(f"catalog_refresh FAILED (exit {proc.returncode}); full log: {log_path}")
         return proc.returncode or 1
@@ -112,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     lineage = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "openlineage" / "events.jsonl"
     if lineage.exists():
         print(f"  lineage events:   {lineage} (OpenLineage, {sum(1 for _ in lineage.open())} events so far)")
+    outcome = report.get("outcome") or {}
+    if outcome.get("status") == "failed" or proc.returncode != 0:
+        # partial publishing: what passed is published above; the run failed, and says why
+        print(f"catalog_refresh FAILED ({outcome.get('policy')} publishing, {counts['published']} published, "
+              f"{outcome.get('held', 0)} held); full log: {log_path}")
+        for reason in outcome.get("reasons") or []:
+            print(f"  {reason}")
+        return proc.returncode or 1
     return 0
 
 
