@@ -116,7 +116,7 @@ def _chunk_records(tmp_path: Path, run_id: str, index: int) -> dict[str, dict]:
 def _discovered_only(tmp_path: Path, monkeypatch, service, count: int) -> tuple[dict, str]:
     """A DAG run whose discover task ran for real; its other tasks are marked done without running."""
     conf = _setup(tmp_path, monkeypatch, service, count=count)
-    dagrun = _dag().test(run_conf=conf, mark_success_pattern="^(edit|quality_gate|publish)$")
+    dagrun = _dag().test(run_conf=conf, mark_success_pattern="^(edit|quality_gate|publish|outcome)$")
     assert dagrun.state == "success" and len(service.state.performed) == 0
     return conf, dagrun.run_id
 
