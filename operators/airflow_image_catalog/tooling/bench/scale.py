@@ -32,7 +32,7 @@ from airflow_image_catalog.tooling.bench.throughput import machine, write_source
 from airflow_image_catalog.tooling.stack import AirflowStack
 
 DAG_ID = "catalog_refresh"
-STAGES = ("check_config", "discover", "cost_check", "edit", "quality_gate", "publish", "outcome")
+STAGES = ("check_config", "discover", "rights_check", "cost_check", "edit", "quality_gate", "publish", "outcome")
 PROFILE = """name: bench_scale
 description: what the bench's edits must show (the gate computes every metric whatever the list)
 expectations:
