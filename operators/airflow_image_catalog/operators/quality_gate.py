@@ -91,8 +91,8 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         )
         for item in gate["items"]:
             for failure in item["failed"]:
-                self.log.warning("quarantined %s: %s (observed %s)", item["image_id"], failure["label"],
-                                 failure["observed"])
+                self.log.warning("quarantined %s: %s [%s, observed %s]", item["image_id"],
+                                 failure.get("reason", failure["label"]), failure["label"], failure["observed"])
         if gate["failure"]:
             raise QualityGateFailed(f"{gate['failure']}; see {uri}")
         return uri
