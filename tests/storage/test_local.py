@@ -44,3 +44,42 @@ def test_errors_name_the_location(tmp_path: Path):
         join_uri(str(tmp_path), "../escape.jpg")
     with pytest.raises(StorageError, match="no storage backend for scheme 'gopher'"):
         read_bytes("gopher://host/x")
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (and put the old one back)."""
+    import os
+
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path: Path, umask, mask, mode):
+    """A published catalog is read by web servers and other users: files get 0666 minus the umask, as
+    ``open()`` would give them, not mkstemp's private 0600."""
+    umask(mask)
+    uri = write_bytes(join_uri(str(tmp_path), "published", "a.jpg"), b"jpeg")
+    assert (Path(uri.removeprefix("file://")).stat().st_mode & 0o777) == mode
+    write_bytes(uri, b"again")  # a replacement gets the same mode
+    assert (Path(uri.removeprefix("file://")).stat().st_mode & 0o777) == mode
+
+
+def test_temporary_files_stay_private_until_renamed(tmp_path: Path, umask, monkeypatch):
+    import os
+
+    umask(0o022)
+    seen: dict[str, int] = {}
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # while the bytes are being written: the temp file is owner-only
+        seen["while_writing"] = os.fstat(fd).st_mode & 0o777
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    uri = write_bytes(join_uri(str(tmp_path), "feed.csv"), b"a,b\n")
+    assert seen["while_writing"] == 0o600
+    assert (Path(uri.removeprefix("file://")).stat().st_mode & 0o777) == 0o644

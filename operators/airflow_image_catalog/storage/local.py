@@ -1,13 +1,39 @@
-"""``file://`` storage with atomic writes, so a killed task never leaves a half-written object."""
+"""``file://`` storage with atomic writes, so a killed task never leaves a half-written object.
+
+A file is written to a private temporary file (``mkstemp``: mode 0600) and renamed into place, so
+nobody reads it half-written; just before the rename it gets the mode ``open()`` would have given
+it (0666 minus the process umask), so a published catalog is readable by a web server or another
+user exactly as far as the umask allows.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from airflow_image_catalog.storage.base import BACKENDS, ObjectInfo, StorageError, normalize_uri
+
+_UMASK_LINE = re.compile(rb"^Umask:\s*([0-7]+)$", re.MULTILINE)
+_umask_lock = threading.Lock()
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it where the kernel says it (``/proc/self/status``,
+    Linux 4.7+); elsewhere set and restored under a lock (``os.umask`` is the only other way to ask)."""
+    try:
+        found = _UMASK_LINE.search(Path("/proc/self/status").read_bytes())
+    except OSError:
+        found = None
+    if found:
+        return int(found.group(1), 8)
+    with _umask_lock:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def uri_to_path(uri: str) -> Path:
@@ -35,6 +61,7 @@ class LocalStorage:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())
+                    os.fchmod(handle.fileno(), 0o666 & ~process_umask())
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
