@@ -15,6 +15,18 @@ class StorageError(CatalogError, OSError):
     """A read, write or listing failed; the message names the URI."""
 
 
+class UnsupportedScheme(StorageError):
+    """No storage backend handles the URI's scheme (``gs://`` where only ``file`` and ``s3`` exist)."""
+
+    def __init__(self, message: str, scheme: str, known: tuple[str, ...]):
+        super().__init__(message)
+        self.scheme = scheme
+        self.known = known
+
+    def __reduce__(self):
+        return type(self), (str(self), self.scheme, self.known)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """One listed object. ``etag`` (quotes stripped) is filled by backends that have one (S3)."""
@@ -73,6 +85,7 @@ def storage_for(uri: str) -> Storage:
     try:
         factory = BACKENDS[scheme]
     except KeyError:
-        known = ", ".join(sorted(BACKENDS))
-        raise StorageError(f"no storage backend for scheme {scheme!r} in {uri!r} (known: {known})") from None
+        known = tuple(sorted(BACKENDS))
+        raise UnsupportedScheme(f"no storage backend for scheme {scheme!r} in {uri!r} (known: {', '.join(known)})",
+                                scheme, known) from None
     return factory()

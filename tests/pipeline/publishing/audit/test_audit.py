@@ -207,6 +207,7 @@ def test_s3_store_is_mirrored_and_queried(s3_run: PublishedRun, s3_bucket, tmp_p
 
 
 def test_empty_store_usage_errors_and_sql(tmp_path: Path, capsys):
+    (tmp_path / "empty").mkdir()
     workspace = (tmp_path / "empty").as_uri()
     assert cli(capsys, workspace, "trace", "x")[0] == 1
     assert cli(capsys, workspace, "sql", "SELECT count(*) AS n FROM audit")[1].splitlines()[-1].strip() == "0"
@@ -220,4 +221,87 @@ def test_empty_store_usage_errors_and_sql(tmp_path: Path, capsys):
 
 def test_default_workspace_is_catalog_home(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("CATALOG_HOME", str(tmp_path))
+    assert main(["trace", "x"]) == 3  # no $CATALOG_HOME/work yet
+    assert str(tmp_path / "work") in capsys.readouterr().err
+    (tmp_path / "work").mkdir()
     assert main(["trace", "x"]) == 1 and not (tmp_path / "work" / "audit").exists()
+
+
+def _failure(capsys, workspace: str, *args: str) -> tuple[int, str, dict]:
+    """Exit code, stderr and the ``--json`` error object of one failing CLI call."""
+    code = main(["--workspace", workspace, "--json", *args])
+    captured = capsys.readouterr()
+    return code, captured.err, json.loads(captured.out)
+
+
+def test_errors_have_their_own_message_and_exit_code(tmp_path: Path, local_run: PublishedRun, capsys):
+    """Not found, a missing workspace, an unsupported scheme and a storage failure are four answers."""
+    code, err, payload = _failure(capsys, local_run.workspace, "trace", "no_such_image")
+    assert code == 1 and payload == [] and "no audit record for 'no_such_image'" in err
+    code, err, payload = _failure(capsys, str(tmp_path / "typo"), "trace", "mug")
+    assert code == 3 and payload["error"]["kind"] == "workspace_missing"
+    assert f"workspace not found: {(tmp_path / 'typo').as_uri()}" in err and "no audit record" not in err
+    code, err, payload = _failure(capsys, "gs://catalog/work", "run-cost", RUN_ID)
+    assert code == 4 and payload["error"]["kind"] == "unsupported_scheme"
+    assert "unsupported workspace scheme 'gs'" in err and "file, s3" in err
+    (tmp_path / "file-not-dir").write_text("x")
+    assert _failure(capsys, str(tmp_path / "file-not-dir"), "trace", "mug")[0] == 3
+
+
+def test_s3_missing_bucket_and_unreachable_store_are_not_not_found(s3_bucket, monkeypatch, capsys):
+    from tests.fixtures.s3 import point_s3_at
+
+    code, err, payload = _failure(capsys, f"s3://{s3_bucket.name}-missing/work", "trace", "mug")
+    assert code == 3 and "bucket does not exist" in err and payload["error"]["kind"] == "workspace_missing"
+    code, err, payload = _failure(capsys, s3_bucket.uri_for("work"), "trace", "mug")
+    assert code == 1 and payload == []  # the bucket is there; nothing recorded yet
+    monkeypatch.setenv("CATALOG_S3_MAX_ATTEMPTS", "1")
+    point_s3_at(monkeypatch, "http://127.0.0.1:9")  # nothing listens on the discard port
+    code, err, payload = _failure(capsys, s3_bucket.uri_for("work"), "sql", "SELECT 1")
+    assert code == 5 and payload["error"]["kind"] == "storage_error"
+    assert "cannot read the audit store" in err and SECRET_KEY not in err
+
+
+def test_json_on_stdout_stays_clean_when_airflow_logs(s3_run: PublishedRun, tmp_path: Path):
+    """With an ``s3://`` workspace the S3 client comes from Airflow's connection, and Airflow logs while
+    building it: those lines go to stderr, stdout is only the JSON."""
+    import os
+    import subprocess
+    import sys
+
+    write_audit(records_of(s3_run), s3_run.workspace, run_key=RUN_KEY, day=TODAY)
+    proc = subprocess.run([sys.executable, "-m", "airflow_image_catalog.pipeline.publishing.audit", "--workspace",
+                           s3_run.workspace, "trace", "can", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["image_id"] for r in json.loads(proc.stdout)] == ["can"]
+    assert "AWS Connection" in proc.stderr  # Airflow did log: on stderr
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TABLE stolen AS SELECT * FROM audit",
+    "COPY (SELECT * FROM audit) TO '{out}/copy.csv'",
+    "ATTACH '{out}/other.duckdb' AS other",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "SELECT 1; DROP VIEW audit",
+    "SELECT * FROM read_csv('{secret}')",
+    "SELECT * FROM read_text('{secret}')",
+    "SELECT * FROM '{secret}'",
+    "SELECT * FROM glob('{out}/*')",
+    "SELECT * FROM read_text('{audit}/../../secret.txt')",
+])
+def test_sql_is_read_only(local_run: PublishedRun, tmp_path: Path, capsys, statement):
+    """``sql`` answers SELECTs over the audit tables and refuses everything else before or while running it."""
+    write_audit(records_of(local_run), local_run.workspace, run_key=RUN_KEY, day=TODAY)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n")
+    audit = tmp_path / "work" / "audit"
+    code, err, payload = _failure(capsys, local_run.workspace, "sql",
+                                  statement.format(out=tmp_path, secret=secret, audit=audit))
+    assert code == 2 and payload["error"]["kind"] == "usage", err
+    assert "hunter2" not in err and not (tmp_path / "copy.csv").exists() and not (tmp_path / "other.duckdb").exists()
+    code, rows = cli_json(capsys, local_run.workspace, "sql", "SELECT count(*) AS n FROM audit")
+    assert code == 0 and rows == [{"n": 4}]
+

@@ -3,14 +3,20 @@
     trace <published path | URI | sha256 | image id>   where did this image come from
     run-cost <run id | run key>                        what did the run cost, per model and recipe
     by-model <model> [--since 7d | 2026-11-19]         which images did the model produce
-    sql "<query>"                                      free DuckDB SQL over the view ``audit``
+    sql "<query>"                                      read-only DuckDB SQL over the view ``audit``
 
-Exit codes: 0 found, 1 not found (no matching records), 2 usage error (bad arguments or SQL).
+Exit codes, each with its own message on stderr (and, with ``--json``, an ``{"error": ...}`` object
+on stdout): 0 found, 1 not found (no matching records), 2 usage error (bad arguments, bad SQL or a
+statement that is not a read-only query), 3 workspace missing (no such directory or bucket),
+4 unsupported scheme (the workspace is neither ``file://`` nor ``s3://``), 5 storage error (the
+store is unreachable, access denied, no credentials). With ``--json`` stdout carries only JSON:
+whatever logs while the command runs (Airflow does, when it builds the S3 client) goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -22,11 +28,21 @@ from typing import Any
 from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.pipeline.costing.ledger import Ledger
-from airflow_image_catalog.pipeline.publishing.audit.store import open_audit, query
-from airflow_image_catalog.storage import normalize_uri
+from airflow_image_catalog.pipeline.publishing.audit.store import (
+    ReadOnlyViolation,
+    WorkspaceMissing,
+    check_workspace,
+    open_audit,
+    query,
+    read_only_query,
+)
+from airflow_image_catalog.storage import StorageError, UnsupportedScheme, normalize_uri
 from airflow_image_catalog.workspace.manifest import safe_run_key
 
-FOUND, NOT_FOUND, USAGE = 0, 1, 2
+FOUND, NOT_FOUND, USAGE, NO_WORKSPACE, UNSUPPORTED_SCHEME, STORAGE_FAILURE = 0, 1, 2, 3, 4, 5
+#: exit code -> the ``kind`` of the ``--json`` error object
+ERROR_KINDS = {USAGE: "usage", NO_WORKSPACE: "workspace_missing", UNSUPPORTED_SCHEME: "unsupported_scheme",
+               STORAGE_FAILURE: "storage_error"}
 _HEX = re.compile(r"[0-9a-fA-F]{8,64}")
 _AGO = re.compile(r"(\d+)\s*([hdw])")
 _AGO_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
@@ -244,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
+    """Run one command; the answer goes to ``out`` (default stdout), everything else to stderr."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -252,21 +269,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     workspace = getattr(args, "workspace", None) or default_workspace()
     as_json = getattr(args, "json", False)
+    out = out or sys.stdout
     try:
-        con = open_audit(workspace, cache_dir=getattr(args, "cache_dir", None))
-        found, text, payload = _run(args, con, workspace)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return USAGE
-    except Exception as exc:  # a DuckDB error in user SQL is a usage error too
-        import duckdb
-
-        if not isinstance(exc, duckdb.Error):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return USAGE
-    print(json.dumps(payload, indent=2, default=_plain) if as_json else text)
+        with contextlib.redirect_stdout(sys.stderr):  # a library that prints or logs to stdout
+            check_workspace(workspace)
+            con = open_audit(workspace, cache_dir=getattr(args, "cache_dir", None))
+            found, text, payload = _run(args, con, workspace)
+    except Exception as exc:
+        code, message = _failure(exc, workspace)
+        print(f"error: {message}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"error": {"code": code, "kind": ERROR_KINDS[code], "message": message}}), file=out)
+        return code
+    if as_json:
+        print(json.dumps(payload, indent=2, default=_plain), file=out)
+        if not found:
+            print(text, file=sys.stderr)
+    else:
+        print(text, file=out)
     return FOUND if found else NOT_FOUND
+
+
+def _failure(exc: Exception, workspace: str) -> tuple[int, str]:
+    """(exit code, message) of a failed command; an unexpected error is re-raised."""
+    import duckdb
+
+    if isinstance(exc, UsageError | ReadOnlyViolation | duckdb.Error):  # a DuckDB error in user SQL is usage
+        return USAGE, str(exc)
+    if isinstance(exc, UnsupportedScheme):
+        return UNSUPPORTED_SCHEME, (f"unsupported workspace scheme {exc.scheme!r} in {workspace}: the audit store "
+                                    f"is read from {', '.join(exc.known)} (file:// paths, s3:// buckets)")
+    if isinstance(exc, WorkspaceMissing):
+        return NO_WORKSPACE, f"{exc} (give --workspace, or set CATALOG_HOME)"
+    if isinstance(exc, StorageError):
+        return STORAGE_FAILURE, f"cannot read the audit store of {workspace}: {exc}"
+    raise exc
 
 
 def _run(args: argparse.Namespace, con, workspace: str) -> tuple[bool, str, Any]:
@@ -286,7 +323,7 @@ def _run(args: argparse.Namespace, con, workspace: str) -> tuple[bool, str, Any]
         published = sum(r["event"] in ("published", "approved") for r in rows)
         text = f"{len(rows)} image(s) by {args.model} edited {window} ({published} published)\n{_table(rows)}"
         return bool(rows), text, rows
-    rows = query(con, args.query)
+    rows = read_only_query(con, args.query)
     return bool(rows), _table(rows), rows
 
 

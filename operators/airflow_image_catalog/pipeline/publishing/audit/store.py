@@ -11,6 +11,12 @@ the whole store. Should a crash leave both, the ``audit`` view still shows each 
 once: the most recently recorded. DuckDB writes and reads the Parquet itself (no pyarrow);
 ``s3://`` stores are read by downloading the files through the storage layer into a local cache
 (no httpfs extension, no network access from DuckDB).
+
+A connection from :func:`open_audit` is read-only: DuckDB may read files only under the audit store
+(``allowed_directories`` with ``enable_external_access = false``), cannot load or install extensions,
+and its configuration is locked (``lock_configuration``), so no later ``SET`` undoes that; see
+"Securing DuckDB" (duckdb.org/docs/2.0/operations_manual/securing_duckdb/overview). Statements other
+than queries are refused by :func:`read_only_query` before they run.
 """
 
 from __future__ import annotations
@@ -73,6 +79,34 @@ def partition_uri(workspace_uri: str, day: str, run_key: str) -> str:
 
 def _index_uri(workspace_uri: str, run_key: str) -> str:
     return join_uri(audit_root(workspace_uri), INDEX_DIR, f"run={run_key}.json")
+
+
+class WorkspaceMissing(StorageError):
+    """The workspace the audit store lives in does not exist (no such directory, no such bucket)."""
+
+
+class ReadOnlyViolation(ValueError):
+    """A statement that is not a query (or a query DuckDB refused to let touch files)."""
+
+
+def check_workspace(workspace_uri: str) -> None:
+    """Raise :class:`UnsupportedScheme`, :class:`WorkspaceMissing` or ``StorageError`` (unreachable,
+    no credentials, access denied) unless the workspace can be read; an empty one is fine."""
+    from airflow_image_catalog.storage import normalize_uri, storage_for
+
+    uri = normalize_uri(workspace_uri)
+    storage_for(uri)  # UnsupportedScheme
+    local = _local_dir(uri)
+    if local is not None:
+        if not local.is_dir():
+            raise WorkspaceMissing(f"workspace not found: {uri} ({'not a directory' if local.exists() else 'no such directory'})")
+        return
+    try:
+        list_objects(audit_root(uri))
+    except StorageError as exc:
+        if getattr(exc, "code", None) == "NoSuchBucket":
+            raise WorkspaceMissing(f"workspace not found: {uri} (bucket does not exist)") from None
+        raise
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -141,7 +175,7 @@ def _sync_remote(root: str, cache_dir: Path) -> None:
     """Mirror the store's Parquet files into ``cache_dir`` (same hive paths), downloading only new
     versions (the ETag is in the local name) and removing files the store no longer has."""
     wanted: dict[Path, str] = {}
-    for obj in _objects(root):
+    for obj in list_objects(root):  # an object store lists nothing for a missing prefix; errors are real
         match = _PARQUET.search(obj.uri[len(root):])
         if match:
             day, run, name = match.groups()
@@ -185,7 +219,32 @@ def open_audit(workspace_uri: str, *, cache_dir: str | Path | None = None) -> du
         source = _empty_view()
     con.execute(f"""CREATE VIEW audit AS SELECT * FROM ({source})
         QUALIFY row_number() OVER (PARTITION BY run_key, image_id, event ORDER BY recorded_at DESC) = 1""")
+    _lock_down(con, local)
     return con
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, store: Path) -> None:
+    """Files only under the store, no extensions, and no ``SET`` that could give either back."""
+    con.execute(f"SET allowed_directories = [{_sql_text(str(store.resolve()) + '/')}]")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
+
+
+def read_only_query(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    """Rows of user SQL that may only query (``SELECT``, ``WITH``, ``FROM``, ``DESCRIBE``, ``SHOW``, ...):
+    anything else (``CREATE``, ``COPY``, ``ATTACH``, ``INSTALL``, ``SET``, ...) is refused before it runs,
+    and files outside the store are refused by DuckDB while it runs."""
+    statements = con.extract_statements(sql)
+    refused = [s.type.name for s in statements if s.type != duckdb.StatementType.SELECT]
+    if refused:
+        raise ReadOnlyViolation(f"the audit store is read-only: only queries are allowed, not {', '.join(refused)}")
+    if len(statements) != 1:
+        raise ReadOnlyViolation(f"one query at a time, got {len(statements)}")
+    try:
+        return query(con, sql)
+    except duckdb.PermissionException as exc:
+        raise ReadOnlyViolation(f"the audit store is read-only: {str(exc).splitlines()[0]}") from None
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str,
