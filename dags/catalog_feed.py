@@ -4,6 +4,11 @@ Scheduled on the ``catalog-published`` asset alias: every catalog_refresh run th
 images adds an asset event on its published location, carrying the published manifest's URI,
 and this DAG writes ``feed.csv`` beside the published images (image id, published URI,
 sha256, source sha256, run) for a storefront or a CDN sync to pick up.
+
+A scheduled run follows the events that triggered it (the publishes since the last feed run); a
+run started by hand brings every published location's feed up to date and only warns about
+locations that are gone (see :mod:`airflow_image_catalog.pipeline.publishing.feed`). The DAG is
+created unpaused: it does nothing until a catalog is published, and then it should.
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ with DAG(
     schedule=[PUBLISHED],
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    is_paused_upon_creation=False,
     tags=["catalog", "downstream"],
     doc_md=__doc__,
 ) as dag:
 
     @task(inlets=[PUBLISHED])
-    def write_feed(*, inlet_events=None) -> list[str]:
-        """One feed per published location that changed since this DAG last ran."""
-        from airflow_image_catalog.pipeline.publishing.feed import write_feed_for
+    def write_feed(*, triggering_asset_events=None, inlet_events=None) -> dict:
+        """One feed per published location: those this run was triggered for, or (by hand) all of them."""
+        from airflow_image_catalog.pipeline.publishing.feed import PublishEvent, rebuild_feeds
 
-        events = list(inlet_events[PUBLISHED]) if inlet_events is not None else []
-        return [write_feed_for(event.asset.uri, event.extra) for event in events]
+        triggering = list(triggering_asset_events.get(PUBLISHED, ())) if triggering_asset_events else []
+        events = triggering or (list(inlet_events[PUBLISHED]) if inlet_events is not None else [])
+        return rebuild_feeds([PublishEvent(e.asset.uri, dict(e.extra or {}), e.timestamp) for e in events],
+                             triggered=bool(triggering))
 
     write_feed()
