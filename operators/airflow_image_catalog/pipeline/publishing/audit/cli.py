@@ -260,21 +260,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
-    """Run one command; the answer goes to ``out`` (default stdout), everything else to stderr."""
+def main(argv: Sequence[str] | None = None, out: Any = None, *, isolate_stdout: bool = False) -> int:
+    """Run one command; the answer goes to ``out`` (default stdout), everything else to stderr.
+
+    ``isolate_stdout`` (the ``python -m`` entry point): while the command runs, file descriptor 1
+    points at stderr, so nothing but the answer reaches stdout (a library's print, a log handler
+    that kept the original stream, a C extension); ``--help`` and argument errors come first, as usual.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on errors, 0 for --help
         return int(exc.code or 0)
+    with _answer_stream(out, isolate_stdout) as answer:
+        return _main(args, answer)
+
+
+@contextlib.contextmanager
+def _answer_stream(out: Any, isolate: bool):
+    if not isolate:
+        answer = out or sys.stdout  # the stdout the caller gave us, before the redirect
+        with contextlib.redirect_stdout(sys.stderr):  # a library that prints while the command runs
+            yield answer
+        return
+    import os
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    answer = os.fdopen(os.dup(saved), "w", encoding="utf-8")
+    try:
+        yield answer
+    finally:
+        answer.flush()
+        answer.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _main(args: argparse.Namespace, out: Any) -> int:
     workspace = getattr(args, "workspace", None) or default_workspace()
     as_json = getattr(args, "json", False)
-    out = out or sys.stdout
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # a library that prints or logs to stdout
-            check_workspace(workspace)
-            con = open_audit(workspace, cache_dir=getattr(args, "cache_dir", None))
-            found, text, payload = _run(args, con, workspace)
+        check_workspace(workspace)
+        con = open_audit(workspace, cache_dir=getattr(args, "cache_dir", None))
+        found, text, payload = _run(args, con, workspace)
     except Exception as exc:
         code, message = _failure(exc, workspace)
         print(f"error: {message}", file=sys.stderr)
