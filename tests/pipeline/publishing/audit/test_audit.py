@@ -262,7 +262,8 @@ def test_s3_missing_bucket_and_unreachable_store_are_not_not_found(s3_bucket, mo
     assert "cannot read the audit store" in err and SECRET_KEY not in err
 
 
-def test_json_on_stdout_stays_clean_when_airflow_logs(s3_run: PublishedRun, tmp_path: Path):
+@pytest.mark.parametrize("entry", ["console script", "python -m"])
+def test_json_on_stdout_stays_clean_when_airflow_logs(s3_run: PublishedRun, tmp_path: Path, entry: str):
     """With an ``s3://`` workspace the S3 client comes from Airflow's connection, and Airflow logs while
     building it: those lines go to stderr, stdout is only the JSON."""
     import os
@@ -270,8 +271,11 @@ def test_json_on_stdout_stays_clean_when_airflow_logs(s3_run: PublishedRun, tmp_
     import sys
 
     write_audit(records_of(s3_run), s3_run.workspace, run_key=RUN_KEY, day=TODAY)
-    proc = subprocess.run([sys.executable, "-m", "airflow_image_catalog.pipeline.publishing.audit", "--workspace",
-                           s3_run.workspace, "trace", "can", "--json"], capture_output=True, text=True,
+    script = Path(sys.executable).parent / "image-catalog-audit"
+    command = [str(script)] if entry == "console script" else [
+        sys.executable, "-m", "airflow_image_catalog.pipeline.publishing.audit"]
+    proc = subprocess.run([*command, "--workspace", s3_run.workspace, "trace", "can", "--json"],
+                          capture_output=True, text=True,
                           env={**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow")}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert [r["image_id"] for r in json.loads(proc.stdout)] == ["can"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from airflow_image_catalog.pipeline.publishing.audit.cli import main
+from airflow_image_catalog.pipeline.publishing.audit.cli import console
 
-sys.exit(main(isolate_stdout=True))
+sys.exit(console())

@@ -321,6 +321,11 @@ def _main(args: argparse.Namespace, out: Any) -> int:
     return FOUND if found else NOT_FOUND
 
 
+def console() -> int:
+    """The ``image-catalog-audit`` console script (and ``python -m``): stdout carries only the answer."""
+    return main(isolate_stdout=True)
+
+
 def _failure(exc: Exception, workspace: str) -> tuple[int, str]:
     """(exit code, message) of a failed command; an unexpected error is re-raised."""
     import duckdb
