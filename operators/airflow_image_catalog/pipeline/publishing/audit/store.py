@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 
 import duckdb
 
+from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.pipeline.publishing.audit.records import COLUMNS
 from airflow_image_catalog.storage import (
     ObjectInfo,
@@ -85,7 +86,7 @@ class WorkspaceMissing(StorageError):
     """The workspace the audit store lives in does not exist (no such directory, no such bucket)."""
 
 
-class ReadOnlyViolation(ValueError):
+class ReadOnlyViolation(CatalogError, ValueError):
     """A statement that is not a query (or a query DuckDB refused to let touch files)."""
 
 
