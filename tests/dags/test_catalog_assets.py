@@ -54,16 +54,24 @@ def test_publish_emits_an_asset_event_and_the_feed_dag_consumes_it(tmp_path, sam
     assert feed_run.state == "success"
     assert [r["image_id"] for r in _rows(second / "published" / "feed.csv")] == ["box_tea"]
     assert (first / "published" / "feed.csv").stat().st_mtime_ns == written_at  # not rewritten
-    outcome = feed_run.get_task_instance("write_feed").xcom_pull(task_ids="write_feed")
+    outcome = _ours(feed_run.get_task_instance("write_feed").xcom_pull(task_ids="write_feed"), tmp_path)
     assert outcome["written"] == [(second / "published" / "feed.csv").as_uri()]
     assert [s["location"] for s in outcome["skipped"]] == [(first / "published").as_uri()]
     assert str(first / "work") in outcome["skipped"][0]["reason"]
 
     again = bag.dags["catalog_feed"].test()  # nothing new: nothing rewritten
     assert again.state == "success"
-    assert again.get_task_instance("write_feed").xcom_pull(task_ids="write_feed")["unchanged"] == [
-        (second / "published" / "feed.csv").as_uri()]
+    outcome = _ours(again.get_task_instance("write_feed").xcom_pull(task_ids="write_feed"), tmp_path)
+    assert outcome["written"] == [] and outcome["unchanged"] == [(second / "published" / "feed.csv").as_uri()]
 
+
+def _ours(outcome: dict, root) -> dict:
+    """The part of a feed run's outcome about this test's locations: the test database is shared, so the
+    alias's history also holds the publishes of earlier tests (a run by hand follows all of them)."""
+    mine = root.as_uri()
+    return {"written": [u for u in outcome["written"] if u.startswith(mine)],
+            "unchanged": [u for u in outcome["unchanged"] if u.startswith(mine)],
+            "skipped": [s for s in outcome["skipped"] if s["location"].startswith(mine)]}
 
 def _umask() -> int:
     mask = os.umask(0o022)
