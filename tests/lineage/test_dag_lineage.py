@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_image_catalog.lineage import producer_url, schema_url
 from tests.conftest import copy_samples
 from tests.dags.test_catalog_refresh import _dag
 
@@ -137,39 +138,85 @@ def test_catalog_refresh_emits_lineage_with_datasets_facets_and_parents(tmp_path
 
     # the rights check: every image judged before any cost, counts only (no ids, no metadata)
     assert datasets(complete["rights_check"][0], "inputs") == [("file", str(source))]
-    rights = complete["rights_check"][0]["run"]["facets"]["imageRights"]
+    rights = complete["rights_check"][0]["run"]["facets"]["imageCatalog_rights"]
     assert rights["policy"] == "default" and rights["images"] == rights["go"] == len(IMAGES)
     assert rights["refused"] == rights["needsConsent"] == 0 and rights["peopleChecked"] == len(IMAGES)
-    assert rights["_schemaURL"].endswith("ImageRightsRunFacet.json#/$defs/ImageRightsRunFacet")
+    assert rights["_schemaURL"] == schema_url("ImageCatalogRightsRunFacet") and rights["_producer"] == producer_url()
 
     # the cost check's estimate (the local engine is free) and the run's actual cost
-    cost = complete["cost_check"][0]["run"]["facets"]["imageCost"]
+    cost = complete["cost_check"][0]["run"]["facets"]["imageCatalog_cost"]
     assert cost["scope"] == "run" and cost["currency"] == "USD" and cost["decision"] == "go"
     assert cost["images"] == len(IMAGES) and cost["estimate"] == 0 and cost["actual"] == 0
-    assert complete["publish"][0]["run"]["facets"]["imageCost"]["paidCalls"] == 0
+    assert complete["publish"][0]["run"]["facets"]["imageCatalog_cost"]["paidCalls"] == 0
 
     # the edit facet of each mapped instance: the chunk's counts, model, prompt hashes
     from airflow_image_catalog.recipes import load_recipe
 
     recipe = load_recipe("marketplace_white_square")
     hashes = [{"step": s.id, "sha256": hashlib.sha256(s.prompt.encode()).hexdigest()} for s in recipe.steps]
-    edits = sorted((e["run"]["facets"]["imageEdit"] for e in complete["edit"]), key=lambda f: f["chunkIndex"])
+    edits = sorted((e["run"]["facets"]["imageCatalog_edit"] for e in complete["edit"]), key=lambda f: f["chunkIndex"])
     assert [f["images"] for f in edits] == [2, 1]
     for facet in edits:
         assert facet["backend"] == "local" and facet["model"].startswith("local-engine/")
         assert facet["recipe"] == recipe.name and facet["recipeFingerprint"] == recipe.fingerprint
         assert facet["prompts"] == hashes and facet["statusCounts"]["edited"] == facet["images"]
-        assert facet["_schemaURL"].endswith("/schemas/ImageEditRunFacet.json#/$defs/ImageEditRunFacet")
+        assert facet["_schemaURL"] == schema_url("ImageCatalogEditRunFacet") and facet["_producer"] == producer_url()
     assert all(recipe_step.prompt not in text for recipe_step in recipe.steps)
-    chunk_costs = [e["run"]["facets"]["imageCost"] for e in complete["edit"]]
+    chunk_costs = [e["run"]["facets"]["imageCatalog_cost"] for e in complete["edit"]]
     assert all(c["scope"] == "chunk" and c["actual"] == 0 for c in chunk_costs)
 
     # the gate: quality facet per chunk, and the standard DQ assertions on its input dataset
-    gates = sorted((e for e in complete["quality_gate"]), key=lambda e: e["run"]["facets"]["imageQuality"]["chunkIndex"])
-    assert [g["run"]["facets"]["imageQuality"]["passed"] for g in gates] == [2, 1]
+    gates = sorted((e for e in complete["quality_gate"]), key=lambda e: e["run"]["facets"]["imageCatalog_quality"]["chunkIndex"])
+    assert [g["run"]["facets"]["imageCatalog_quality"]["passed"] for g in gates] == [2, 1]
     for gate in gates:
-        quality = gate["run"]["facets"]["imageQuality"]
+        quality = gate["run"]["facets"]["imageCatalog_quality"]
         assert quality["suite"] == "amazon_main" and quality["quarantined"] == 0 and quality["passRate"] == 1.0
         assertions = gate["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
         assert assertions and all(a["success"] for a in assertions)
         assert all(a["assertion"] and a["column"] for a in assertions)
+
+
+def _served_schemas():
+    """Resolve a custom facet's ``_schemaURL`` the way a consumer would, against the UI plugin as the
+    api-server mounts it (Airflow's own app, in process: no network)."""
+    from urllib.parse import urlsplit
+
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app("core"))
+
+    def fetch(url: str) -> dict[str, Any] | None:
+        response = client.get(urlsplit(url).path)  # no session: schemas are public
+        assert response.headers.get("cache-control", "").endswith("immutable") or response.status_code != 200
+        return response.json() if response.status_code == 200 else None
+
+    return client, fetch
+
+
+def test_every_event_of_a_run_conforms_to_the_openlineage_spec(tmp_path: Path, sample_set, lineage_file):
+    """A whole catalog_refresh run, validated offline: core model and standard facets through the official
+    client's spec-generated classes, our facets against the schemas their _schemaURL resolves to."""
+    from tests.lineage.openlineage_spec import EventValidator
+
+    source = copy_samples(sample_set, tmp_path / "source", ("ball_red.png", "broken_upload.jpg"))
+    assert _run(tmp_path, source).state == "success"
+    events = _events(lineage_file, "catalog_refresh")
+    client, fetch = _served_schemas()
+    validator = EventValidator(fetch)
+    for event in events:
+        validator.validate(event)
+    assert len(events) == 15  # 7 tasks x (START, COMPLETE) + the DAG run's COMPLETE
+    ours = {k: v for k, v in validator.seen.items() if k.startswith("schema:")}
+    assert ours == {"schema:ImageCatalogCostRunFacet": 3, "schema:ImageCatalogEditRunFacet": 1,
+                    "schema:ImageCatalogQualityRunFacet": 1, "schema:ImageCatalogRightsRunFacet": 1}
+    assert validator.seen["client:ParentRunFacet"] == 14 and validator.seen["client:DataQualityAssertionsDatasetFacet"] == 1
+    custom = [f for e in events for k, f in e["run"]["facets"].items() if k.startswith("imageCatalog_")]
+    assert custom and all(f["_producer"] == producer_url() for f in custom)
+    producer = client.get(producer_url().removeprefix("http://localhost:8080"))
+    assert producer.status_code == 200 and producer.json()["facets"]["imageCatalog_edit"] == schema_url(
+        "ImageCatalogEditRunFacet")
+    for refused in ("/image-catalog/lineage/schemas/9-9-9/ImageCatalogEditRunFacet.json",
+                    "/image-catalog/lineage/schemas/1-0-0/..%2F..%2F..%2Fdags.json",
+                    "/image-catalog/lineage/schemas/1-0-0/OpenLineage.json"):
+        assert client.get(refused).status_code == 404, refused

@@ -9,7 +9,13 @@ import sys
 
 import pytest
 
-from airflow_image_catalog.lineage import SCHEMA_BASE_URL, dataset_for, schema_url
+from airflow_image_catalog.lineage import (
+    FACET_SCHEMA_VERSION,
+    dataset_for,
+    lineage_base_url,
+    producer_url,
+    schema_url,
+)
 from airflow_image_catalog.lineage.builders import (
     assertion_fields,
     cost_fields,
@@ -107,19 +113,26 @@ def test_facets_serialise_to_their_published_schemas(validate_facet):
     from openlineage.client.serde import Serde
 
     from airflow_image_catalog.lineage.facets import (
-        ImageCostRunFacet,
-        ImageEditRunFacet,
-        ImageQualityRunFacet,
+        FACET_CLASSES,
+        ImageCatalogCostRunFacet,
+        ImageCatalogEditRunFacet,
+        ImageCatalogQualityRunFacet,
     )
 
-    facets = [ImageEditRunFacet(**edit_fields(_manifest(), [{"step": "s1", "sha256": "a" * 64}])),
-              ImageCostRunFacet(**cost_fields({"estimate_usd": 1.0, "action": "go"})),
-              ImageCostRunFacet(**cost_fields(None, scope="chunk", images=2, cache_hits=0)),
-              ImageQualityRunFacet(**quality_fields(GATE, None))]
+    # the spec's custom facet naming: {prefix}{name}{entity}Facet under the key {prefix}_{name}
+    assert {key: cls.__name__ for key, cls in FACET_CLASSES.items()} == {
+        "imageCatalog_edit": "ImageCatalogEditRunFacet", "imageCatalog_cost": "ImageCatalogCostRunFacet",
+        "imageCatalog_quality": "ImageCatalogQualityRunFacet", "imageCatalog_rights": "ImageCatalogRightsRunFacet"}
+    facets = [ImageCatalogEditRunFacet(**edit_fields(_manifest(), [{"step": "s1", "sha256": "a" * 64}])),
+              ImageCatalogCostRunFacet(**cost_fields({"estimate_usd": 1.0, "action": "go"})),
+              ImageCatalogCostRunFacet(**cost_fields(None, scope="chunk", images=2, cache_hits=0)),
+              ImageCatalogQualityRunFacet(**quality_fields(GATE, None))]
     for facet in facets:
         data = Serde.to_dict(facet)
-        assert data["_schemaURL"] == schema_url(type(facet).__name__)
-        assert data["_schemaURL"].startswith(SCHEMA_BASE_URL)
+        name = type(facet).__name__
+        assert data["_schemaURL"] == schema_url(name) == (
+            f"http://localhost:8080/image-catalog/lineage/schemas/{FACET_SCHEMA_VERSION}/{name}.json#/$defs/{name}")
+        assert data["_producer"] == producer_url() == "http://localhost:8080/image-catalog/lineage/0.1.0"
         validate_facet(data)
     with pytest.raises(Exception, match="is not of type|required"):
         validate_facet({**Serde.to_dict(facets[3]), "passed": "many"})
@@ -130,12 +143,56 @@ def test_facets_serialise_to_their_published_schemas(validate_facet):
 
 def test_schema_files_are_draft_2020_12_and_extend_the_run_facet():
     jsonschema = pytest.importorskip("jsonschema")
-    for path in sorted(SCHEMAS.glob("*.json")):
+    paths = sorted(SCHEMAS.glob("*.json"))
+    assert [p.stem for p in paths] == ["ImageCatalogCostRunFacet", "ImageCatalogEditRunFacet",
+                                       "ImageCatalogQualityRunFacet", "ImageCatalogRightsRunFacet"]
+    for path in paths:
         schema = json.loads(path.read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
-        assert schema["$id"] == f"{SCHEMA_BASE_URL}{path.name}"
+        assert "$id" not in schema  # identified by the URL it is served at (one per deployment and version)
         facet = schema["$defs"][path.stem]
-        assert facet["allOf"][0]["$ref"].endswith("OpenLineage.json#/$defs/RunFacet")
+        assert facet["allOf"][0]["$ref"] == "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunFacet"
+
+
+def test_schema_and_producer_urls_follow_the_configuration(monkeypatch):
+    """``[api] base_url`` moves them with the api-server; ``[image_catalog] lineage_base_url`` pins them to one
+    canonical place (e.g. where a team mirrors the schemas) for every deployment."""
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
+    assert schema_url("ImageCatalogCostRunFacet").startswith(
+        "https://airflow.example.com/image-catalog/lineage/schemas/1-0-0/ImageCatalogCostRunFacet.json#")
+    monkeypatch.setenv("AIRFLOW__IMAGE_CATALOG__LINEAGE_BASE_URL", "https://schemas.example.com/catalog/")
+    assert lineage_base_url() == "https://schemas.example.com/catalog"
+    assert producer_url() == "https://schemas.example.com/catalog/0.1.0"
+
+
+def test_the_event_validator_refuses_what_the_spec_refuses():
+    """The offline validator is only worth what it refuses."""
+    from tests.lineage.openlineage_spec import EventValidator, SpecError
+
+    good = {"eventTime": "2026-11-26T10:00:00.000Z", "eventType": "COMPLETE",
+            "producer": "https://github.com/apache/airflow/tree/providers-openlineage/2.20.3",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+            "run": {"runId": "01a2335f-3dfd-7522-b3ca-cd1e47e8f0f1", "facets": {}},
+            "job": {"namespace": "catalog", "name": "catalog_refresh.publish", "facets": {}},
+            "inputs": [{"namespace": "file", "name": "/data/work/runs/r1/outputs"}], "outputs": []}
+    validator = EventValidator(lambda url: None)
+    validator.validate(good)
+    bad = [
+        {**good, "eventType": "FINISHED"},
+        {**good, "eventTime": "yesterday"},
+        {**good, "run": {"runId": "not-a-uuid"}},
+        {**good, "job": {"namespace": "catalog"}},  # no name
+        {**good, "inputs": [{"namespace": "file", "name": 3}]},
+        {**good, "colour": "blue"},  # not in the spec
+        {**good, "run": {**good["run"], "facets": {"imageCatalog_cost": {
+            "_producer": "x", "_schemaURL": "https://example.invalid/s.json#/$defs/S"}}}},  # does not resolve
+        {**good, "run": {**good["run"], "facets": {"parent": {
+            "_producer": "x", "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet",
+            "run": {"runId": "01a2335f-3dfd-7522-b3ca-cd1e47e8f0f1"}}}}},  # a parent without its job
+    ]
+    for event in bad:
+        with pytest.raises(SpecError):
+            validator.validate(event)
 
 
 def test_every_operator_exposes_lineage_and_dag_parsing_stays_light():
@@ -188,7 +245,8 @@ def test_a_failed_gate_still_reports_its_verdict_and_assertions(tmp_path):
     lineage = gate.get_openlineage_facets_on_failure(SimpleNamespace(run_id="manual:1", map_index=0))
     assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", f"{tmp_path}/work/runs/manual__1/outputs")]
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", f"{tmp_path}/work/quarantine/manual__1")]
-    assert lineage.run_facets["imageQuality"].quarantined == 2 and lineage.run_facets["imageQuality"].minPassRate == 0.8
+    assert lineage.run_facets["imageCatalog_quality"].quarantined == 2
+    assert lineage.run_facets["imageCatalog_quality"].minPassRate == 0.8
     dq = lineage.inputs[0].inputFacets["dataQualityAssertions"]
     assert [(a.assertion, a.success, a.column) for a in dq.assertions][0] == ("product fills 80-87%", False,
                                                                                "product_fill")

@@ -1,7 +1,7 @@
 """Facet contents from the pipeline's manifests, as plain dicts (no OpenLineage import).
 
 The keys are the facets' field names (see :mod:`airflow_image_catalog.lineage.facets` and ``schemas/``), so
-``ImageEditRunFacet(**edit_fields(...))`` builds the facet; tests check them without a client.
+``ImageCatalogEditRunFacet(**edit_fields(...))`` builds the facet; tests check them without a client.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from airflow_image_catalog.lineage.facets import (
     EDIT_FACET,
     QUALITY_FACET,
     RIGHTS_FACET,
-    ImageCostRunFacet,
-    ImageEditRunFacet,
-    ImageQualityRunFacet,
-    ImageRightsRunFacet,
+    ImageCatalogCostRunFacet,
+    ImageCatalogEditRunFacet,
+    ImageCatalogQualityRunFacet,
+    ImageCatalogRightsRunFacet,
 )
 from airflow_image_catalog.pipeline.costing.ledger import Ledger
 from airflow_image_catalog.recipes import load_recipe
@@ -111,7 +111,7 @@ def _ledger_entries(workspace: str, run_key: str, chunk_index: int | None = None
 def _run_cost(workspace: str, run_key: str) -> dict[str, Any]:
     """The run-level cost facet: the cost check's decision and everything the ledger booked."""
     decision = _read(_run(workspace, run_key).cost_decision)
-    return {COST_FACET: ImageCostRunFacet(**builders.cost_fields(decision, _ledger_entries(workspace, run_key)))}
+    return {COST_FACET: ImageCatalogCostRunFacet(**builders.cost_fields(decision, _ledger_entries(workspace, run_key)))}
 
 
 def source_lineage(source: str) -> OperatorLineage:
@@ -133,7 +133,7 @@ def rights_check_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
     if task_instance is not None and run_key:
         decision = _read(_run(op.workspace, run_key).rights_decision)
         if decision is not None:
-            facets[RIGHTS_FACET] = ImageRightsRunFacet(**builders.rights_fields(decision))
+            facets[RIGHTS_FACET] = ImageCatalogRightsRunFacet(**builders.rights_fields(decision))
     return _lineage([(first or {}).get("source_root")], run_facets=facets)
 
 
@@ -157,9 +157,9 @@ def edit_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
         manifest = _read(_run(op.workspace, run_key).edit(index))
         if manifest is not None:
             fields = builders.edit_fields(manifest, _prompts(manifest))
-            run_facets[EDIT_FACET] = ImageEditRunFacet(**fields)
+            run_facets[EDIT_FACET] = ImageCatalogEditRunFacet(**fields)
             decision = _read(_run(op.workspace, run_key).cost_decision)
-            run_facets[COST_FACET] = ImageCostRunFacet(**builders.cost_fields(
+            run_facets[COST_FACET] = ImageCatalogCostRunFacet(**builders.cost_fields(
                 decision, _ledger_entries(op.workspace, run_key, index), scope="chunk",
                 images=fields["images"], cache_hits=fields["cacheHits"]))
     return _lineage([chunk.get("source_root")], [_outputs(op.workspace, run_key)], run_facets)
@@ -189,7 +189,7 @@ def quality_gate_lineage(op: Any, task_instance: Any = None) -> OperatorLineage:
                 threshold: float | None = float(op.min_pass_rate)
             except (TypeError, ValueError):
                 threshold = None
-            run_facets[QUALITY_FACET] = ImageQualityRunFacet(**builders.quality_fields(gate, threshold))
+            run_facets[QUALITY_FACET] = ImageCatalogQualityRunFacet(**builders.quality_fields(gate, threshold))
             assertions = [data_quality_assertions_dataset.Assertion(**a) for a in builders.assertion_fields(gate)]
             input_facets["dataQualityAssertions"] = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
                 assertions=assertions)

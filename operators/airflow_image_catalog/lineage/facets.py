@@ -1,7 +1,9 @@
 """Custom OpenLineage run facets of the catalog pipeline (imports the OpenLineage client).
 
-Each facet's JSON schema is ``schemas/<Name>.json`` beside this module (draft 2020-12,
-extending the OpenLineage ``RunFacet``); ``_schemaURL`` points at its published copy.
+Each facet's JSON schema is ``schemas/<version>/<Class>.json`` beside this module (draft 2020-12,
+extending the OpenLineage ``RunFacet``); ``_schemaURL`` points at the copy the UI plugin serves and
+``_producer`` at this package's version there (see :mod:`airflow_image_catalog.lineage`). Classes and
+keys follow the spec's custom facet naming: ``ImageCatalog<Name>RunFacet`` under ``imageCatalog_<name>``.
 Field names are camelCase because the client serialises attribute names as they are.
 Facets never carry secrets: backends, models and recipe names only, prompts as sha256.
 """
@@ -13,14 +15,24 @@ from typing import Any
 import attr
 from openlineage.client.facet_v2 import RunFacet
 
-from airflow_image_catalog.lineage import schema_url
+from airflow_image_catalog.lineage import facet_key, producer_url, schema_url
 
 #: the keys the facets are emitted under in ``run.facets``
-EDIT_FACET, COST_FACET, QUALITY_FACET, RIGHTS_FACET = "imageEdit", "imageCost", "imageQuality", "imageRights"
+EDIT_FACET, COST_FACET, QUALITY_FACET, RIGHTS_FACET = (facet_key("edit"), facet_key("cost"), facet_key("quality"),
+                                                      facet_key("rights"))
 
 
 @attr.define
-class ImageEditRunFacet(RunFacet):
+class _CatalogRunFacet(RunFacet):
+    """Our facets name us as their producer (the client's default is the event's producer, Airflow's)."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._producer = producer_url()
+
+
+@attr.define
+class ImageCatalogEditRunFacet(_CatalogRunFacet):
     """What one edit task did: backend, model, recipe, prompt hashes and per-status image counts."""
 
     backend: str
@@ -38,11 +50,11 @@ class ImageEditRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return schema_url("ImageEditRunFacet")
+        return schema_url("ImageCatalogEditRunFacet")
 
 
 @attr.define
-class ImageCostRunFacet(RunFacet):
+class ImageCatalogCostRunFacet(_CatalogRunFacet):
     """What a run (or one chunk of it) was expected to cost and what the ledger says it cost."""
 
     scope: str  # "run" | "chunk"
@@ -63,11 +75,11 @@ class ImageCostRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return schema_url("ImageCostRunFacet")
+        return schema_url("ImageCatalogCostRunFacet")
 
 
 @attr.define
-class ImageQualityRunFacet(RunFacet):
+class ImageCatalogQualityRunFacet(_CatalogRunFacet):
     """The quality gate's verdict for one chunk: suite (profile), pass / quarantine counts, pass rate."""
 
     suite: str
@@ -83,11 +95,11 @@ class ImageQualityRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return schema_url("ImageQualityRunFacet")
+        return schema_url("ImageCatalogQualityRunFacet")
 
 
 @attr.define
-class ImageRightsRunFacet(RunFacet):
+class ImageCatalogRightsRunFacet(_CatalogRunFacet):
     """The rights check of a run: how many images may be edited, wait for consent or are refused, and why."""
 
     policy: str
@@ -102,8 +114,8 @@ class ImageRightsRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return schema_url("ImageRightsRunFacet")
+        return schema_url("ImageCatalogRightsRunFacet")
 
 
-FACET_CLASSES: dict[str, Any] = {EDIT_FACET: ImageEditRunFacet, COST_FACET: ImageCostRunFacet,
-                                 QUALITY_FACET: ImageQualityRunFacet, RIGHTS_FACET: ImageRightsRunFacet}
+FACET_CLASSES: dict[str, Any] = {EDIT_FACET: ImageCatalogEditRunFacet, COST_FACET: ImageCatalogCostRunFacet,
+                                 QUALITY_FACET: ImageCatalogQualityRunFacet, RIGHTS_FACET: ImageCatalogRightsRunFacet}

@@ -220,6 +220,28 @@ def create_app(roots: "StorageRoots | None" = None) -> "FastAPI":
                 error = f"audit search failed: {exc}"
         return page(pages.audit_page(result or {"query": q}, links(request), user=user.get_name(), error=error))
 
+    @app.get("/lineage/schemas/{version}/{name}.json")
+    def facet_schema(version: str, name: str) -> Response:
+        """A custom OpenLineage facet's schema, as the package ships it: public (no session), like any
+        schema a lineage consumer resolves from a ``_schemaURL``; immutable per version."""
+        from airflow_image_catalog.lineage import schema_document
+
+        body = schema_document(version, name)
+        if body is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such facet schema")
+        return Response(body, media_type="application/schema+json", headers={
+            "Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/lineage/{version}")
+    def lineage_producer(version: str) -> dict[str, Any]:
+        """What a custom facet's ``_producer`` names: this package at its version, the facets it emits."""
+        from airflow_image_catalog.lineage import producer_document
+
+        document = producer_document()
+        if version != document["version"]:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"this api-server runs version {document['version']}")
+        return document
+
     @app.get("/health")
     def health() -> dict[str, str]:
         """Unauthenticated liveness of the mounted app (no data)."""
