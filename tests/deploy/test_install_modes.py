@@ -114,6 +114,12 @@ def test_the_wheel_installs_one_top_level_package(wheel: Path):
     assert roots == {"airflow_image_catalog"}  # no top-level `operators` (or anything else) lands in site-packages
     # the tooling ships (docker compose runs the local edit service and the sample generator from the image)
     assert "airflow_image_catalog/tooling/service/server.py" in names
+    # the facet schemas the lineage _schemaURLs point at ship, at their version, for the plugin to serve
+    from airflow_image_catalog.lineage import FACET_SCHEMA_VERSION
+    from airflow_image_catalog.lineage.facets import FACET_CLASSES
+
+    assert {f"airflow_image_catalog/lineage/schemas/{FACET_SCHEMA_VERSION}/{cls.__name__}.json"
+            for cls in FACET_CLASSES.values()} <= set(names)
     assert not any(name.startswith("airflow_image_catalog/tests") or "/conftest.py" in name for name in names)
 
 
