@@ -26,6 +26,7 @@ def get_provider_info() -> dict:
             {
                 "integration-name": INTEGRATION,
                 "python-modules": [
+                    "airflow_image_catalog.operators.check_config",
                     "airflow_image_catalog.operators.discover",
                     "airflow_image_catalog.operators.rights_check",
                     "airflow_image_catalog.operators.consent",

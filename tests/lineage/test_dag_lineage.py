@@ -206,11 +206,11 @@ def test_every_event_of_a_run_conforms_to_the_openlineage_spec(tmp_path: Path, s
     validator = EventValidator(fetch)
     for event in events:
         validator.validate(event)
-    assert len(events) == 15  # 7 tasks x (START, COMPLETE) + the DAG run's COMPLETE
+    assert len(events) == 17  # 8 tasks x (START, COMPLETE) + the DAG run's COMPLETE
     ours = {k: v for k, v in validator.seen.items() if k.startswith("schema:")}
     assert ours == {"schema:ImageCatalogCostRunFacet": 3, "schema:ImageCatalogEditRunFacet": 1,
                     "schema:ImageCatalogQualityRunFacet": 1, "schema:ImageCatalogRightsRunFacet": 1}
-    assert validator.seen["client:ParentRunFacet"] == 14 and validator.seen["client:DataQualityAssertionsDatasetFacet"] == 1
+    assert validator.seen["client:ParentRunFacet"] == 16 and validator.seen["client:DataQualityAssertionsDatasetFacet"] == 1
     custom = [f for e in events for k, f in e["run"]["facets"].items() if k.startswith("imageCatalog_")]
     assert custom and all(f["_producer"] == producer_url() for f in custom)
     producer = client.get(producer_url().removeprefix("http://localhost:8080"))
