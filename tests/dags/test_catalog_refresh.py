@@ -86,7 +86,10 @@ def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):
     expected_failures = {"corrupt", "broken_upload"} | scenes
     assert len(scenes) == 3
     counts = report["counts"]
-    assert counts == {"found": total, "edited": total - len(expected_failures), "failed": len(expected_failures),
+    # every image the source holds is found, the one waiting for consent included (it changed, was not edited)
+    assert counts == {"found": total + 1, "changed": total + 1, "unchanged": 0, "refused_before": 0,
+                      "waiting_for_consent": 1, "rights_refused": 0,
+                      "edited": total - len(expected_failures), "failed": len(expected_failures),
                       "failed_final": len(expected_failures), "failed_retryable": 0, "skipped_budget": 0,
                       "cache_hits": 0, "quarantined": 0, "published": total - len(expected_failures)}
     quality = report["quality"]
@@ -129,7 +132,9 @@ def test_empty_source_publishes_nothing_and_reports_it(tmp_path: Path):
     source.mkdir()
     dagrun, report = _run(tmp_path, source)
     assert dagrun.state == "success"
-    assert report["counts"] == {"found": 0, "edited": 0, "failed": 0, "quarantined": 0, "published": 0,
+    assert report["counts"] == {"found": 0, "changed": 0, "unchanged": 0, "refused_before": 0,
+                                "waiting_for_consent": 0, "rights_refused": 0, "edited": 0,
+                                "failed": 0, "quarantined": 0, "published": 0,
                                 "failed_final": 0, "failed_retryable": 0, "skipped_budget": 0, "cache_hits": 0}
 
 

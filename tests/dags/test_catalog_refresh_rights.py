@@ -46,7 +46,11 @@ def test_forbidden_source_is_refused_before_any_request_and_licensed_rights_are_
     assert rights["refused"] == ["box_tea"] and rights["reasons"] == {"no_rights_metadata": 1, "terms_forbid": 1}  # ball_red: the default
     assert {p.stem for p in (tmp_path / "published").iterdir()} == {"ball_red", "can_soda"}
     assert report["cost"]["decision"]["images"] == 2  # priced only what may be edited
+    counts = report["counts"]  # the refused one is found and changed, never edited nor counted as an edit failure
+    assert {k: counts[k] for k in ("found", "changed", "rights_refused", "edited", "failed", "published")} == {
+        "found": 3, "changed": 3, "rights_refused": 1, "edited": 2, "failed": 0, "published": 2}
     html = Path(report["report_html"][len("file://"):]).read_text()
+    assert "3 found, 3 new or changed; 1 refused by the rights check" in html
     assert "rights check (policy <b>default</b>): 2 go" in html and "refused (never sent to a backend): box_tea" in html
 
     decision = json.loads(next((tmp_path / "work" / "runs").glob("*/rights/decision.json")).read_text())
@@ -76,5 +80,8 @@ def test_forbidden_source_is_refused_before_any_request_and_licensed_rights_are_
     dagrun, _ = _run(tmp_path, source, backend_conn_id="rights_openai", only_changed=True)
     assert dagrun.state == "success" and service.state.served["total"] == 0
     rerun = tmp_path / "work" / "runs" / safe_run_key(dagrun.run_id)
+    counts = json.loads((rerun / "report.json").read_text())["counts"]  # 3 found, none new: not "found 0"
+    assert {k: counts[k] for k in ("found", "changed", "unchanged", "refused_before", "rights_refused")} == {
+        "found": 3, "changed": 0, "unchanged": 2, "refused_before": 1, "rights_refused": 0}
     discovery = json.loads((rerun / "discovery.json").read_text())
     assert discovery["images"] == 0 and len(discovery["refused_before"]) == 1  # box_tea, for the same bytes

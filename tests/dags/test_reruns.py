@@ -85,9 +85,12 @@ def test_rerun_after_failures_redoes_only_what_did_not_finish(service, monkeypat
     assert counts["cache_hits"] == 0  # the 4 done before were kept from the run's own state
 
 
-def test_unchanged_catalog_makes_no_edit_call(service, monkeypatch, tmp_path):
+def test_unchanged_catalog_makes_no_edit_call(service, monkeypatch, tmp_path, capfd):
     conf = _setup(tmp_path, monkeypatch, service, count=3)
     assert _dag().test(run_conf=conf).state == "success"
+    logged = capfd.readouterr()
+    assert "published 3 images of 3 found, 3 new or changed" in logged.out + logged.err  # the task log is captured here
+    assert "XCom not found" not in logged.out + logged.err  # nothing asks for a mapped XCom index that does not exist
     assert len(service.state.performed) == 3
     served = service.state.requests()
 
@@ -96,7 +99,12 @@ def test_unchanged_catalog_makes_no_edit_call(service, monkeypatch, tmp_path):
     assert service.state.requests() == served and len(service.state.performed) == 3  # zero calls
     reports = sorted((tmp_path / "work" / "runs").glob("*/report.json"), key=lambda p: p.stat().st_mtime)
     latest = json.loads(reports[-1].read_text())
-    assert latest["counts"]["found"] == 0 and latest["counts"]["published"] == 0
+    # the truth about an unchanged catalog: 3 found, none changed (not "found 0", not an empty source)
+    assert (latest["counts"]["found"], latest["counts"]["changed"], latest["counts"]["unchanged"]) == (3, 0, 3)
+    assert latest["counts"]["published"] == 0
+    assert latest["recipe"]["name"] == RECIPE["name"]  # named, not "-"
+    html = Path(latest["report_html"][len("file://"):]).read_text()
+    assert "3 found, 0 new or changed (3 unchanged since published)" in html and "recipe <b>-</b>" not in html
     discovery = json.loads((reports[-1].parent / "discovery.json").read_text())
     assert discovery["unchanged"] == 3 and discovery["images"] == 0
 

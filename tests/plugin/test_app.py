@@ -210,3 +210,40 @@ def test_a_waiting_review_run_is_answered_through_its_human_in_the_loop_step(air
     assert records["jar_honey"]["review"]["by"] == "rita"
     assert records["jar_honey"]["review"]["note"] == "honey label reads fine"
     assert [p.name for p in configured.published.iterdir()] == ["jar_honey.jpg"]
+
+
+def test_before_images_come_from_the_run_that_read_them(airflow_app, configured: CatalogRun, monkeypatch):
+    """No ``sources`` configured: the review queue still shows each image before its edit, served from
+    the run's own source root for that run's images only; nothing else there is reachable."""
+    monkeypatch.setenv("AIRFLOW__IMAGE_CATALOG__SOURCES", "")
+    (configured.source / "not_in_the_run.png").write_bytes(b"\x89PNG private")
+    auth = _token("viewer", "vera")
+    review = airflow_app.get("/image-catalog/review", headers=auth)
+    assert "not under a served root" not in review.text
+    before = f"/image-catalog/files/run-source/{configured.run_key}/ball_red"
+    assert f'src="{before}"' in review.text
+    image = airflow_app.get(before, headers=auth)
+    assert image.status_code == 200 and image.content[:4] == b"\x89PNG" and "sandbox" in image.headers[
+        "content-security-policy"]
+    assert airflow_app.get(before).status_code in (401, 403)  # behind the same session as every page
+    for refused in (f"{configured.run_key}/not_in_the_run", f"{configured.run_key}/..%2Fnot_in_the_run.png",
+                    f"{configured.run_key}/%2e%2e", "..%2F..%2Fetc/passwd", "missing_run/ball_red",
+                    f"{configured.run_key}/ball_red/extra"):
+        response = airflow_app.get(f"/image-catalog/files/run-source/{refused}", headers=auth)
+        assert response.status_code == 404 and b"private" not in response.content, refused
+    (configured.source / "ball_red.png").unlink()
+    (configured.source / "ball_red.png").symlink_to("/etc/passwd")  # swapped for a link out of the root
+    assert airflow_app.get(before, headers=auth).status_code == 404
+
+
+def test_links_into_airflow_leave_the_plugin_frame(airflow_app, configured: CatalogRun):
+    """The pages are embedded in the Airflow UI's iframe: a link to an Airflow page replaces the whole
+    window (target _top) instead of nesting a second Airflow UI inside the frame."""
+    import re
+
+    auth = _token("viewer", "vera")
+    pages = [airflow_app.get(f"/image-catalog/runs/{configured.run_key}", headers=auth).text,
+             airflow_app.get("/image-catalog/audit", params={"q": "jar_honey"}, headers=auth).text]
+    links = [m for page in pages for m in re.findall(r'<a href="(/dags/[^"]*)"([^>]*)>', page)]
+    assert len(links) >= 3  # run in Airflow; each audit row's run and task
+    assert all('target="_top"' in attributes for _, attributes in links), links

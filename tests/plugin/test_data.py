@@ -129,3 +129,26 @@ def test_a_failed_run_shows_its_state_and_why(fresh_workspace: CatalogRun):
     detail = run_page(data.run_detail(str(fresh_workspace.workspace), fresh_workspace.run_key), links)
     assert 'id="state"' in detail and "run failed" in detail and "edit_failed" in detail and reason in detail
     assert "publishing policy <b>partial</b>" in detail
+
+
+def test_an_unchanged_catalog_reads_found_not_zero():
+    """A second run over the same catalog found every image and changed none: the UI says so."""
+    from airflow_image_catalog.plugin import pages
+    from airflow_image_catalog.plugin.files import StorageRoots
+
+    report = {"run_id": "r2", "dag_id": "catalog_refresh", "recipe": {"name": "marketplace_white_square"},
+              "counts": {"found": 17, "changed": 0, "unchanged": 12, "refused_before": 5, "edited": 0, "failed": 0,
+                         "quarantined": 0, "published": 0}}
+    summary = data.run_summary("r2", report, None)
+    assert (summary["found"], summary["changed"], summary["recipe"]) == (17, 0, "marketplace_white_square")
+    links = pages.Links(prefix="/image-catalog", roots=StorageRoots(workspace="/w", published="/p"))
+    html = pages.run_page({"summary": summary, "report": report, "decision": None}, links)
+    assert "17 found, 0 new or changed (12 unchanged since published, 5 refused before)" in html
+    catalog = pages.catalog_page([summary], {"spent_day_usd": 0, "spent_month_usd": 0}, links)
+    assert '<td class="num">17</td><td class="num">0</td>' in catalog  # found, then changed
+
+    # the astronaut's photo still waits for consent: it is found and changed, and the page says why not edited
+    waiting = {**report, "counts": {**report["counts"], "found": 18, "changed": 1, "unchanged": 13,
+                                    "refused_before": 4, "waiting_for_consent": 1}}
+    html = pages.run_page({"summary": data.run_summary("r3", waiting, None), "report": waiting, "decision": None}, links)
+    assert "18 found, 1 new or changed (13 unchanged since published, 4 refused before); 1 waits for consent" in html

@@ -17,7 +17,8 @@ from airflow_image_catalog.pipeline.publishing.outcome import (
     task_failures,
 )
 from airflow_image_catalog.pipeline.publishing.publish import outcome_results, publish_run
-from airflow_image_catalog.storage import normalize_uri
+from airflow_image_catalog.pipeline.publishing.report import found_phrase
+from airflow_image_catalog.storage import normalize_uri, read_json_if_exists
 from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
 
@@ -110,11 +111,12 @@ class PublishOperator(ReportsLineage, BaseOperator):
             run_root=run_root.root,
             run={"dag_id": self.dag_id, "run_id": run_id, "task_id": self.task_id},
             outcome=outcome,
+            discovery=read_json_if_exists(run_root.discovery),
         )
         counts = report["counts"]
         self.log.info(
-            "published %d of %d images (%d failed, %d quarantined, %d held) to %s; report %s",
-            counts["published"], counts["found"], counts["failed"], counts["quarantined"], len(report["held"]),
+            "published %d images of %s (%d failed, %d quarantined, %d held) to %s; report %s",
+            counts["published"], found_phrase(counts), counts["failed"], counts["quarantined"], len(report["held"]),
             self.published, report["report_html"],
         )
         for failure in report["failures"]:

@@ -22,7 +22,13 @@ from sqlalchemy import select
 from airflow_image_catalog.config.locations import catalog_location
 from airflow_image_catalog.pipeline.quality.review import APPROVE_ALL, APPROVE_LISTED, REJECT_ALL
 from airflow_image_catalog.plugin import data, pages
-from airflow_image_catalog.plugin.files import RefusedPath, StorageRoots, media_type, resolve
+from airflow_image_catalog.plugin.files import (
+    RefusedPath,
+    StorageRoots,
+    media_type,
+    resolve,
+    resolve_run_source,
+)
 from airflow_image_catalog.storage import StorageError, read_bytes
 
 if TYPE_CHECKING:
@@ -119,10 +125,9 @@ def create_app(roots: "StorageRoots | None" = None) -> "FastAPI":
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no catalog run {run_key!r} in the workspace")
         return page(pages.run_page(detail, links(request), user=user.get_name()))
 
-    @app.get("/files/{root}/{path:path}")
-    def files(root: str, path: str, user: Reader) -> Response:
+    def served(find: Any) -> Response:
         try:
-            uri = resolve(storage(), root, path)
+            uri = find()
             body = read_bytes(uri)
         except (RefusedPath, StorageError, OSError):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "not found") from None
@@ -130,6 +135,15 @@ def create_app(roots: "StorageRoots | None" = None) -> "FastAPI":
         return Response(body, media_type=media_type(uri), headers={
             "Content-Security-Policy": "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox",
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"})
+
+    @app.get("/files/run-source/{run_key}/{image_id}")
+    def run_source(run_key: str, image_id: str, user: Reader) -> Response:
+        """An image before its edit, as the run read it (only that run's images, by id)."""
+        return served(lambda: resolve_run_source(storage().workspace, run_key, image_id))
+
+    @app.get("/files/{root}/{path:path}")
+    def files(root: str, path: str, user: Reader) -> Response:
+        return served(lambda: resolve(storage(), root, path))
 
     def waiting(session: Any, workspace: str, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Review runs parked on their human-in-the-loop step, with the pending records they asked about."""

@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from airflow_image_catalog.pipeline.publishing.report import BAD_CLASS, outcome_section, shown_metrics
-from airflow_image_catalog.plugin.files import StorageRoots, file_href
+from airflow_image_catalog.pipeline.publishing.report import (
+    BAD_CLASS,
+    found_phrase,
+    outcome_section,
+    shown_metrics,
+)
+from airflow_image_catalog.plugin.files import StorageRoots, file_href, run_source_href
 
 esc = html.escape
 
@@ -30,6 +35,11 @@ class Links:
 
     def file(self, uri: str | None) -> str | None:
         return file_href(self.roots, uri, self.prefix)
+
+    def before(self, record: dict[str, Any]) -> str | None:
+        """An image before its edit: from a configured source root, else as its run read it."""
+        return self.file(record.get("source_uri")) or run_source_href(record.get("run_key"), record.get("image_id"),
+                                                                       self.prefix)
 
     def run_page(self, run_key: str, anchor: str = "") -> str:
         return f"{self.prefix}/runs/{quote(run_key)}" + (f"#{anchor}" if anchor else "")
@@ -87,10 +97,12 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
-def _a(href: str | None, text: str, *, new_tab: bool = False) -> str:
+def _a(href: str | None, text: str, *, new_tab: bool = False, top: bool = False) -> str:
+    """A link; ``new_tab`` for files, ``top`` for Airflow UI pages, which must replace the whole window
+    rather than load a second Airflow UI inside the frame the plugin's pages are embedded in."""
     if not href:
         return esc(text)
-    target = ' target="_blank" rel="noopener"' if new_tab else ""
+    target = ' target="_blank" rel="noopener"' if new_tab else ' target="_top"' if top else ""
     return f'<a href="{esc(href)}"{target}>{esc(text)}</a>'
 
 
@@ -138,13 +150,15 @@ def catalog_page(runs: list[dict[str, Any]], budget: dict[str, Any], links: Link
         rows.append(
             f'<tr data-run="{esc(run["run_key"])}"><td>{_a(links.run_page(run["run_key"]), run["run_id"] or run["run_key"])}'
             f'<div class="muted">{_n(run["recipe"])}</div></td><td>{state}</td><td>{_n(run["finished_at"])}</td>'
-            f'<td class="num">{_n(run["found"])}</td><td class="num">{_n(run["edited"])}</td>'
+            f'<td class="num">{_n(run["found"])}</td><td class="num">{_n(run["changed"])}</td>'
+            f'<td class="num">{_n(run["edited"])}</td>'
             f'<td class="num">{_n(run["passed"])}</td><td class="num">{_n(run["quarantined"])}</td>'
             f'<td class="num">{_n(run["published"])}</td><td class="num">{_n(run["failed"])}</td>'
             f'<td class="num {rate_cls}">{rate}</td>'
             f'<td class="num">{_usd(run["estimate_usd"])} / {_usd(run["actual_usd"])}</td>'
             f"<td>{report}{'<br>Data Docs: ' + docs if docs else ''}</td></tr>")
-    table = ("<table><tr><th>run</th><th>state</th><th>finished (UTC)</th><th class=num>found</th><th class=num>edited</th>"
+    table = ("<table><tr><th>run</th><th>state</th><th>finished (UTC)</th><th class=num>found</th>"
+             "<th class=num>new or changed</th><th class=num>edited</th>"
              "<th class=num>passed</th><th class=num>quarantined</th><th class=num>published</th>"
              "<th class=num>failed</th><th class=num>pass rate</th><th class=num>estimate / actual</th>"
              f"<th>report</th></tr>{''.join(rows)}</table>" if rows else
@@ -196,7 +210,7 @@ def run_page(detail: dict[str, Any], links: Links, *, user: str | None = None) -
     full = _a(links.file(run["report_html"]), "full HTML run report", new_tab=True) if run["report_html"] else \
         "no report yet (the run has not published)"
     head = (f"<h2>Run {esc(run['run_id'] or run['run_key'])}</h2><p>{full} &middot; "
-            f"{_a(links.airflow_run(run['dag_id'], run['run_id']), 'run in Airflow')} &middot; "
+            f"{_a(links.airflow_run(run['dag_id'], run['run_id']), 'run in Airflow', top=True)} &middot; "
             f"{_a(links.page('audit') + '?q=' + quote(run['run_key']), 'audit records')}</p>")
     variants = "".join(f"<li>the same run on <b>{esc(name)}</b> would cost {_usd(v.get('usd'))}</li>"
                        for name, v in (decision.get("variants") or {}).items())
@@ -215,7 +229,7 @@ def run_page(detail: dict[str, Any], links: Links, *, user: str | None = None) -
                  "</section>")
     failures = "".join(f"<tr><td>{esc(f['image_id'])}</td><td>{esc(str(f.get('status')))}</td>"
                        f"<td>{esc(str(f.get('error') or ''))}</td></tr>" for f in report.get("failures") or [])
-    edit_html = (f'<section id="edit"><h3>Edit</h3><p>found {_n(run["found"])} &middot; edited {_n(run["edited"])}'
+    edit_html = (f'<section id="edit"><h3>Edit</h3><p>{esc(found_phrase(run))} &middot; edited {_n(run["edited"])}'
                  f' &middot; failed {_n(run["failed"])} &middot; from the result cache {_n(run["cache_hits"])} '
                  f'&middot; backend {esc(", ".join(run["backends"]) or "-")}</p>'
                  f"{'<table><tr><th>image</th><th>status</th><th>reason</th></tr>' + failures + '</table>' if failures else ''}"
@@ -237,7 +251,7 @@ def run_page(detail: dict[str, Any], links: Links, *, user: str | None = None) -
 
 
 def _pair(record: dict[str, Any], links: Links) -> str:
-    before, after = links.file(record.get("source_uri")), links.file(record.get("quarantine_uri"))
+    before, after = links.before(record), links.file(record.get("quarantine_uri"))
     img = lambda href, label: (f'<figure><img src="{esc(href)}" alt="{esc(label)}" loading="lazy">'  # noqa: E731
                                f"<figcaption>{esc(label)}</figcaption></figure>" if href else
                                f'<figure><div class="muted">{esc(label)}: not under a served root</div></figure>')
@@ -293,7 +307,7 @@ def review_page(queue: dict[str, list[dict[str, Any]]], waiting: list[dict[str, 
         cards = "".join(_review_card(r, links, f'<label><input type="checkbox" name="approve_ids" '
                                                f'value="{esc(r["image_id"])}"> approve</label>') for r in records)
         parts.append(
-            f'<h2>Waiting review run {_a(links.airflow_task(wait["dag_id"], wait["run_id"], wait["task_id"]), wait["run_id"])}</h2>'
+            f'<h2>Waiting review run {_a(links.airflow_task(wait["dag_id"], wait["run_id"], wait["task_id"]), wait["run_id"], top=True)}</h2>'
             f'<form method="post" action="{esc(links.page("review/hitl"))}" class="cards">'
             f'<input type="hidden" name="dag_id" value="{esc(wait["dag_id"])}">'
             f'<input type="hidden" name="run_id" value="{esc(wait["run_id"])}">'
@@ -334,7 +348,7 @@ def _trail(row: dict[str, Any], links: Links, run_link: Callable[[str], str]) ->
     kv = [
         ("published", f"{_a(links.file(row.get('published_uri')), str(row.get('published_uri') or '-'), new_tab=True)}"
                       f"<br><code>sha256 {_n(row.get('published_sha256'))}</code>"),
-        ("source", f"{_a(links.file(row.get('source_uri')), str(row.get('source_uri')), new_tab=True)}"
+        ("source", f"{_a(links.before(row), str(row.get('source_uri')), new_tab=True)}"
                    f"<br><code>sha256 {_n(row.get('source_sha256'))}</code>"),
         ("output", f"<code>{_n(row.get('output_uri'))}</code><br><code>sha256 {_n(row.get('output_sha256'))}</code>"),
         ("recipe", f"{_n(row.get('recipe_name'))} <span class=muted>(fingerprint {_n(row.get('recipe_fingerprint'))})</span>"
@@ -352,9 +366,9 @@ def _trail(row: dict[str, Any], links: Links, run_link: Callable[[str], str]) ->
         kv.append(("review", f"{esc(row['review_decision'])} by {_n(row.get('reviewer'))} at "
                              f"{_n(row.get('reviewed_at'))} {esc(row.get('review_note') or '')}"))
     task = links.airflow_task(row.get("dag_id"), row.get("run_id"), row.get("task_id"), row.get("map_index"))
-    kv.append(("run", f"{_a(links.airflow_run(row.get('dag_id'), row.get('run_id')), str(row.get('run_id')))} "
+    kv.append(("run", f"{_a(links.airflow_run(row.get('dag_id'), row.get('run_id')), str(row.get('run_id')), top=True)} "
                       f"({_a(run_link(row['run_key']), 'run page')}) &middot; task "
-                      f"{_a(task, str(row.get('task_id')))} map_index {_n(row.get('map_index'))} "
+                      f"{_a(task, str(row.get('task_id')), top=True)} map_index {_n(row.get('map_index'))} "
                       f"try {_n(row.get('try_number'))} &middot; recorded by <code>{_n(row.get('recorded_by'))}</code>"))
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in kv)
     return (f'<div class="card audit-row" data-event="{esc(str(row.get("event")))}" data-image="{esc(row["image_id"])}">'

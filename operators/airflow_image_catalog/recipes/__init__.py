@@ -17,10 +17,11 @@ from airflow_image_catalog.recipes.recipe import (
     RecipeError,
     RecipeStep,
     load_recipe,
+    manifest_entry,
     parse_recipe,
     portable_ref,
     shipped_recipes,
 )
 
 __all__ = ["AUTO_MASKS", "DriftControl", "LocalOperation", "OutputSpec", "QualitySpec", "Recipe", "RecipeError",
-           "RecipeStep", "load_recipe", "parse_recipe", "portable_ref", "shipped_recipes"]
+           "RecipeStep", "load_recipe", "manifest_entry", "parse_recipe", "portable_ref", "shipped_recipes"]

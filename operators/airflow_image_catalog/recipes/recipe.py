@@ -377,6 +377,13 @@ def portable_ref(recipe: Recipe) -> str:
     return recipe.name if shipped is not None and shipped.as_uri() == recipe.origin else recipe.origin
 
 
+def manifest_entry(recipe: Recipe) -> dict[str, str]:
+    """How manifests (discovery, edits) and reports name the recipe a run applied: ``ref`` loads it on
+    any worker, ``origin`` (where this one read it) is for people."""
+    return {"name": recipe.name, "fingerprint": recipe.fingerprint, "origin": recipe.origin,
+            "ref": portable_ref(recipe)}
+
+
 def load_recipe(ref: str) -> Recipe:
     """Load a shipped recipe by name, or a recipe file by path or URI."""
     data, uri = load_document(ref, shipped_recipes(), kind="recipe", error=RecipeError)

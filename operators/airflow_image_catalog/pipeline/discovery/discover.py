@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from airflow_image_catalog.pipeline.discovery.chunking import MAX_MAPPED_CHUNKS, auto_chunk_size
-from airflow_image_catalog.recipes import load_recipe
+from airflow_image_catalog.recipes import load_recipe, manifest_entry
 from airflow_image_catalog.storage import (
     list_objects,
     normalize_uri,
@@ -156,7 +156,8 @@ def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, ch
     if only_changed:
         uri = WorkspaceLayout(workspace).published_manifest
         state = read_json_if_exists(uri, {})
-    fingerprint = load_recipe(recipe).fingerprint if recipe else None
+    applied = load_recipe(recipe) if recipe else None
+    fingerprint = applied.fingerprint if applied else None
     discovery = discover_images(source, published=state.get("images"), recipe_fingerprint=fingerprint,
                                 refused=state.get("failed_final"))
     size = chunk_size or auto_chunk_size(len(discovery.items), slots)
@@ -170,6 +171,7 @@ def discover_run(source: str, *, workspace: str, run_root: str, run_key: str, ch
         "refused_before": discovery.refused,
         "ignored": discovery.ignored,
         "chunks": chunk_uris,
+        "recipe": manifest_entry(applied) if applied else None,  # the report names it when nothing changed
     }
     write_json(summary_uri, summary)  # last: it commits the run's discovery
     return RunDiscovery(summary, reused=False)

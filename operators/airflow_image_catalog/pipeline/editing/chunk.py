@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_image_catalog.backends.base import EditBackend, ImageContext, backend_identity, is_async
-from airflow_image_catalog.recipes import AUTO_MASKS, Recipe, portable_ref
+from airflow_image_catalog.recipes import AUTO_MASKS, Recipe, manifest_entry
 from airflow_image_catalog.workspace.cache import ResultCache, cache_key
 from airflow_image_catalog.workspace.layout import RunLayout
 from airflow_image_catalog.workspace.manifest import (
@@ -83,9 +83,7 @@ def new_manifest(chunk: ChunkManifest, recipe: Recipe, backend: EditBackend, rec
     return EditManifest(
         run_key=chunk.run_key,
         chunk_index=chunk.chunk_index,
-        # "ref" loads the recipe on any worker; "origin" (where this one read it) is for people
-        recipe={"name": recipe.name, "fingerprint": recipe.fingerprint, "origin": recipe.origin,
-                "ref": portable_ref(recipe)},
+        recipe=manifest_entry(recipe),
         backend=backend.name,
         model=backend.model,
         items=records,

@@ -127,13 +127,17 @@ def outcome_results(outcome: RunOutcome) -> list[ChunkResult]:
 
 def publish_run(
     results: list[ChunkResult], *, published_root: str, workspace: str, run_root: str, run: dict[str, Any],
-    outcome: RunOutcome | None = None,
+    outcome: RunOutcome | None = None, discovery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Copy passing outputs to ``published_root``, update the published manifest, write the report.
 
     ``outcome`` (the run's chunk statuses and publishing policy, see
     :mod:`~airflow_image_catalog.pipeline.publishing.outcome`) decides which chunks publish; the
     edited images of the others are ``held`` with the reason. Without it every chunk publishes.
+    ``discovery`` (the run's ``discovery.json``) tells what the source held beyond the images this run
+    took on: the counts say it (``found`` = ``changed`` + ``unchanged`` + ``refused_before``; of the
+    changed, the rights check held ``waiting_for_consent`` and refused ``rights_refused``), and it names
+    the recipe when no chunk reached the edit.
     """
     from airflow_image_catalog.pipeline.rights.check import rights_by_image
 
@@ -183,28 +187,29 @@ def publish_run(
     run_key = layout.run_key
     entries = Ledger(workspace).entries(run_key=run_key)
     cost = cost_report(results, entries, run_root=run_root, published=len(published))
-    found = sum(len(r.edit.items) for r in results)
+    taken = sum(len(r.edit.items) for r in results)  # the images an edit task took on
     edited = sum(r.edit.counts().get(ImageStatus.EDITED, 0) for r in results)
+    rights_check = _rights_summary(run_root)
     gates = [r.gate for r in results if r.gate]
     report = {
         "kind": "run_report",
         "schema_version": REPORT_SCHEMA_VERSION,
         **run,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "recipe": results[0].edit.recipe if results else None,
+        "recipe": results[0].edit.recipe if results else (discovery or {}).get("recipe"),
         "backends": sorted({f"{r.edit.backend} ({r.edit.model})" for r in results}),
         "published_root": published_root,
         "counts": {
-            "found": found,
+            **discovery_counts(discovery, taken=taken, rights=rights_check),
             "edited": edited,
-            "failed": found - edited,
+            "failed": taken - edited,
             "quarantined": len(quarantined),
             "published": len(published),
             **_state_counts(results, cost),
         },
         "cost": cost,
         "quality": _quality_summary(gates, edited),
-        "rights": _rights_summary(run_root),
+        "rights": rights_check,
         "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
         "outcome": {**outcome.summary(), "held": len(held)},
         "published": published,
@@ -221,6 +226,23 @@ def publish_run(
     write_json(report["report_json"], report)
     write_bytes(report["report_html"], render_html(report, results).encode())
     return report
+
+
+def discovery_counts(discovery: dict[str, Any] | None, *, taken: int, rights: dict[str, Any] | None) -> dict[str, int]:
+    """What the source held and what of it the run took on, so an unchanged catalog reads "17 found,
+    0 new or changed", not "found 0" (an empty source): ``found`` counts every image the catalog covers
+    (``changed`` + ``unchanged`` + ``refused_before``); of the ``changed``, the rights check held
+    ``waiting_for_consent`` and refused ``rights_refused`` before any edit. Without a discovery summary
+    (a report from before it was kept) only what an edit took on is known."""
+    by_decision = (rights or {}).get("counts") or {}
+    waiting, refused = int(by_decision.get("needs_consent") or 0), int(by_decision.get("refused") or 0)
+    if discovery is None:
+        changed, unchanged, refused_before = taken + waiting + refused, 0, 0
+    else:
+        changed = int(discovery.get("images") or 0)
+        unchanged, refused_before = int(discovery.get("unchanged") or 0), len(discovery.get("refused_before") or [])
+    return {"found": changed + unchanged + refused_before, "changed": changed, "unchanged": unchanged,
+            "refused_before": refused_before, "waiting_for_consent": waiting, "rights_refused": refused}
 
 
 def _rights_summary(run_root: str) -> dict[str, Any] | None:

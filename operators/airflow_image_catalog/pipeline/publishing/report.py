@@ -85,6 +85,20 @@ def _metric_cell(metrics: dict[str, Any], failed_metrics: set[str]) -> str:
                        for name, shown, bad in shown_metrics(metrics, failed_metrics))
 
 
+def found_phrase(counts: dict[str, Any]) -> str:
+    """What the source held and what the run took on, as the report, the demo and the UI say it:
+    ``18 found, 1 new or changed (13 unchanged since published, 4 refused before); 1 waits for consent``.
+    A report from before ``changed`` existed counted only what the edit took on, as ``found``."""
+    changed = counts.get("changed", counts.get("found"))
+    skipped = [f"{n} {label}" for label, n in (("unchanged since published", counts.get("unchanged")),
+                                               ("refused before", counts.get("refused_before"))) if n]
+    waiting, refused = counts.get("waiting_for_consent"), counts.get("rights_refused")
+    held = ([f"{waiting} {'waits' if waiting == 1 else 'wait'} for consent"] if waiting else []) + \
+        ([f"{refused} refused by the rights check"] if refused else [])
+    return (f"{counts.get('found')} found, {changed} new or changed" + (f" ({', '.join(skipped)})" if skipped else "")
+            + (f"; {', '.join(held)}" if held else ""))
+
+
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.4f}"
 
@@ -202,7 +216,7 @@ tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .met
 .charts{{display:flex;gap:3em}} .none{{color:#999}}</style></head>
 <body><h1>Catalog run {esc(str(report.get('run_id')))}</h1>
 <p>DAG <b>{esc(str(report.get('dag_id')))}</b>, recipe <b>{esc(recipe)}</b>, backend {esc(', '.join(report['backends']))}</p>
-<p>found {counts['found']} &middot; edited {counts['edited']} &middot; failed {counts['failed']}
+<p>{esc(found_phrase(counts))} &middot; edited {counts['edited']} &middot; failed {counts['failed']}
 &middot; quarantined {counts['quarantined']} &middot; published {counts['published']}
 &middot; edit time {report['edit_seconds']} s</p>
 {outcome_section(report.get("outcome"))}
