@@ -136,7 +136,7 @@ def test_plugin_pages_in_headless_chromium(api_server):
             page.wait_for_url(f"{base}/image-catalog/", timeout=30_000)
             row = page.locator(f"tr[data-run='{run.run_key}']")
             expect(row).to_contain_text("marketplace_white_square")
-            expect(row.locator("td.num").nth(3)).to_have_text("3")  # quarantined
+            expect(row.locator("td.num").nth(4)).to_have_text("3")  # quarantined (after found, new or changed, edited, passed)
             expect(page.locator("#budget")).to_contain_text("of $5.00")
             _shot(page, "catalog", full_page=True)
 
