@@ -23,7 +23,9 @@ class EditError(CatalogError, RuntimeError):
     An asynchronous job that was submitted (and billed) and then died at the provider
     without a result (lost, errored, stuck, its result expired) sets ``job_lost``: replaying
     its submission would only return the same dead job, so the next try submits afresh.
-    ``usage`` holds the usage records of calls billed before the failure (booked all the same).
+    ``usage`` holds the usage records of calls billed before the failure (booked all the same);
+    ``possibly_billed`` the attempts whose answer was lost after their body was sent
+    (:class:`~airflow_image_catalog.backends.http.PaidScope`), booked as possibly billed.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class EditError(CatalogError, RuntimeError):
         super().__init__(message)
         self.retryable, self.code, self.status, self.attempts = retryable, code, status, attempts
         self.retry_after, self.job_lost, self.usage = retry_after, job_lost, list(usage or [])
+        self.possibly_billed: list[dict[str, Any]] = []
 
 
 @dataclass
@@ -55,6 +58,8 @@ class EditResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0  # HTTP attempts spent (0 for the local engine)
     rounds: list[dict[str, Any]] = field(default_factory=list)  # multi-round recipes: drift per round
+    #: attempts whose answer was lost after their body was sent: the provider may have billed them too
+    possibly_billed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -97,7 +97,7 @@ class BFLBackend(PlanDriven):
             body["seed"] = int(self.seed)
         if self.aspect_ratio:
             body["aspect_ratio"] = self.aspect_ratio
-        return Request("POST", f"v1/{self.model}", op=f"submit[{step.id}]", json=body)
+        return Request("POST", f"v1/{self.model}", op=f"submit[{step.id}]", json=body, billed_step=step.id)
 
     def job_from(self, step: RecipeStep, body: dict[str, Any]) -> dict[str, Any]:
         if not body.get("id") or not body.get("polling_url"):

@@ -131,7 +131,8 @@ class FireflyBackend(PlanDriven):
             body["prompt"] = step.prompt
         if self.seed is not None:
             body["seeds"] = [int(self.seed)]
-        response = yield from self._send(Request("POST", "v3/images/fill-async", op=f"fill[{step.id}]", json=body))
+        response = yield from self._send(Request("POST", "v3/images/fill-async", op=f"fill[{step.id}]", json=body,
+                                                          billed_step=step.id))
         job = response.json()
         if not job.get("jobId") or not job.get("statusUrl"):
             raise EditError(f"firefly fill[{step.id}]: response has no jobId / statusUrl", retryable=True,

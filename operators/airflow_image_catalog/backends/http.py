@@ -15,7 +15,10 @@ error rules live here once:
 - per-request timeouts;
 - a client-side limiter: requests per minute (aiolimiter) and in-flight
   concurrency, paused when ``x-ratelimit-remaining-requests`` reaches 0 until
-  ``x-ratelimit-reset-requests`` has passed.
+  ``x-ratelimit-reset-requests`` has passed;
+- possibly billed attempts: a paid request (``Request.billed_step``) whose body was sent whole
+  and whose answer was lost is noted in the image's scope (:func:`idempotency_scope`), so the
+  pipeline books it in the ledger as *possibly billed* (see docs/backends.md "Billing safety").
 
 API keys live only in the per-request auth headers: never in messages, logs or reprs.
 """
@@ -110,23 +113,34 @@ class Request:
     timeout: float | None = None
     #: HTTP statuses that answer this request for good (Firefly's 409 on cancel: the job already ended)
     final_statuses: frozenset[int] = frozenset()
+    #: the recipe step this request pays for (the provider charges when it does the work); None: free
+    billed_step: str | None = None
 
 
 @dataclass
-class _KeyScope:
+class PaidScope:
+    """One image's paid requests: their idempotency keys and the attempts that may have been billed.
+
+    ``possibly_billed`` holds one dict per attempt of a paid request whose body was sent whole and
+    whose answer was lost (``step``, ``op``, ``attempt``, ``reason``, ``idempotency_key``): the
+    provider may have done, and billed, the work. An answer that says it is a replay of the same key
+    (``idempotent-replayed: true``) proves the work was billed once, so its lost attempts are dropped.
+    """
+
     base: str
     sent: int = 0
+    possibly_billed: list[dict[str, Any]] = field(default_factory=list)
 
     def next_key(self) -> str:
         self.sent += 1
         return f"{self.base}-{self.sent}"
 
 
-_IDEMPOTENCY: ContextVar[_KeyScope | None] = ContextVar("image_edit_idempotency", default=None)
+_IDEMPOTENCY: ContextVar[PaidScope | None] = ContextVar("image_edit_idempotency", default=None)
 
 
 @contextmanager
-def idempotency_scope(base: str) -> Iterator[None]:
+def idempotency_scope(base: str) -> Iterator[PaidScope]:
     """Number the paid requests (authenticated POSTs) sent inside with ``Idempotency-Key: <base>-<n>``.
 
     ``base`` comes from the image's cache key, and a backend's plan sends the same requests
@@ -134,10 +148,12 @@ def idempotency_scope(base: str) -> Iterator[None]:
     a provider or gateway that honours them (the local edit service does) replays the
     first answer instead of doing, and billing, the work twice. Every retry of one request
     reuses its key. Scopes follow asyncio tasks (a ContextVar), so concurrent images never mix.
+    The scope yielded collects the possibly billed attempts (:class:`PaidScope`).
     """
-    token = _IDEMPOTENCY.set(_KeyScope(base))
+    scope = PaidScope(base)
+    token = _IDEMPOTENCY.set(scope)
     try:
-        yield
+        yield scope
     finally:
         _IDEMPOTENCY.reset(token)
 
@@ -147,6 +163,33 @@ def _idempotency_headers(req: Request) -> dict[str, str]:
     if scope is None or req.method != "POST" or not req.auth or "Idempotency-Key" in req.headers:
         return {}
     return {"Idempotency-Key": scope.next_key()}
+
+
+#: transport errors raised while reading the answer: the request's body had been sent whole, so the provider
+#: may have done (and billed) the work. Connect and write errors mean it never had the whole request.
+ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+REPLAYED_HEADER = "idempotent-replayed"
+
+
+def _note_possibly_billed(req: Request, provider: str, headers: dict[str, str], attempt: int, reason: str) -> None:
+    """Note an attempt of a paid request that may have been billed without its answer reaching us."""
+    if req.billed_step is None:
+        return
+    key = headers.get("Idempotency-Key")
+    log.warning("%s %s: attempt %d %s after its body was sent: possibly billed (booked as such)", provider,
+                req.op, attempt, reason)
+    scope = _IDEMPOTENCY.get()
+    if scope is not None:
+        scope.possibly_billed.append({"step": req.billed_step, "op": req.op, "attempt": attempt,
+                                      "reason": reason, "idempotency_key": key})
+
+
+def _note_replayed(req: Request, headers: dict[str, str], response: httpx.Response) -> None:
+    """A replay of the same key: the lost attempts of this request were the one billed call, not two."""
+    scope, key = _IDEMPOTENCY.get(), headers.get("Idempotency-Key")
+    if scope is None or key is None or response.headers.get(REPLAYED_HEADER, "").lower() != "true":
+        return
+    scope.possibly_billed[:] = [mark for mark in scope.possibly_billed if mark["idempotency_key"] != key]
 
 
 @dataclass
@@ -401,7 +444,7 @@ class HttpTransport:
         return EditError(f"{self.provider} {req.op}: connection error ({type(exc).__name__}: {exc})",
                          retryable=True, code="connection_error")
 
-    def _checked(self, req: Request, response: httpx.Response) -> httpx.Response:
+    def _checked(self, req: Request, response: httpx.Response, extra: dict[str, str], attempt: int) -> httpx.Response:
         self.limiter.observe(response.headers)
         try:
             raise_for_status(response, self.provider, req.op)
@@ -409,8 +452,18 @@ class HttpTransport:
             if exc.status in req.final_statuses:
                 exc.retryable = False
             raise
-        check_json_body(response, self.provider, req.op)
+        _note_replayed(req, extra, response)
+        try:
+            check_json_body(response, self.provider, req.op)
+        except EditError:  # a success whose body broke on the way: the work was done
+            _note_possibly_billed(req, self.provider, extra, attempt, "answer damaged")
+            raise
         return response
+
+    def _lost(self, req: Request, exc: httpx.TransportError, extra: dict[str, str], attempt: int) -> EditError:
+        if isinstance(exc, ANSWER_LOST):
+            _note_possibly_billed(req, self.provider, extra, attempt, f"answer lost ({type(exc).__name__})")
+        return self._transport_error(req, exc)
 
     def _wait(self, state) -> float:
         exc = state.outcome.exception()
@@ -443,8 +496,8 @@ class HttpTransport:
                 try:
                     response = self.client.request(**self._request_kwargs(req, extra))
                 except httpx.TransportError as exc:
-                    raise self._transport_error(req, exc) from None
-            return self._checked(req, response)
+                    raise self._lost(req, exc, extra, attempts) from None
+            return self._checked(req, response, extra, attempts)
 
         try:
             return Retrying(**self._retry_kwargs())(once), attempts
@@ -462,8 +515,8 @@ class HttpTransport:
                 try:
                     response = await self.aclient.request(**self._request_kwargs(req, extra))
                 except httpx.TransportError as exc:
-                    raise self._transport_error(req, exc) from None
-            return self._checked(req, response)
+                    raise self._lost(req, exc, extra, attempts) from None
+            return self._checked(req, response, extra, attempts)
 
         try:
             return await AsyncRetrying(**self._retry_kwargs())(once), attempts

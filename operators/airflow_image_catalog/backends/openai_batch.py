@@ -105,7 +105,7 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
             # as the SDK uploads a file named image-edits.jsonl (httpx guesses no type for .jsonl)
             files=[("file", ("image-edits.jsonl", jsonl, "application/octet-stream"))]))
         created, _ = await self.transport.asend(Request(
-            "POST", "batches", op="batches.create",
+            "POST", "batches", op="batches.create", billed_step="batch",  # its lines are billed as they run
             json={"input_file_id": uploaded.json()["id"], "endpoint": ENDPOINT,
                   "completion_window": COMPLETION_WINDOW, "metadata": {"recipe": recipe.name}}))
         batch_id = created.json()["id"]

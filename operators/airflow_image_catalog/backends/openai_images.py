@@ -246,7 +246,7 @@ class OpenAIImagesBackend(PlanDriven):
         data = self.form(step, output, size)
         images, mask = self.step_inputs(step, image, context)
         return Request("POST", "images/edits", op=f"images.edit[{step.id}]", data=data,
-                       files=self.file_parts(images, mask))
+                       files=self.file_parts(images, mask), billed_step=step.id)
 
     def step_setup(self, recipe: Recipe, index: int) -> tuple[RecipeStep, OutputSpec, str]:
         """A step, the output it asks for (png between steps) and the request size."""
@@ -255,14 +255,25 @@ class OpenAIImagesBackend(PlanDriven):
         output = recipe.step_output(step) if final or step.output else OutputSpec(format="png")
         return step, output, self._size_for(output if (final or step.output) else None)
 
-    def parse(self, step_id: str, body: Any, *, batch: bool = False) -> tuple[bytes, dict[str, Any]]:
+    def parse(self, step_id: str, body: Any, *, batch: bool = False,
+              request_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
+        """The image and the usage record of one answer. An answer whose image is broken was still done
+        and billed: its usage record goes with the error (``EditError.usage``), to be booked."""
+        record = self.usage_record(step_id, (body.get("usage") if isinstance(body, dict) else None) or {},
+                                   batch=batch)
+        if request_id:  # tells a second bill from a replay in the ledger
+            record["request_id"] = request_id
         try:
             image = base64.b64decode(body["data"][0]["b64_json"], validate=True)
         except (KeyError, IndexError, TypeError, binascii.Error, ValueError):
             raise EditError(f"openai images.edit[{step_id}]: response has no valid base64 data[0].b64_json",
-                            retryable=True, code="bad_response") from None
-        provider_image(image, f"openai images.edit[{step_id}]")
-        return image, self.usage_record(step_id, body.get("usage") or {}, batch=batch)
+                            retryable=True, code="bad_response", usage=[record]) from None
+        try:
+            provider_image(image, f"openai images.edit[{step_id}]")
+        except EditError as exc:
+            exc.usage = [record, *exc.usage]
+            raise
+        return image, record
 
     def usage_record(self, step_id: str, usage: dict[str, Any], *, batch: bool) -> dict[str, Any]:
         details = usage.get("input_tokens_details") or {}
@@ -287,9 +298,7 @@ class OpenAIImagesBackend(PlanDriven):
         for index in range(len(recipe.steps)):
             step, output, size = self.step_setup(recipe, index)
             response = yield self.step_request(step, image, context, output, size)
-            image, record = self.parse(step.id, response.json())
-            if response.headers.get("x-request-id"):  # tells a second bill from a replay in the ledger
-                record["request_id"] = response.headers["x-request-id"]
+            image, record = self.parse(step.id, response.json(), request_id=response.headers.get("x-request-id"))
             usage.append(record)
             steps.append({"id": step.id, "model": self.model, "size": size})
         data, width, height = conform(image, recipe.step_output(recipe.steps[-1]))

@@ -54,9 +54,11 @@ class RecraftBackend(PlanDriven):
         region = edit_region(step, image, context)
         if region is None:
             data["strength"] = str(self.strength)
-            return Request("POST", "v1/images/imageToImage", op=f"imageToImage[{step.id}]", data=data, files=files)
+            return Request("POST", "v1/images/imageToImage", op=f"imageToImage[{step.id}]", data=data, files=files,
+                           billed_step=step.id)
         files.append(("mask", ("mask.png", white_mask_png(region), "image/png")))
-        return Request("POST", "v1/images/inpaint", op=f"inpaint[{step.id}]", data=data, files=files)
+        return Request("POST", "v1/images/inpaint", op=f"inpaint[{step.id}]", data=data, files=files,
+                       billed_step=step.id)
 
     def result_plan(self, step: RecipeStep, body: dict[str, Any]) -> Generator[Any, Any, bytes]:
         item = (body.get("data") or [{}])[0]

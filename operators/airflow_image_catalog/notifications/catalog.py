@@ -31,6 +31,7 @@ from airflow_image_catalog.notifications.summary import (
 from airflow_image_catalog.notifications.webhook import WebhookNotifier
 from airflow_image_catalog.storage import exists, list_objects, read_json
 from airflow_image_catalog.workspace.layout import WorkspaceLayout, is_chunk_document
+from airflow_image_catalog.workspace.manifest import safe_run_key
 
 COST_TASK = "cost_check"
 GATE_TASK = "quality_gate"
@@ -58,11 +59,12 @@ def alert_kind(context: Mapping[str, Any]) -> str:
 def read_run_state(workspace: str | None, run_id: str | None) -> dict[str, Any]:
     """The run's report, cost decision and gate manifests, whichever exist (best effort: an
     unreadable file only makes the alert shorter)."""
-    state: dict[str, Any] = {"report": None, "decision": None, "gates": []}
+    state: dict[str, Any] = {"report": None, "decision": None, "gates": [], "possibly_billed": []}
     if not workspace or not run_id:
         return state
 
-    run = WorkspaceLayout(workspace).run_for({"run_id": run_id})
+    layout = WorkspaceLayout(workspace)
+    run = layout.run_for({"run_id": run_id})
     for key, uri in (("report", run.report_json), ("decision", run.cost_decision)):
         try:
             state[key] = read_json(uri) if exists(uri) else None
@@ -74,6 +76,12 @@ def read_run_state(workspace: str | None, run_id: str | None) -> dict[str, Any]:
         state["gates"] = [read_json(u) for u in uris]
     except Exception:  # noqa: BLE001
         state["gates"] = []
+    try:  # the ledger knows them before any report exists (an edit task that failed)
+        from airflow_image_catalog.pipeline.costing.ledger import Ledger, possibly_billed_calls
+
+        state["possibly_billed"] = possibly_billed_calls(Ledger(workspace).entries(run_key=safe_run_key(str(run_id))))
+    except Exception:  # noqa: BLE001
+        state["possibly_billed"] = []
     return state
 
 
@@ -150,7 +158,8 @@ class CatalogAlertNotifier(BaseNotifier):
         if not workspace_of(context) and self.workspace:
             context = {**context, "params": {**dict(context.get("params") or {}), "workspace": self.workspace}}
         state = read_run_state(workspace_of(context), run_identity(context)["run_id"])
-        return alert_summary(kind, context, state["report"], state["decision"], gates=state["gates"])
+        return alert_summary(kind, context, state["report"], state["decision"], gates=state["gates"],
+                             possibly_billed=state["possibly_billed"])
 
     def channels(self) -> dict[str, Callable[[dict[str, Any], Mapping[str, Any]], None]]:
         """The configured channels, by name."""

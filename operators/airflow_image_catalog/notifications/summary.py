@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_image_catalog.pipeline.costing.ledger import possibly_billed_note
+
 KINDS = ("task_failure", "budget_breach", "gate_failure", "low_pass_rate", "run_failed", "deadline_missed")
 COUNT_KEYS = ("found", "edited", "failed", "quarantined", "published")
 MAX_ERROR_CHARS = 1500
@@ -129,7 +131,8 @@ def _what_failed(kind: str, identity: Mapping, exception: Any, decision: Mapping
 
 
 def alert_summary(kind: str, context_like: Mapping[str, Any], report: Mapping | None = None,
-                  decision: Mapping | None = None, *, gates: list[Mapping] | None = None) -> dict[str, Any]:
+                  decision: Mapping | None = None, *, gates: list[Mapping] | None = None,
+                  possibly_billed: list[Mapping] | None = None) -> dict[str, Any]:
     """The alert for ``kind`` as ``{kind, title, text, fields, links}`` (JSON-ready).
 
     :param kind: one of :data:`KINDS`.
@@ -137,6 +140,8 @@ def alert_summary(kind: str, context_like: Mapping[str, Any], report: Mapping | 
     :param report: ``runs/<run>/report.json`` if publish wrote it.
     :param decision: ``runs/<run>/cost/decision.json`` if the cost check wrote it.
     :param gates: the gate manifests ``runs/<run>/quality/chunk-*.json`` found so far.
+    :param possibly_billed: the run's possibly billed attempts from the ledger (the report's, when it exists,
+        are the same).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown alert kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -145,6 +150,7 @@ def alert_summary(kind: str, context_like: Mapping[str, Any], report: Mapping | 
     cost = (report or {}).get("cost") or {}
     estimate = (decision or {}).get("estimate_usd")
     actual = cost.get("actual_usd")
+    possibly = list(cost.get("possibly_billed") or possibly_billed or [])
     pass_rate = _pass_rate(report, gates)
     min_pass_rate = _get(context_like.get("params") or {}, "min_pass_rate")
     counts = _counts(report, gates)
@@ -174,6 +180,9 @@ def alert_summary(kind: str, context_like: Mapping[str, Any], report: Mapping | 
         budget = (decision or {}).get("available_usd")
         lines.append(f"cost: estimate {_usd(estimate)}, actual {_usd(actual)}"
                      + (f", available {_usd(budget)}" if budget is not None else ""))
+    note = possibly_billed_note(possibly)
+    if note:
+        lines.append(f"cost: {note}")
     if pass_rate is not None:
         lines.append(f"quality: pass rate {pass_rate:.0%}"
                      + (f" (minimum {float(min_pass_rate):.0%})" if min_pass_rate not in (None, "") else ""))
@@ -187,6 +196,8 @@ def alert_summary(kind: str, context_like: Mapping[str, Any], report: Mapping | 
             "what_failed": what,
             "counts": counts,
             "cost": {"estimate_usd": estimate, "actual_usd": actual,
+                     "possibly_billed_usd": round(sum(float(c.get("usd") or 0) for c in possibly), 6),
+                     "possibly_billed_calls": len(possibly),
                      "action": (decision or {}).get("action"), "policy": (decision or {}).get("policy")},
             "pass_rate": pass_rate,
             "min_pass_rate": None if min_pass_rate in (None, "") else float(min_pass_rate),

@@ -241,12 +241,14 @@ def test_cost_summary_groups_per_recipe_model_and_provider():
                       recipe="lifestyle", image_id="a"))
     summary = cost_summary(entries)
     assert summary["total"] == {"calls": 5, "images": 2, "tokens_in": 3 * 4364, "tokens_out": 3 * 1056,
-                                "credits": 12.0, "usd": pytest.approx(3 * OPENAI_USD + 0.12, abs=1e-9)}
+                                "credits": 12.0, "usd": pytest.approx(3 * OPENAI_USD + 0.12, abs=1e-9),
+                                "possibly_billed_calls": 0, "possibly_billed_usd": 0.0}
     assert summary["by_recipe"]["white"]["images"] == 2 and summary["by_recipe"]["lifestyle"]["calls"] == 2
     assert set(summary["by_model"]) == {"openai/gpt-image-2", "bfl/flux-kontext-pro", "bfl/flux-kontext-max"}
     assert summary["by_model"]["bfl/flux-kontext-max"]["usd"] == pytest.approx(0.08)
     assert summary["by_provider"]["bfl"] == {"calls": 2, "images": 1, "tokens_in": 0, "tokens_out": 0,
-                                             "credits": 12.0, "usd": pytest.approx(0.12)}
+                                             "credits": 12.0, "usd": pytest.approx(0.12),
+                                             "possibly_billed_calls": 0, "possibly_billed_usd": 0.0}
     assert cost_summary([])["total"]["calls"] == 0
 
 

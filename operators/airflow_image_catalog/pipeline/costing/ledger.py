@@ -126,7 +126,12 @@ class LedgerEntry:
     """One paid call. ``usd`` rests on ``basis``: ``usage`` (the tokens or credits the provider
     reported), ``price_table`` (images x list price: the provider reports no figures), ``estimate``
     (no usage came back, or no price for the model: the pre-run estimate is booked) or ``unknown``
-    (neither: booked at 0 and logged)."""
+    (neither: booked at 0 and logged).
+
+    ``possibly_billed``: not a call we know was billed, but an attempt whose answer was lost after its
+    body was sent whole (a read timeout, a dropped connection, a damaged answer), then retried or
+    given up: the provider may have done and billed it (none documents idempotency keys on edits).
+    Budgets count it (a cap must not overspend if it was billed); reports show it apart."""
 
     entry_id: str
     day: str
@@ -151,6 +156,7 @@ class LedgerEntry:
     usage: dict[str, Any] = field(default_factory=dict)
     estimated_usd: float | None = None
     batch: bool = False
+    possibly_billed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,8 +253,31 @@ def entries_for_usage(
             call_index=index, request_id=None if request_id is None else str(request_id), dag_id=dag_id,
             run_id=run_id, task_id=task_id, map_index=map_index, chunk_index=chunk_index,
             source_sha256=source_sha256, step=record.get("step"), model=record.get("model"), recipe=recipe,
-            usage=dict(record), estimated_usd=estimate, batch=bool(record.get("batch"))))
+            usage=dict(record), estimated_usd=estimate, batch=bool(record.get("batch")),
+            possibly_billed=bool(record.get("possibly_billed"))))
     return entries
+
+
+def possibly_billed_entries(marks: Sequence[Mapping[str, Any]], paid_usage: Sequence[Mapping[str, Any]], *,
+                            provider: str, model: str | None, estimated_usd: float | None = None,
+                            **facts: Any) -> list[LedgerEntry]:
+    """One ``possibly_billed`` entry per attempt whose answer was lost after its body was sent.
+
+    :param marks: the attempts (:class:`~airflow_image_catalog.backends.http.PaidScope`): ``step``, ``op``,
+        ``attempt``, ``reason``, ``idempotency_key``.
+    :param paid_usage: the image's usage records; a lost attempt is priced as the call of the same step that
+        did answer (the same request), else at ``estimated_usd`` (the per-call estimate).
+    :param facts: as :func:`entries_for_usage` (``cache_key``, ``run_key``, ``image_id``, ...).
+
+    Each entry's id comes from the attempt's idempotency key and number, so it is booked once.
+    """
+    by_step = {record.get("step"): record for record in paid_usage}
+    records = []
+    for mark in marks:
+        base = {key: value for key, value in by_step.get(mark.get("step"), {}).items() if key != "job_id"}
+        records.append({"provider": provider, "model": model, "images": 1, **base, **mark, "possibly_billed": True,
+                        "request_id": f"possibly-billed:{mark.get('idempotency_key')}:{mark.get('attempt')}"})
+    return entries_for_usage(records, estimated_usd=[estimated_usd] * len(records), **facts)
 
 
 # -- storage -----------------------------------------------------------------------------------------
@@ -481,6 +510,8 @@ def _tokens(usage: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _group(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
+    possibly = [entry for entry in entries if entry.possibly_billed]
+    entries = [entry for entry in entries if not entry.possibly_billed]
     tokens = [_tokens(entry.usage) for entry in entries]
     return {
         "calls": len(entries),
@@ -489,12 +520,33 @@ def _group(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
         "tokens_out": sum(t[1] for t in tokens),
         "credits": _usd(math.fsum(float(e.usage.get("credits") or 0) for e in entries)),
         "usd": _usd(math.fsum(entry.usd for entry in entries)),
+        "possibly_billed_calls": len(possibly),
+        "possibly_billed_usd": _usd(math.fsum(entry.usd for entry in possibly)),
     }
+
+
+def possibly_billed_calls(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
+    """The possibly billed attempts among ``entries``, as the report and the alert list them."""
+    return [{"image_id": e.image_id, "step": e.step, "op": e.usage.get("op"), "attempt": e.usage.get("attempt"),
+             "reason": e.usage.get("reason"), "usd": e.usd} for e in entries if e.possibly_billed]
+
+
+def possibly_billed_note(calls: Sequence[Mapping[str, Any]]) -> str | None:
+    """The one sentence the report and the alert say about possibly billed attempts (None: there were none)."""
+    if not calls:
+        return None
+    usd = math.fsum(float(call.get("usd") or 0) for call in calls)
+    named = [" ".join(str(part) for part in (call.get("image_id"), call.get("step")) if part)
+             + f" ({call.get('reason')})" for call in calls[:10]]
+    where = ", ".join(named) + (f" and {len(calls) - 10} more" if len(calls) > 10 else "")
+    return (f"possibly billed twice: ${usd:.4f} in {len(calls)} request(s) retried after their answer was lost "
+            f"(the provider may have done the work): {where}; check the provider's usage page")
 
 
 def cost_summary(entries: Iterable[LedgerEntry]) -> dict[str, Any]:
     """Calls, distinct images, tokens in/out, credits and USD: in total and per recipe, per model
-    (``provider/model``) and per provider, for the run report."""
+    (``provider/model``) and per provider, for the run report. ``calls`` and ``usd`` are the calls
+    known to be billed; ``possibly_billed_calls`` / ``_usd`` the attempts that may have been too."""
     entries = list(entries)
     keys: dict[str, Callable[[LedgerEntry], str]] = {
         "by_recipe": lambda e: e.recipe or "unknown",

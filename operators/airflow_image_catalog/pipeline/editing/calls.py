@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from airflow_image_catalog.backends.base import EditBackend, EditResult, ImageContext, is_async
+from airflow_image_catalog.backends.base import EditBackend, EditError, EditResult, ImageContext, is_async
 from airflow_image_catalog.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,21 @@ def idempotency_base(key: str, lost_jobs: int = 0) -> str:
 
 
 async def call(backend: EditBackend, image: bytes, recipe: Recipe, context: ImageContext, scope: str) -> EditResult:
-    """One backend call for ``recipe`` on ``image``; its paid requests are keyed under ``scope``."""
+    """One backend call for ``recipe`` on ``image``; its paid requests are keyed under ``scope``, and the
+    attempts that may have been billed without an answer go with the result (or the error)."""
     from airflow_image_catalog.backends.http import idempotency_scope
 
-    with idempotency_scope(scope):
-        if is_async(backend):
-            return await backend.aedit(image, recipe, context)
-        return await asyncio.to_thread(backend.edit, image, recipe, context)
+    with idempotency_scope(scope) as paid:
+        try:
+            if is_async(backend):
+                result = await backend.aedit(image, recipe, context)
+            else:
+                result = await asyncio.to_thread(backend.edit, image, recipe, context)
+        except EditError as exc:
+            exc.possibly_billed = [*exc.possibly_billed, *paid.possibly_billed]
+            raise
+    result.possibly_billed = [*result.possibly_billed, *paid.possibly_billed]
+    return result
 
 
 async def run_recipe(backend: EditBackend, upload: bytes, recipe: Recipe, context: ImageContext, key: str,
@@ -48,6 +56,7 @@ async def run_recipe(backend: EditBackend, upload: bytes, recipe: Recipe, contex
     source = await asyncio.to_thread(decode_image, upload)
     prompt_driven = backend.capabilities.prompt_driven
     image, usage, steps, rounds, attempts, regenerations = upload, [], [], [], 0, 0
+    possibly_billed: list[dict[str, Any]] = []
     result: EditResult | None = None
     for index, step in enumerate(recipe.steps):
         result = await call(backend, image, recipe.round(index), context, f"{base}-r{index}")
@@ -73,8 +82,9 @@ async def run_recipe(backend: EditBackend, upload: bytes, recipe: Recipe, contex
             usage += paid.usage
             steps += paid.steps
             attempts += paid.attempts
+            possibly_billed += paid.possibly_billed
         rounds.append(entry)
         image = result.data
     assert result is not None
     return EditResult(result.data, result.format, result.width, result.height, usage=usage, steps=steps,
-                      attempts=attempts, rounds=rounds)
+                      attempts=attempts, rounds=rounds, possibly_billed=possibly_billed)

@@ -47,9 +47,10 @@ async def edit_one(run: ChunkRun, item: SourceItem, earlier: dict[str, Any] | No
                 result = await run_recipe(run.backend, upload, run.recipe, context, key, record.lost_jobs)
             except EditError as exc:  # calls billed before the failure are booked all the same
                 record.usage = list(exc.usage)
-                await asyncio.to_thread(stages.book, run, item, key, exc.usage)
+                await asyncio.to_thread(stages.book, run, item, key, exc.usage, possibly_billed=exc.possibly_billed)
                 raise
-            await asyncio.to_thread(stages.book, run, item, key, result.usage)  # before anything else: never unbooked
+            # before anything else: never unbooked
+            await asyncio.to_thread(stages.book, run, item, key, result.usage, possibly_billed=result.possibly_billed)
             await asyncio.to_thread(stages.land_result, run, record, result)
     return await stages.land(run, record, started)
 

@@ -59,6 +59,13 @@ class _Submissions:
     def __init__(self, run: ChunkRun, pending: dict[str, Any]):
         self.run, self.backend, self.pending = run, job_backend(run), pending
         self.queued: list[tuple[EditRecord, bytes, int, ImageContext]] = []
+        self.items = {item.image_id: item for item in run.chunk.items}
+
+    async def _book_possibly_billed(self, record: EditRecord, marks: list[dict[str, Any]]) -> None:
+        """Submissions whose answer was lost after the body was sent: a job (a batch) may exist twice."""
+        if marks:
+            await asyncio.to_thread(stages.book, self.run, self.items[record.image_id], record.cache_key, [],
+                                    possibly_billed=marks)
 
     def _record(self, record: EditRecord, job: dict[str, Any], image: bytes, step: int) -> None:
         record.job_id, record.status = job["id"], ImageStatus.SUBMITTED
@@ -74,8 +81,11 @@ class _Submissions:
         if is_batch(self.backend):
             self.queued.append((record, image, step, context))
             return
-        with idempotency_scope(f"{idempotency_base(record.cache_key, record.lost_jobs)}-s{step}"):
-            job = await self.backend.asubmit(image, self.run.recipe, step, context)
+        with idempotency_scope(f"{idempotency_base(record.cache_key, record.lost_jobs)}-s{step}") as paid:
+            try:
+                job = await self.backend.asubmit(image, self.run.recipe, step, context)
+            finally:
+                await self._book_possibly_billed(record, paid.possibly_billed)
         await asyncio.to_thread(self._record, record, job, image, step)
 
     async def flush(self) -> None:
@@ -87,9 +97,15 @@ class _Submissions:
             return
         scope = sha256_hex("".join(f"{r.cache_key}:{step}" for r, _, step, _ in queued).encode())[:32]
         try:
-            with idempotency_scope(scope):
-                jobs = await backend.asubmit_many(
-                    [(r.image_id, image, step, ctx) for r, image, step, ctx in queued], self.run.recipe)
+            with idempotency_scope(scope) as paid:
+                try:
+                    jobs = await backend.asubmit_many(
+                        [(r.image_id, image, step, ctx) for r, image, step, ctx in queued], self.run.recipe)
+                finally:  # a batch created twice runs every line twice
+                    for record, _, step, _ in queued:
+                        await self._book_possibly_billed(record, [
+                            {**mark, "step": self.run.recipe.steps[step].id, "batch": True}
+                            for mark in paid.possibly_billed])
         except Exception as exc:  # the whole batch was refused: every image in it fails with the reason
             for record, *_ in queued:
                 with stages.failing(record):

@@ -27,7 +27,7 @@ from typing import Any
 
 from airflow_image_catalog.backends.base import EditError, EditResult, ImageContext
 from airflow_image_catalog.backends.imaging import preflight
-from airflow_image_catalog.pipeline.costing.ledger import entries_for_usage
+from airflow_image_catalog.pipeline.costing.ledger import entries_for_usage, possibly_billed_entries
 from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
 from airflow_image_catalog.recipes import Recipe
 from airflow_image_catalog.storage import StorageError, join_uri, read_bytes, write_bytes
@@ -196,15 +196,20 @@ async def prepare(run: ChunkRun, item: SourceItem, record: EditRecord, source: b
 # -- book -----------------------------------------------------------------------------------------
 
 
-def book(run: ChunkRun, item: SourceItem, key: str | None, usage: list[dict[str, Any]], first_call: int = 0) -> None:
-    """Book the paid calls behind ``usage`` in the ledger (idempotent: a rerun's replay books nothing new)."""
-    if run.ledger is None or not usage:
+def book(run: ChunkRun, item: SourceItem, key: str | None, usage: list[dict[str, Any]], first_call: int = 0, *,
+         possibly_billed: list[dict[str, Any]] = ()) -> None:
+    """Book the paid calls behind ``usage`` in the ledger (idempotent: a rerun's replay books nothing new),
+    and each attempt in ``possibly_billed`` (its answer lost after the body was sent) as possibly billed."""
+    if run.ledger is None or not (usage or possibly_billed):
         return
-
-    entries = entries_for_usage(
-        usage, cache_key=key, run_key=run.chunk.run_key, image_id=item.image_id, estimated_usd=run.estimate_usd,
-        first_call_index=first_call, chunk_index=run.chunk.chunk_index, source_sha256=item.source_sha256,
-        recipe=run.recipe.name, **{k: run.facts.get(k) for k in ("dag_id", "run_id", "task_id", "map_index")})
+    facts = {"cache_key": key, "run_key": run.chunk.run_key, "image_id": item.image_id,
+             "chunk_index": run.chunk.chunk_index, "source_sha256": item.source_sha256, "recipe": run.recipe.name,
+             **{k: run.facts.get(k) for k in ("dag_id", "run_id", "task_id", "map_index")}}
+    entries = entries_for_usage(usage, estimated_usd=run.estimate_usd, first_call_index=first_call, **facts)
+    if possibly_billed:
+        per_call = run.estimate_usd / len(run.recipe.steps) if run.estimate_usd is not None else None
+        entries += possibly_billed_entries(possibly_billed, usage, provider=run.backend.name,
+                                           model=run.backend.model, estimated_usd=per_call, **facts)
     run.ledger.record(entries)
     if run.guard is not None:
         run.guard.add(sum(entry.usd for entry in entries))

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_image_catalog.pipeline.costing.ledger import Ledger, cost_summary, reconcile
+from airflow_image_catalog.pipeline.costing.ledger import (
+    Ledger,
+    cost_summary,
+    possibly_billed_calls,
+    reconcile,
+)
 from airflow_image_catalog.pipeline.publishing.outcome import EDIT_FAILED, RunOutcome
 from airflow_image_catalog.pipeline.publishing.provenance import (
     ProvenanceFacts,
@@ -274,7 +279,8 @@ def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str
     layout = RunLayout(run_root)
     uri = layout.cost_decision
     decision = read_json_if_exists(uri)
-    actual = round(sum(entry.usd for entry in entries), 6)
+    actual = round(sum(entry.usd for entry in entries if not entry.possibly_billed), 6)
+    possibly = possibly_billed_calls(entries)
     records = [record for result in results for record in result.edit.items]
     edited = [r for r in records if r.status == ImageStatus.EDITED]
     estimate = None
@@ -284,7 +290,11 @@ def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str
         "currency": "USD",
         "decision": decision,
         "actual_usd": actual,
-        "paid_calls": len(entries),
+        "paid_calls": len(entries) - len(possibly),
+        # attempts whose answer was lost after the body was sent: maybe billed a second time (docs/backends.md
+        # "Billing safety"); not in actual_usd, counted by the budgets
+        "possibly_billed_usd": round(sum(call["usd"] for call in possibly), 6),
+        "possibly_billed": possibly,
         "images_edited": len(edited),
         "cache_hits": sum(r.cache_hit for r in records),
         "cost_per_published_image_usd": round(actual / published, 6) if published else None,

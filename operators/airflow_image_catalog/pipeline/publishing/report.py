@@ -11,6 +11,7 @@ import html
 import io
 from typing import TYPE_CHECKING, Any
 
+from airflow_image_catalog.pipeline.costing.ledger import possibly_billed_note
 from airflow_image_catalog.pipeline.quality.reasons import reason_text
 from airflow_image_catalog.storage import read_bytes
 
@@ -125,6 +126,9 @@ def cost_section(cost: dict[str, Any] | None) -> str:
     lines.append(f"<p>actual {_money(cost['actual_usd'])} in {cost['paid_calls']} paid calls &middot; "
                  f"{cost['cache_hits']} cache hits (free) &middot; per published image "
                  f"{_money(cost.get('cost_per_published_image_usd'))}{reconciled}</p>")
+    note = possibly_billed_note(cost.get("possibly_billed") or [])
+    if note:
+        lines.append(f'<p class="bad">{esc(note)}</p>')
     rows = "".join(
         f"<tr><td>{esc(name)}</td><td>{g['calls']}</td><td>{g['images']}</td><td>{g['tokens_in']}</td>"
         f"<td>{g['tokens_out']}</td><td>{g['credits']}</td><td>{_money(g['usd'])}</td></tr>"

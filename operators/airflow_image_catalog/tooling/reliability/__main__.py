@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(render_results(results))
     print(f"\n{len(results)} rows, {sum(not r.ok for r in results)} breaking an invariant; lost "
-          f"{sum(r.lost for r in results)}, duplicate charges {sum(r.duplicates for r in results)}; wall {wall} s")
+          f"{sum(r.lost for r in results)}, duplicate charges {sum(r.duplicates for r in results)} (at a service "
+          f"ignoring idempotency keys; booked possibly billed {sum(r.possibly_billed for r in results)}, silent "
+          f"{sum(max(r.duplicates - r.possibly_billed, 0) for r in results)}); wall {wall} s")
     print(f"\nsecrets scan: {scan['keys']} keys (one per backend connection and per run) in {scan['searched']} "
           f"files and objects (Airflow home: metadata DB, task output, lineage events; workspaces: manifests, "
           f"state, ledger, reports, audit Parquet): {len(scan['hits'])} hits")

@@ -165,7 +165,7 @@ def _one(lab, scenario: Scenario, chaos: ChaosRun, context, rng, kill_rate, late
         duplicates=outcome.duplicates, lost=len(outcome.lost), ledger_rows=outcome.ledger_rows,
         paid_without_result=len(outcome.paid) - outcome.produced, reruns=chaos.passes, first_run_state="killed"
         if chaos.kills else "success", peak_rss_mb=rss.mb, wall_s=round(time.perf_counter() - started, 1),
-        reasons=[json.dumps(chaos.faults)], problems=chaos.problems, api_key=key, workspace=setup.workspace)
+        reasons=[json.dumps(chaos.faults)], problems=chaos.problems, api_key=key, workspace=setup.workspace, possibly_billed=outcome.possibly_billed)
 
 
 def _partial_checks(outcome) -> list[str]:

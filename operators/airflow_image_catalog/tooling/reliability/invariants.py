@@ -8,14 +8,18 @@ After every run (:func:`check_run`):
 
 - every discovered image has exactly one record, in a final state; none is lost (an ``edited``
   image's output exists with its recorded sha256);
-- no work was paid twice (the service's duplicates: the same work after it had produced a result);
-- nothing was booked that was not paid (ledger rows <= paid calls), each ledger row once.
+- no work was paid twice while the service honoured idempotency keys (the service's duplicates: the
+  same work after it had produced a result); where it ignored them, as the real APIs may, every
+  duplicate is booked as *possibly billed* (duplicates <= possibly billed rows): none is silent;
+- nothing was booked as billed that was not paid (ledger rows <= paid calls), each ledger row once.
 
 After the reruns (:func:`check_settled`), additionally:
 
 - nothing is left retryable;
-- every paid call is booked (ledger rows = paid calls);
-- every call that produced a result produced an output (produced calls = edited images x steps).
+- every paid call is booked (ledger rows <= paid calls <= ledger rows + possibly billed rows; equal to
+  the ledger rows when the service honoured the keys and nothing was possibly billed);
+- every call that produced a result produced an output (produced calls = edited images x steps,
+  plus the duplicates: a result produced again after its answer was lost).
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ class Outcome:
     :param paid: the service's performed edits (each a dict, see ``ServiceState.record``).
     :param produced: how many of them produced a result.
     :param duplicates: the service's count of work paid twice.
-    :param ledger_rows: the ledger's entries for the run.
-    :param ledger_ids: their entry ids.
+    :param ledger_rows: the ledger's entries for the run known to be billed.
+    :param ledger_ids: the ids of all its entries.
+    :param possibly_billed: its possibly billed entries (an answer lost after the body was sent).
+    :param idempotent: the service honoured idempotency keys during the run.
     :param steps: recipe steps (paid calls per edited image).
     """
 
@@ -56,6 +62,8 @@ class Outcome:
     ledger_ids: list[str]
     steps: int = 1
     lost: list[str] = field(default_factory=list)
+    possibly_billed: int = 0
+    idempotent: bool = True
 
     def statuses(self) -> Counter:
         return Counter(r.status for r in self.records)
@@ -110,8 +118,9 @@ def collect(workspace: str, run_key: str, service_state: Any, *, steps: int = 1)
     entries = Ledger(workspace).entries(run_key=run_key)
     paid = list(service_state.performed)
     produced = sum(service_state.produced(entry) for entry in paid)
-    return Outcome(discovered, records, paid, produced, service_state.duplicates(), len(entries),
-                   [e.entry_id for e in entries], steps, lost)
+    maybe = sum(e.possibly_billed for e in entries)
+    return Outcome(discovered, records, paid, produced, service_state.duplicates(), len(entries) - maybe,
+                   [e.entry_id for e in entries], steps, lost, maybe, service_state.honour_idempotency)
 
 
 def check_run(outcome: Outcome) -> list[str]:
@@ -127,8 +136,11 @@ def check_run(outcome: Outcome) -> list[str]:
         problems.append(f"images without a final state: {unfinished}")
     if outcome.lost:
         problems.append(f"lost images (no record, or an edited image without its output): {outcome.lost}")
-    if outcome.duplicates:
+    if outcome.duplicates and outcome.idempotent:
         problems.append(f"{outcome.duplicates} edits paid twice at the service")
+    if outcome.duplicates > outcome.possibly_billed and not outcome.idempotent:
+        problems.append(f"{outcome.duplicates} edits paid twice at the service, only {outcome.possibly_billed} "
+                        "booked as possibly billed: a silent double charge")
     if outcome.ledger_rows > len(outcome.paid):
         problems.append(f"ledger books {outcome.ledger_rows} calls, the service was paid for {len(outcome.paid)}")
     if len(set(outcome.ledger_ids)) != len(outcome.ledger_ids):
@@ -145,9 +157,11 @@ def check_settled(outcome: Outcome) -> list[str]:
     left = [r.image_id for r in outcome.records if r.status == ImageStatus.FAILED_RETRYABLE]
     if left:
         problems.append(f"still retryable after the reruns: {left}")
-    if outcome.ledger_rows != len(outcome.paid):
-        problems.append(f"paid calls {len(outcome.paid)} != ledger rows {outcome.ledger_rows}")
+    if not outcome.ledger_rows <= len(outcome.paid) <= outcome.ledger_rows + outcome.possibly_billed:
+        problems.append(f"paid calls {len(outcome.paid)} not booked: ledger rows {outcome.ledger_rows}, "
+                        f"possibly billed {outcome.possibly_billed}")
     outputs = sum(r.status == ImageStatus.EDITED and not r.cache_hit for r in outcome.records) * outcome.steps
-    if outcome.produced != outputs:
-        problems.append(f"calls that produced a result {outcome.produced} != outputs {outputs}")
+    if outcome.produced != outputs + outcome.duplicates:
+        problems.append(f"calls that produced a result {outcome.produced} != outputs {outputs} "
+                        f"+ duplicates {outcome.duplicates}")
     return problems

@@ -165,6 +165,7 @@ class ScenarioResult:
     problems: list[str] = field(default_factory=list)
     api_key: str = ""
     workspace: str = ""
+    possibly_billed: int = 0  # ledger rows booked as possibly billed (an answer lost after the body was sent)
 
     @property
     def ok(self) -> bool:
@@ -357,6 +358,7 @@ def run_scenario(scenario: Scenario, lab: Lab, *, images: int | None = None) -> 
     state_.reset(config=True)
     key = f"sk-reliability-{scenario.backend}-{secrets.token_hex(12)}"
     state_.api_key = key
+    state_.honour_idempotency = scenario.provider_idempotency
     env = connection_env(scenario.backend, lab.service.url, key, scenario.extras)
     if scenario.storage == "s3" and lab.s3 is not None:
         env |= lab.s3.environment()
@@ -393,7 +395,7 @@ def run_scenario(scenario: Scenario, lab: Lab, *, images: int | None = None) -> 
         duplicates=outcome.duplicates, lost=len(outcome.lost), ledger_rows=outcome.ledger_rows,
         paid_without_result=len(outcome.paid) - outcome.produced, reruns=reruns, first_run_state=first_state,
         peak_rss_mb=rss.mb, wall_s=round(time.perf_counter() - started, 1), reasons=reasons, problems=problems,
-        api_key=key, workspace=setup.workspace)
+        api_key=key, workspace=setup.workspace, possibly_billed=outcome.possibly_billed)
 
 
 # -- the bad-input corpus -------------------------------------------------------------------------
@@ -449,5 +451,5 @@ def run_corpus(lab: Lab, cases: list[Any], *, backend: str = "openai") -> Corpus
         lost=len(outcome.lost), ledger_rows=outcome.ledger_rows, paid_without_result=len(outcome.paid) - outcome.produced,
         reruns=0, first_run_state=state, peak_rss_mb=rss.mb, wall_s=round(time.perf_counter() - started, 1),
         reasons=sorted({f"{r.image_id}: {r.error}" for r in outcome.records if r.error}), problems=problems,
-        api_key=key, workspace=setup.workspace)
+        api_key=key, workspace=setup.workspace, possibly_billed=outcome.possibly_billed)
     return CorpusResult(result, problems)

@@ -34,6 +34,8 @@ class Scenario:
     :param expect_first: exact status counts after the first run (None: not pinned).
     :param reason: regex the error of every failed image of the first run must match.
     :param first_run_fails: the first DAG run must fail (the edit task fails the chunk, e.g. 402).
+    :param provider_idempotency: the service honours ``Idempotency-Key`` (False: it ignores it, as the real
+        image APIs may, so a retry after a lost answer is paid twice and must be booked possibly billed).
     :param fast: run through the DAG in the fast set (``make test``, ``--fast``); every scenario runs at the
         chunk level there.
     """
@@ -49,6 +51,7 @@ class Scenario:
     reason: str = ""
     first_run_fails: bool = False
     fast: bool = False
+    provider_idempotency: bool = True
 
     @property
     def storage(self) -> str:
@@ -80,6 +83,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              expect_first=ALL_EDITED),
     Scenario("connection dropped mid-body after the edit",
              faults=({"kind": "drop_after", "count": 2, "path": EDIT},), expect_first=ALL_EDITED),
+    Scenario("dropped mid-body after the edit, keys ignored (as real APIs may)",
+             faults=({"kind": "drop_after", "count": 2, "path": EDIT},), expect_first=ALL_EDITED,
+             provider_idempotency=False),
     Scenario("slow responses under the timeout", faults=({"kind": "latency", "seconds": 0.3, "count": -1,
                                                           "path": EDIT},), expect_first=ALL_EDITED),
     Scenario("hung response past the timeout", faults=({"kind": "hang", "seconds": 3, "count": 1, "path": EDIT},),
@@ -109,6 +115,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              faults=({"kind": "bfl_not_found", "count": 1, "path": BFL},
                      {"kind": "content_moderated", "count": 1, "path": BFL}),
              expect_first={"edited": 2, "failed_retryable": 1, "failed_final": 1}),
+    Scenario("BFL deferrable: submit answer dropped, keys ignored", backend="bfl", deferrable=True,
+             faults=({"kind": "drop_after", "count": 1, "path": BFL},), expect_first=ALL_EDITED,
+             provider_idempotency=False),
     Scenario("BFL 402 out of credits", backend="bfl", faults=(_status(402, -1, BFL),),
              expect_first={"failed_retryable": 4}, reason=r"402", first_run_fails=True),
     Scenario("S3 5xx on put/get/list", s3_faults=(("PUT", "fail", {"times": 2}), ("GET", "fail", {"times": 2}),

@@ -7,7 +7,7 @@ from typing import Any
 
 SHORT = {"edited": "ed", "failed_retryable": "retry", "failed_final": "final", "skipped_budget": "budget"}
 COLUMNS = ("scenario", "mode", "images", "first run", "after reruns", "reruns", "backend calls", "max/img",
-           "ledger", "paid, no result", "duplicate", "lost", "peak RSS MB", "wall s", "ok")
+           "ledger", "possibly billed", "paid, no result", "duplicate", "lost", "peak RSS MB", "wall s", "ok")
 
 
 def states(counts: dict[str, int]) -> str:
@@ -18,7 +18,7 @@ def states(counts: dict[str, int]) -> str:
 def row(result: Any) -> list[str]:
     return [result.name, result.mode, str(result.images), states(result.first), states(result.final),
             str(result.reruns), str(result.calls), str(result.max_calls_per_image), str(result.ledger_rows),
-            str(result.paid_without_result), str(result.duplicates), str(result.lost), f"{result.peak_rss_mb:.0f}",
+            str(result.possibly_billed), str(result.paid_without_result), str(result.duplicates), str(result.lost), f"{result.peak_rss_mb:.0f}",
             f"{result.wall_s:.1f}", "yes" if result.ok else "NO"]
 
 

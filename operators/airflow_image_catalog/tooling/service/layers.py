@@ -5,7 +5,8 @@
 2. :class:`Idempotency` (POSTs with an ``Idempotency-Key`` header whose credentials pass
    the API-key check): a stored 2xx answer for the same path and key is replayed
    (``idempotent-replayed: true``, ``served["replayed"]``); a duplicate of a request still
-   in flight waits for it. A replay is free: it never reaches the rate limit or the faults;
+   in flight waits for it (``honour_idempotency`` False: keys ignored, as the real APIs may).
+   A replay is free: it never reaches the rate limit or the faults;
 3. :class:`RateLimit` (edit routes, :data:`~airflow_image_catalog.tooling.service.protocol.EDIT_PATHS`):
    the sliding 60 s window behind the ``x-ratelimit-*`` headers; with ``enforce_rate_limit`` a
    request beyond ``requests_per_minute`` is answered 429 (``served["rate_limited"]``);
@@ -140,7 +141,7 @@ class Idempotency:
         self.app, self.state = app, state
 
     def _key(self, scope: Scope) -> tuple[str, str] | None:
-        if not is_api(scope) or scope["method"] != "POST":
+        if not is_api(scope) or scope["method"] != "POST" or not self.state.honour_idempotency:
             return None
         request = Request(scope)
         key = request.headers.get("idempotency-key")

@@ -76,6 +76,8 @@ class ServiceState:
     enforce_rate_limit: bool = False
     idempotency_ttl_s: float = IDEMPOTENCY_TTL_S
     idempotency_max_entries: int = IDEMPOTENCY_MAX_ENTRIES
+    #: False: ``Idempotency-Key`` is ignored, as by the real image APIs (none documents it for edits)
+    honour_idempotency: bool = True
     faults: FaultPlan = field(default_factory=FaultPlan)
     served: Counter = field(default_factory=Counter)
     #: the paid work done: one small dict per edit performed, see :meth:`record`
@@ -243,4 +245,4 @@ class ServiceState:
 
 
 CONFIG_FIELDS = ("api_key", "requests_per_minute", "sample_ttl_s", "latency_s", "enforce_rate_limit",
-                 "idempotency_ttl_s", "idempotency_max_entries")
+                 "idempotency_ttl_s", "idempotency_max_entries", "honour_idempotency")
