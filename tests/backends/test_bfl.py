@@ -117,3 +117,78 @@ def test_too_many_references_are_refused_before_anything_is_sent(service, monkey
                                         r"takes at most 3 references \(input_image \.\. input_image_4\)") as info:
         bfl(service, monkeypatch).edit(product_png(), many, ctx(tmp_path))
     assert not info.value.retryable and service.state.served["total"] == 0  # the first step was not paid either
+
+
+# -- tasks in flight, BFL's rate-limit headers, FLUX.1 as legacy ---------------------------------------
+def _submit(service, model="flux-2-pro"):
+    import base64
+
+    import httpx
+
+    body = {"prompt": "Apply a warm golden look.", "input_image": base64.b64encode(product_png()).decode()}
+    return httpx.post(f"{service.url}/v1/{model}", json=body, headers={"x-key": "k"})
+
+
+def test_the_service_limits_tasks_in_flight_as_bfl_does(service):
+    service.state.faults.add(kind="bfl_pending", count=6, path="/v1/flux-kontext-max")  # six tasks that never end
+    answers = [_submit(service, "flux-kontext-max") for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 6 + [429]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers[:6]] == ["5", "4", "3", "2", "1", "0"]
+    assert answers[0].headers["x-ratelimit-limit"] == "6" and int(answers[0].headers["x-ratelimit-reset"]) > 1e9
+    refused = answers[6]
+    assert refused.json()["error"] == "rate_limit_exceeded" and refused.headers["retry-after"] == "1"
+    assert _submit(service, "flux-2-pro").headers["x-ratelimit-limit"] == "24"  # another limit group: admitted
+
+
+@pytest.mark.parametrize(("backend_tasks", "refused"), [(3, False), (24, True)])
+async def test_images_hold_a_task_slot_from_submit_to_download(service, monkeypatch, tmp_path, backend_tasks,
+                                                               refused):
+    import asyncio
+
+    service.state.bfl_max_tasks, service.state.bfl_task_seconds = 3, 0.15  # short polls, longer tasks
+    backend = bfl(service, monkeypatch, model="flux-2-pro", max_tasks=backend_tasks, max_concurrency=8,
+                  max_attempts=1, poll_timeout=5)
+    results = await asyncio.gather(*(backend.aedit(product_png(color=(20 * i, 90, 160)), recipe(tmp_path),
+                                                   ctx(tmp_path)) for i in range(8)), return_exceptions=True)
+    await backend.transport.aclose()
+    failures = [r for r in results if isinstance(r, Exception)]
+    if not refused:  # 8 images, 3 task slots: never a 429, every image edited
+        assert failures == [] and service.stats()["rate_limited"] == 0 and len(service.state.performed) == 8
+    else:  # counting HTTP requests instead of tasks: BFL refuses the 4th task in flight
+        assert service.stats()["rate_limited"] > 0 and all("rate_limit_exceeded" in str(f) for f in failures)
+
+
+def test_bfl_rate_limit_headers_pause_new_tasks_only():
+    import time
+
+    import httpx
+
+    from airflow_image_catalog.backends.http import Limiter
+
+    limiter = Limiter()
+    limiter.observe(httpx.Headers({"X-RateLimit-Limit": "24", "X-RateLimit-Remaining": "0",
+                                   "X-RateLimit-Reset": str(int(time.time()) + 3)}))
+    assert 1.5 < limiter._pause(billed=True) <= 3.0  # a new task waits for BFL's reset (epoch seconds)
+    assert limiter._pause(billed=False) == 0.0  # polls and downloads go on: they end tasks
+    capped = Limiter()
+    capped.observe(httpx.Headers({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 900)}),
+                   max_pause=2.0)
+    assert 1.0 < capped._pause(billed=True) <= 2.0  # capped like a retry-after
+
+
+def test_task_limits_per_model_and_flux1_is_legacy(caplog):
+    from airflow_image_catalog.backends.bfl import task_limit
+    from airflow_image_catalog.backends.http import HttpSettings, HttpTransport
+
+    assert (task_limit("flux-kontext-max"), task_limit("flux-kontext-pro"), task_limit("flux-2-pro")) == (6, 24, 24)
+    transport = HttpTransport("bfl", HttpSettings("http://127.0.0.1:9"))
+    assert BFLBackend(transport, model="flux-kontext-max", max_tasks=10).tasks.limit == 6  # never above BFL's
+    assert BFLBackend(transport, model="flux-2-pro", max_tasks="4").tasks.limit == 4
+    with pytest.raises(EditError, match="max_tasks"):
+        BFLBackend(transport, model="flux-2-pro", max_tasks=0)
+    caplog.clear()
+    BFLBackend(transport, model="flux-kontext-pro")
+    assert "legacy" in caplog.text and "FLUX.2" in caplog.text
+    caplog.clear()
+    BFLBackend(transport, model="flux-2-pro")
+    assert "legacy" not in caplog.text

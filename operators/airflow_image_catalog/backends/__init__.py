@@ -91,7 +91,8 @@ def build_backend(config) -> EditBackend:
         from airflow_image_catalog.backends.bfl import BFLBackend
 
         transport = HttpTransport("bfl", settings, auth_headers={"x-key": config.api_key or ""})
-        return BFLBackend(transport, **_options(extras, "model", "safety_tolerance", "seed", "aspect_ratio"))
+        return BFLBackend(transport, **_options(extras, "model", "safety_tolerance", "seed", "aspect_ratio",
+                                                "max_tasks"))
     if config.backend == "firefly":
         from airflow_image_catalog.backends.firefly import FireflyBackend
 

@@ -16,6 +16,14 @@ asking for more is refused before anything is sent: FLUX.1 Kontext takes ``input
 "Black Forest Labs"; freepik's FLUX.2 [klein] reference). A status not in BFL's list (``Pending``,
 ``Ready``, ``Request Moderated``, ``Content Moderated``, ``Error``, ``Task not found``) fails at
 once with the raw value, as BFL's own SDK does; a top-level ``error`` text is kept in the message.
+
+BFL limits *tasks in flight* (submitted, not yet completed), 24 per account and 6 for FLUX.1
+Kontext [max], not HTTP requests (black-forest-labs/skills ``bfl-api/references/rate-limiting.md``):
+each image holds a task slot (:class:`~airflow_image_catalog.backends.http.TaskSlots`) from its
+submit until its result is downloaded, and BFL's ``X-RateLimit-Remaining: 0`` pauses new submits
+until ``X-RateLimit-Reset``. BFL labels the FLUX.1 models legacy and recommends FLUX.2 for editing
+(black-forest-labs/skills ``flux-best-practices/rules/flux1-models.md`` and
+``model-selection-guide.md``): a Kontext model is still taken, with a warning.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from collections.abc import Generator
 from typing import Any
 
 from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext, JobStatus
-from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request, poll_plan
+from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request, TaskSlots, poll_plan
 from airflow_image_catalog.backends.imaging import conform, provider_image
 from airflow_image_catalog.recipes import Recipe, RecipeStep
 
@@ -39,6 +47,11 @@ FINAL = {"Request Moderated": "request_moderated", "Content Moderated": "content
 RETRYABLE = {"Error": "provider_error", "Task not found": "task_not_found"}
 OUT_OF_CREDITS = "insufficient_credits"
 PENDING = "Pending"
+#: tasks in flight BFL admits per account, by model-name prefix (the rest: 24)
+MAX_TASKS = {"flux-kontext-max": 6}
+DEFAULT_MAX_TASKS = 24
+#: FLUX.1 models BFL calls legacy ("use FLUX.2 with references instead")
+LEGACY_PREFIXES = ("flux-kontext-",)
 #: the most input images (the image and its references) one request takes, by model-name prefix
 MAX_INPUT_IMAGES = {"flux-kontext-": 4, "flux-2-klein": 4, "flux-2-": 8}
 
@@ -47,6 +60,11 @@ def max_input_images(model: str) -> int:
     """The model's cap; a model outside the documented families gets the smallest documented one."""
     prefixes = [prefix for prefix in MAX_INPUT_IMAGES if model.startswith(prefix)]
     return MAX_INPUT_IMAGES[max(prefixes, key=len)] if prefixes else min(MAX_INPUT_IMAGES.values())
+
+
+def task_limit(model: str) -> int:
+    """How many of ``model``'s tasks BFL lets one account have in flight."""
+    return next((limit for prefix, limit in MAX_TASKS.items() if model.startswith(prefix)), DEFAULT_MAX_TASKS)
 
 
 def check_references(recipe: Recipe, model: str) -> None:
@@ -67,6 +85,8 @@ class BFLBackend(PlanDriven):
     :param safety_tolerance: 0 (strict) .. 2 (the maximum with input images).
     :param seed: fixed seed for reproducible edits.
     :param aspect_ratio: e.g. ``1:1``; by default the input's.
+    :param max_tasks: tasks in flight at once (default BFL's limit for the model: 24, 6 for Kontext [max]);
+        lower it when other clients share the account.
     """
 
     name = "bfl"
@@ -75,12 +95,25 @@ class BFLBackend(PlanDriven):
     IDENTITY_FIELDS = ("safety_tolerance", "seed", "aspect_ratio")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, safety_tolerance: int = 2,
-                 seed: int | None = None, aspect_ratio: str | None = None):
+                 seed: int | None = None, aspect_ratio: str | None = None, max_tasks: int | None = None):
         self.transport = transport
         self.model = model or DEFAULT_MODEL
         self.safety_tolerance = min(int(safety_tolerance), 2)
         self.seed = seed
         self.aspect_ratio = aspect_ratio
+        limit = task_limit(self.model)
+        if max_tasks not in (None, ""):
+            try:
+                limit = min(int(max_tasks), limit)
+            except (TypeError, ValueError):
+                raise EditError(f"bfl: max_tasks must be an integer, got {max_tasks!r}", code="invalid_max_tasks") \
+                    from None
+            if limit < 1:
+                raise EditError(f"bfl: max_tasks must be at least 1, got {max_tasks!r}", code="invalid_max_tasks")
+        self.tasks = TaskSlots(limit)
+        if self.model.startswith(LEGACY_PREFIXES):
+            log.warning("bfl: %s is a FLUX.1 model, which BFL labels legacy; it recommends FLUX.2 (flux-2-pro, "
+                        "flux-2-max, flux-2-klein-*) for editing", self.model)
 
     def __repr__(self) -> str:
         return f"BFLBackend(model={self.model!r}, transport={self.transport!r})"
@@ -155,6 +188,14 @@ class BFLBackend(PlanDriven):
         return exc
 
     # -- the whole recipe, polling in the caller (sync edit / async aedit) ------------------
+    def edit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
+        with self.tasks.slot():  # the image's one task in flight at a time, from submit to download
+            return self.transport.run(self.plan(source, recipe, context))
+
+    async def aedit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult:
+        async with self.tasks.aslot():
+            return await self.transport.arun(self.plan(source, recipe, context))
+
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
         check_references(recipe, self.model)
         usage: list[dict[str, Any]] = []

@@ -236,8 +236,9 @@ def retry_after(headers: httpx.Headers) -> float | None:
 def error_details(response: httpx.Response) -> tuple[str, str]:
     """The provider's error code and message, from the documented error shapes.
 
-    OpenAI ``{"error": {"code", "type", "message"}}``, BFL ``{"detail": ...}``,
-    Firefly ``{"error_code", "message"}``, Recraft ``{"code", "message"}``.
+    OpenAI ``{"error": {"code", "type", "message"}}``, BFL ``{"detail": ...}`` (and, throttled,
+    ``{"error": "rate_limit_exceeded", "message"}``), Firefly ``{"error_code", "message"}``,
+    Recraft ``{"code", "message"}``.
     """
     code, message = f"http_{response.status_code}", response.reason_phrase or ""
     try:
@@ -247,7 +248,7 @@ def error_details(response: httpx.Response) -> tuple[str, str]:
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, str):
-            return code, err
+            return (err, body["message"]) if isinstance(body.get("message"), str) else (code, err)
         if isinstance(err, dict):
             code = str(err.get("code") or err.get("error_code") or err.get("type") or code)
             detail = err.get("message") or err.get("detail") or message
@@ -307,29 +308,46 @@ class Limiter:
         self.requests_per_minute = requests_per_minute
         self.max_concurrency = max(1, int(max_concurrency))
         self._pause_until = 0.0
+        self._billed_pause_until = 0.0  # BFL: no task slot left, new tasks wait
         self._sync_slots = threading.BoundedSemaphore(self.max_concurrency)
         self._sync_lock = threading.Lock()
         self._sync_next = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async: tuple[Any, asyncio.Semaphore] | None = None
 
-    def observe(self, headers: httpx.Headers) -> None:
-        """Pause while the provider says no requests, or no tokens, remain (OpenAI sends both pairs)."""
-        for unit in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{unit}")
+    def observe(self, headers: httpx.Headers, max_pause: float = 120.0) -> None:
+        """Pause while the provider says nothing remains.
+
+        OpenAI: ``x-ratelimit-remaining-requests`` / ``-tokens`` with ``x-ratelimit-reset-*`` durations
+        (``6m0s``): every request pauses. BFL: ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` (epoch
+        seconds; black-forest-labs/skills ``bfl-api/references/rate-limiting.md``), counting tasks in
+        flight: only paid requests (new tasks) pause, polls and downloads go on (they end tasks).
+        A pause is capped at ``max_pause`` seconds.
+        """
+        for unit in ("requests", "tokens", None):
+            name = f"x-ratelimit-remaining-{unit}" if unit else "x-ratelimit-remaining"
+            remaining = headers.get(name)
             if remaining is None:
                 continue
             with contextlib.suppress(ValueError):
-                if int(float(remaining)) <= 0:
-                    reset = parse_duration(headers.get(f"x-ratelimit-reset-{unit}")) or 1.0
-                    self._pause_until = max(self._pause_until, time.monotonic() + reset)
-                    log.info("provider rate limit on %s reached: pausing requests for %.2fs", unit, reset)
+                if int(float(remaining)) > 0:
+                    continue
+                reset = headers.get(f"x-ratelimit-reset-{unit}" if unit else "x-ratelimit-reset")
+                seconds = min(_reset_seconds(reset) or 1.0, max_pause)
+                until = time.monotonic() + seconds
+                if unit is None:
+                    self._billed_pause_until = max(self._billed_pause_until, until)
+                else:
+                    self._pause_until = max(self._pause_until, until)
+                log.info("provider rate limit on %s reached: pausing %s for %.2fs", unit or "tasks in flight",
+                         "new tasks" if unit is None else "requests", seconds)
 
-    def _pause(self) -> float:
-        return max(self._pause_until - time.monotonic(), 0.0)
+    def _pause(self, billed: bool = False) -> float:
+        until = max(self._pause_until, self._billed_pause_until) if billed else self._pause_until
+        return max(until - time.monotonic(), 0.0)
 
     @contextlib.contextmanager
-    def slot(self):
+    def slot(self, billed: bool = False):
         if self.requests_per_minute > 0:
             with self._sync_lock:
                 now = time.monotonic()
@@ -337,7 +355,7 @@ class Limiter:
                 interval = 60.0 / self.requests_per_minute  # a late wake-up keeps its slot (see _async_parts)
                 self._sync_next = max(self._sync_next, now - interval) + interval
             time.sleep(delay)
-        time.sleep(self._pause())
+        time.sleep(self._pause(billed))
         with self._sync_slots:
             yield
 
@@ -354,12 +372,48 @@ class Limiter:
         return self._async
 
     @contextlib.asynccontextmanager
-    async def aslot(self):
+    async def aslot(self, billed: bool = False):
         rate, slots = self._async_parts()
         async with slots:
             if rate is not None:
                 await rate.acquire()
-            await asyncio.sleep(self._pause())
+            await asyncio.sleep(self._pause(billed))
+            yield
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    """A reset header as seconds from now: a duration (``1s``, ``6m0s``) or an epoch timestamp (BFL)."""
+    seconds = parse_duration(value)
+    if seconds is not None and seconds > 1e9:  # an epoch timestamp, not a duration
+        return max(seconds - time.time(), 0.0)
+    return seconds
+
+
+class TaskSlots:
+    """Provider tasks in flight (submitted, not yet ended): BFL limits these, not HTTP requests.
+
+    A task holds its slot from submission until its result is in hand (or it failed), so a chunk
+    with many images and short polls never has more tasks out than the provider admits. One
+    ``threading.BoundedSemaphore`` for sync callers and one ``asyncio.Semaphore`` per event loop.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self._sync = threading.BoundedSemaphore(self.limit)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async: asyncio.Semaphore | None = None
+
+    @contextlib.contextmanager
+    def slot(self):
+        with self._sync:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def aslot(self):
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._loop is not loop:
+            self._loop, self._async = loop, asyncio.Semaphore(self.limit)
+        async with self._async:
             yield
 
 
@@ -445,7 +499,7 @@ class HttpTransport:
                          retryable=True, code="connection_error")
 
     def _checked(self, req: Request, response: httpx.Response, extra: dict[str, str], attempt: int) -> httpx.Response:
-        self.limiter.observe(response.headers)
+        self.limiter.observe(response.headers, self.settings.max_retry_after)
         try:
             raise_for_status(response, self.provider, req.op)
         except EditError as exc:
@@ -492,7 +546,7 @@ class HttpTransport:
         def once() -> httpx.Response:
             nonlocal attempts
             attempts += 1
-            with self.limiter.slot():
+            with self.limiter.slot(req.billed_step is not None):
                 try:
                     response = self.client.request(**self._request_kwargs(req, extra))
                 except httpx.TransportError as exc:
@@ -511,7 +565,7 @@ class HttpTransport:
         async def once() -> httpx.Response:
             nonlocal attempts
             attempts += 1
-            async with self.limiter.aslot():
+            async with self.limiter.aslot(req.billed_step is not None):
                 try:
                     response = await self.aclient.request(**self._request_kwargs(req, extra))
                 except httpx.TransportError as exc:

@@ -8,6 +8,12 @@ JSON ``prompt``, ``input_image`` (base64), ``input_image_2``.. (references),
 ``sample_ttl_s``. A created job is the paid work (``bfl.submit`` in
 ``ServiceState.performed``, BFL charges at submit); a submit with an ``Idempotency-Key``
 already answered gets the same job back (:class:`~airflow_image_catalog.tooling.service.layers.Idempotency`).
+
+Tasks in flight (submitted, not yet ended) are limited as BFL limits them, 24 per account and 6
+for FLUX.1 Kontext [max] (``ServiceState.bfl_max_tasks`` overrides both): a submit beyond answers
+429 ``{"error": "rate_limit_exceeded", "message"}`` with ``Retry-After``; every submit answer carries
+``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` (epoch seconds), the shape
+BFL documents (black-forest-labs/skills ``bfl-api/references/rate-limiting.md``).
 """
 
 from __future__ import annotations
@@ -35,13 +41,34 @@ def _detail(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
 
-async def _process(job: Job, images: list[bytes]) -> None:
+async def _process(job: Job, images: list[bytes], seconds: float = 0.0) -> None:
+    if seconds:
+        await asyncio.sleep(seconds)
     try:
         job.data, _, _ = await run_in_threadpool(editor.edit_pixels, images, job.prompt,
                                                  output_format=job.output_format, drift=job.drift)
     except Exception as exc:  # the engine refused the image: BFL reports "Error"
         job.error = str(exc)
     job.done, job.ready_at = True, time.monotonic()
+
+
+def _limit_group(model: str) -> str:
+    return "kontext-max" if model == "flux-kontext-max" else "standard"
+
+
+TASK_LIMITS = {"kontext-max": 6, "standard": 24}
+
+
+def _active(state: ServiceState, group: str) -> int:
+    """Tasks of ``group`` submitted and not yet ended (a stuck ``Pending`` never ends)."""
+    ended = ("bfl_error", "request_moderated", "bfl_not_found")
+    return sum(1 for job in list(state.jobs.values())
+               if _limit_group(job.model) == group and not job.done and job.fate not in ended and not job.cancelled)
+
+
+def _rate_headers(limit: int, active: int) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(limit - active, 0)),
+            "X-RateLimit-Reset": str(int(time.time()) + 1)}
 
 
 def bfl_routes(state: ServiceState) -> list[Route]:
@@ -69,18 +96,25 @@ def bfl_routes(state: ServiceState) -> list[Route]:
         output_format = body.get("output_format") or "jpeg"
         if output_format not in ("jpeg", "png"):
             return _detail(422, "output_format: must be jpeg or png")
+        group = _limit_group(model)
+        limit = state.bfl_max_tasks or TASK_LIMITS[group]
+        if _active(state, group) >= limit:
+            state.note("rate_limited")
+            return JSONResponse({"error": "rate_limit_exceeded", "message": f"Too many concurrent requests: "
+                                 f"{limit} tasks in flight allowed"}, status_code=429,
+                                headers={**_rate_headers(limit, limit), "Retry-After": "1"})
         fault = state.faults.take(request.url.path, BFL_KINDS, prompt=prompt)
         job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format)
         state.jobs[job.id] = job
         state.record("bfl.submit", images[0], prompt, model, request.headers.get("idempotency-key"), job_id=job.id)
         if job.fate not in ("bfl_pending", "bfl_error", "request_moderated"):
             job.drift = state.take_drift(request.url.path, prompt)  # only a job that yields an image drifts
-            task = asyncio.create_task(_process(job, images))
+            task = asyncio.create_task(_process(job, images, state.bfl_task_seconds))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         base = str(request.base_url).rstrip("/")
         return JSONResponse({"id": job.id, "polling_url": f"{base}/v1/get_result?id={job.id}",
-                             "cost": BFL_CREDITS[model]})
+                             "cost": BFL_CREDITS[model]}, headers=_rate_headers(limit, _active(state, group)))
 
     async def get_result(request: Request) -> Response:
         job = state.jobs.get(request.query_params.get("id", ""))

@@ -78,6 +78,10 @@ class ServiceState:
     idempotency_max_entries: int = IDEMPOTENCY_MAX_ENTRIES
     #: False: ``Idempotency-Key`` is ignored, as by the real image APIs (none documents it for edits)
     honour_idempotency: bool = True
+    #: BFL tasks in flight admitted per limit group (None: BFL's own, 24, and 6 for Kontext [max])
+    bfl_max_tasks: int | None = None
+    #: seconds a BFL task runs after its submit was answered (real ones take several)
+    bfl_task_seconds: float = 0.0
     faults: FaultPlan = field(default_factory=FaultPlan)
     served: Counter = field(default_factory=Counter)
     #: the paid work done: one small dict per edit performed, see :meth:`record`
@@ -245,4 +249,5 @@ class ServiceState:
 
 
 CONFIG_FIELDS = ("api_key", "requests_per_minute", "sample_ttl_s", "latency_s", "enforce_rate_limit",
-                 "idempotency_ttl_s", "idempotency_max_entries", "honour_idempotency")
+                 "idempotency_ttl_s", "idempotency_max_entries", "honour_idempotency",
+                 "bfl_max_tasks", "bfl_task_seconds")
