@@ -18,6 +18,14 @@ The contract, from Adobe's documents (sources in docs/backends.md "Adobe Firefly
 - Error codes: ``runtime_error``, ``timeout_error``, ``rate_limited`` are transient (a new job may
   succeed); ``validation_error``, ``access_error``, ``invalid_content_type``, ``empty_input_body``,
   ``bad_request`` and any undocumented code are final.
+- The Fill V3 OpenAPI spec (AdobeDocs/ff-services-docs ``fill-image-v3.json``): ``size`` width and height
+  1 to 2,688; the mask's longer side at least 600 px and the image and mask of the same pixel size; input
+  types image/jpeg, image/png, image/webp; errors ``{"error_code", "message"}`` (400 ``bad_request``, 403
+  ``access_error``, 408 ``timeout_error``, 415 ``invalid_content_type``, 422 ``validation_error`` /
+  ``prompt_unsafe`` / ``input_media_unsafe`` / ``output_media_unsafe`` / ``language_not_supported``, 500
+  ``runtime_error``, 501 ``not_implemented``, 503 ``model_not_loaded``), the codes of the SDK's
+  ``ErrorCode`` enum (Firefly-Services/firefly-services-sdk-js). An image Fill would refuse for its size
+  is refused before anything is uploaded.
 - Cancel (``PUT cancelUrl``): 409 (``job_completed``, ``job_already_canceled``, ``job_timeout``) and
   404 (``unknown_job_id``) mean there is nothing left to cancel: never retried.
 Every Firefly request carries ``Authorization: Bearer <token>`` and ``x-api-key: <client id>``;
@@ -44,9 +52,12 @@ MODEL = "firefly-fill-v3"
 PENDING_STATES = frozenset({"pending", "running", "cancel_pending"})
 CANCELED_STATES = frozenset({"canceled", "cancelled"})
 #: documented error codes after which a fresh job may succeed; every other code is final
-RETRYABLE_CODES = frozenset({"runtime_error", "timeout_error", "rate_limited"})
+RETRYABLE_CODES = frozenset({"runtime_error", "timeout_error", "rate_limited", "model_not_loaded"})
 FINAL_CODES = frozenset({"validation_error", "access_error", "invalid_content_type", "empty_input_body",
-                         "bad_request"})
+                         "bad_request", "prompt_unsafe", "input_media_unsafe", "output_media_unsafe",
+                         "language_not_supported", "not_implemented"})
+#: Fill V3's ``size`` bounds and the mask's smallest longer side (fill-image-v3.json)
+MAX_SIDE, MIN_MASK_SIDE = 2688, 600
 #: cancel answers meaning the job already ended (or never existed): nothing to cancel
 CANCEL_ENDED = frozenset({409, 404})
 PROMPT_MAX = 1024  # Fill Image Async: prompt [1 .. 1024] characters
@@ -59,6 +70,17 @@ def check_prompts(recipe: Recipe) -> None:
         if length > PROMPT_MAX:
             raise EditError(f"firefly: recipe {recipe.name!r} step {step.id!r} field 'prompt' has {length:,} "
                             f"characters; Firefly Fill accepts at most {PROMPT_MAX:,}", code="validation_error")
+
+
+def check_size(width: int, height: int, where: str) -> None:
+    """Refuse, before any upload, an image whose mask (of the same size) or ``size`` Fill would refuse."""
+    if max(width, height) < MIN_MASK_SIDE:
+        raise EditError(f"firefly {where}: the image is {width}x{height}; Fill Image takes a mask (of the image's "
+                        f"size) whose longer side is at least {MIN_MASK_SIDE} px: upscale the source or use another "
+                        "backend", code="image_too_small")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise EditError(f"firefly {where}: the image is {width}x{height}; Fill Image's size takes at most "
+                        f"{MAX_SIDE} px a side", code="image_too_large")
 
 
 def _mime(data: bytes) -> str:
@@ -116,12 +138,13 @@ class FireflyBackend(PlanDriven):
         return response.json()["images"][0]["id"]
 
     def submit_plan(self, step: RecipeStep, image: bytes, context: ImageContext) -> Generator[Any, Any, dict]:
+        width, height = image_size(image)
+        check_size(width, height, f"fill[{step.id}]")
         region = edit_region(step, image, context)
         if region is None:
             from airflow_image_catalog.imaging.engine import decode_image, find_subject
 
             region = ~find_subject(decode_image(image))
-        width, height = image_size(image)
         image_id = yield from self._upload(image, "image")
         mask_id = yield from self._upload(white_mask_png(region), "mask")
         body: dict[str, Any] = {"image": {"source": {"uploadId": image_id}},
