@@ -26,6 +26,8 @@ def test_bench_reports_every_figure_at_toy_sizes(tmp_path, capsys):
     assert result["throughput"]["fixed"]["chunk_size"] == 4
     peer = result["peer"]  # the asyncio script on the official SDK, against the same service
     assert peer["images"] == peer["performed"] == 16 and peer["failed"] == peer["duplicates"] == 0
+    assert peer["throttled"] and not result["peer_naive"]["throttled"]  # paced at the limit, and the naive script
+    assert result["peer_naive"]["images"] == 16
     for run in result["throughput"].values():
         assert run["images"] == run["edited"] == run["performed"] == 16
         assert run["failed"] == run["rate_limit_errors_in_tasks"] == run["duplicates"] == 0

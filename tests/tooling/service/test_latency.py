@@ -37,6 +37,6 @@ def test_latency_s_slows_every_edit_route_but_not_polls(service, edit, bfl_submi
 def test_cli_flags_configure_latency_and_enforcement(monkeypatch):
     seen = {}
     monkeypatch.setattr("uvicorn.Server.run", lambda server, sockets: seen.update(app=server.config.app))
-    assert main(["--port", "0", "--latency", "1.5", "--enforce-rate-limit", "--rpm", "7"]) == 0
+    assert main(["--port", "0", "--latency", "1.5", "--enforce-rate-limit", "--rpm", "7", "--rate-quantum", "60"]) == 0
     state = seen["app"].state
-    assert (state.latency_s, state.enforce_rate_limit, state.requests_per_minute) == (1.5, True, 7)
+    assert (state.latency_s, state.enforce_rate_limit, state.requests_per_minute, state.rate_quantum_s) == (1.5, True, 7, 60)

@@ -8,8 +8,9 @@
    in flight waits for it (``honour_idempotency`` False: keys ignored, as the real APIs may).
    A replay is free: it never reaches the rate limit or the faults;
 3. :class:`RateLimit` (edit routes, :data:`~airflow_image_catalog.tooling.service.protocol.EDIT_PATHS`):
-   the sliding 60 s window behind the ``x-ratelimit-*`` headers; with ``enforce_rate_limit`` a
-   request beyond ``requests_per_minute`` is answered 429 (``served["rate_limited"]``);
+   the continuously replenished bucket behind the ``x-ratelimit-*`` headers; with ``enforce_rate_limit`` a
+   request beyond it (a second's share of ``requests_per_minute`` at once, as OpenAI quantizes its
+   limits) is answered 429 (``served["rate_limited"]``);
 4. :class:`FaultsAndLatency`: request faults, then ``hang`` / ``latency`` / ``latency_s``
    delays during which a client that disconnects abandons the request before any edit
    runs (``served["abandoned"]``);
@@ -190,10 +191,11 @@ class Idempotency:
 
 
 class RateLimit:
-    """Edit routes take a slot in the sliding window; their answers carry the ``x-ratelimit-*`` headers.
+    """Edit routes take a request from the rate bucket; their answers carry the ``x-ratelimit-*`` headers.
 
-    With ``enforce_rate_limit``, a request beyond ``requests_per_minute`` is answered 429
-    ``rate_limit_exceeded`` with ``retry-after-ms`` (until the oldest slot frees) and is not performed.
+    With ``enforce_rate_limit``, a request the bucket cannot admit (beyond ``requests_per_minute``, or a burst
+    beyond a quantum's share of it: :meth:`ServiceState.admit`) is answered 429 ``rate_limit_exceeded`` with
+    ``retry-after-ms`` (until the bucket admits one again) and is not performed.
     """
 
     def __init__(self, app, state: ServiceState):

@@ -2,7 +2,7 @@
 
 ``python -m airflow_image_catalog.tooling.service --port 8765`` serves on 127.0.0.1:8765 until Ctrl-C; ``--latency 2``
 makes every edit take 2 s longer, ``--enforce-rate-limit --rpm 60`` answers 429 beyond 60
-edit requests a minute.
+edit requests a minute, and beyond one a second (OpenAI quantizes its limits; ``--rate-quantum 60``: the minute only).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import httpx
 
 from airflow_image_catalog.tooling.service.app import build_app
 from airflow_image_catalog.tooling.service.faults import parse_fault
-from airflow_image_catalog.tooling.service.state import ServiceState
+from airflow_image_catalog.tooling.service.state import RATE_QUANTUM_S, ServiceState
 
 
 async def read_body(receive) -> bytes:
@@ -125,14 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rpm", type=int, default=600,
                         help="edit requests per minute in the x-ratelimit-* headers (enforced with --enforce-rate-limit)")
     parser.add_argument("--enforce-rate-limit", action="store_true",
-                        help="answer 429 rate_limit_exceeded beyond --rpm edit requests in a sliding minute")
+                        help="answer 429 rate_limit_exceeded beyond --rpm edit requests a minute (quantized: see "
+                             "--rate-quantum)")
+    parser.add_argument("--rate-quantum", type=float, default=RATE_QUANTUM_S, metavar="SECONDS",
+                        help="enforce the limit over this period too: at most its share of --rpm at once, as OpenAI "
+                             "does (default 1 s: 600/min admits bursts of 10; 60 = the minute only)")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="add SECONDS to every edit (a client that disconnects meanwhile abandons it)")
     parser.add_argument("--fault", action="append", default=[], metavar="RULE",
                         help="inject a fault, e.g. status:3,status=429,retry_after_ms=200 (repeatable)")
     args = parser.parse_args(argv)
     state = ServiceState(api_key=args.api_key, requests_per_minute=args.rpm, latency_s=args.latency,
-                         enforce_rate_limit=args.enforce_rate_limit)
+                         enforce_rate_limit=args.enforce_rate_limit, rate_quantum_s=args.rate_quantum)
     state.faults.set([parse_fault(text) for text in args.fault])
     service = LocalEditService(args.port, host=args.host, state=state)
     print(f"local edit service on {service.url} (OpenAI base URL {service.openai_base_url})", flush=True)
