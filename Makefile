@@ -142,9 +142,10 @@ bench-people: $(STAMP)
 bench-engine: $(STAMP)
 	$(BIN)/python -m airflow_image_catalog.tooling.bench.engine --sheet docs/engine-gallery.png
 
-# the edit stage on the local edit service (2 s per edit, 600 requests/min enforced): throughput vs the
-# rate limit, orchestration overhead, peak RSS at 1,000 vs 5,000 images, beside one image per mapped task
-# and a sequential loop; prints the figures and writes $(CATALOG_HOME)/bench/throughput.json (~7 min)
+# the edit stage on the local edit service (2 s per edit, 600 requests/min enforced per second, as OpenAI
+# quantizes its limits): throughput vs the rate limit and vs a paced asyncio openai-SDK peer in the same run,
+# orchestration overhead, peak RSS at 1,000 vs 5,000 images, beside one image per mapped task and a
+# sequential loop; prints the figures and writes $(CATALOG_HOME)/bench/throughput.json (~10-18 min)
 bench: $(STAMP)
 	$(BIN)/python -m airflow_image_catalog.tooling.bench.throughput
 

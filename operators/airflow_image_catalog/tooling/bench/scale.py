@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-temp", action="store_true", help="keep the stack's home, the images and the logs")
     args = parser.parse_args(argv)
     sizes = sorted(int(v) for v in args.sizes.split(","))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # ``timeout``: stop the stack first
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="catalog-bench-scale-"))
     (root / "bench_scale.json").write_text(json.dumps(RECIPE))
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"})
     result: dict[str, Any] = {"machine": machine(), "sizes": sizes, "parallelism": args.parallelism,
                               "recipe": "white_background + fit_canvas 512x512 (JPEG)", "runs": {}}
+    out = args.out or catalog_home() / "bench" / "scale.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         print(f"starting the stack in {root} ...", flush=True)
         stack.start()
@@ -174,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"catalog_refresh with {images:,} images ...", flush=True)
             result["runs"][str(images)] = run_size(stack, root, images, first, args.timeout)
             first += images
+            # a long proof may be stopped before its last size: what each finished size measured is kept and shown
+            partial = {**result, "sizes": [n for n in sizes if str(n) in result["runs"]],
+                       "bench_wall_s": round(time.perf_counter() - started, 1)}
+            out.write_text(json.dumps(partial, indent=2) + "\n")
+            print(render(partial), flush=True)
     except BaseException:
         print(stack.logs(), file=sys.stderr)
         raise
@@ -182,8 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_temp:
             shutil.rmtree(root, ignore_errors=True)
     result["bench_wall_s"] = round(time.perf_counter() - started, 1)
-    out = args.out or catalog_home() / "bench" / "scale.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
     print(f"\nwritten to {out}")
