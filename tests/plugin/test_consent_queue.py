@@ -25,6 +25,8 @@ def test_images_waiting_for_consent_are_listed_with_the_finding(tmp_path: Path):
     assert "Waiting for consent (1)" in html and 'data-consent="model_shot"' in html
     assert "1 face found and no model release on record" in html and "© Shop Ltd" in html
     assert "catalog_consent" in html
+    # the source lies under no configured root: the run that asked serves it (only its own images, by id)
+    assert '<a href="/catalog/files/run-source/run1/model_shot" target="_blank" rel="noopener">source</a>' in html
 
     consent.apply_consent(queue["consent"], approve_ids=None, reviewer="desk", note="", workspace=workspace,
                           run={"run_id": "c1"})

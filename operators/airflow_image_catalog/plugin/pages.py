@@ -36,10 +36,11 @@ class Links:
     def file(self, uri: str | None) -> str | None:
         return file_href(self.roots, uri, self.prefix)
 
-    def before(self, record: dict[str, Any]) -> str | None:
-        """An image before its edit: from a configured source root, else as its run read it."""
-        return self.file(record.get("source_uri")) or run_source_href(record.get("run_key"), record.get("image_id"),
-                                                                       self.prefix)
+    def before(self, record: dict[str, Any], run_key: str | None = None) -> str | None:
+        """An image before its edit: from a configured source root, else as its run (``run_key``, else the
+        record's) read it."""
+        return self.file(record.get("source_uri")) or run_source_href(run_key or record.get("run_key"),
+                                                                       record.get("image_id"), self.prefix)
 
     def run_page(self, run_key: str, anchor: str = "") -> str:
         return f"{self.prefix}/runs/{quote(run_key)}" + (f"#{anchor}" if anchor else "")
@@ -279,7 +280,7 @@ def _consent_section(waiting: list[dict[str, Any]], links: Links) -> str:
         faces = (record.get("people") or {}).get("faces")
         rows.append(f'<tr data-consent="{esc(record["image_id"])}"><td>{esc(record["image_id"])}</td><td>{esc(why)}</td>'
                     f"<td>{_n(faces)}</td><td>{esc(found)}</td><td>{_n(record.get('requested_at'))}</td>"
-                    f"<td>{_a(links.file(record.get('source_uri')), 'source', new_tab=True)}</td></tr>")
+                    f"<td>{_a(links.before(record, record.get('requested_by_run')), 'source', new_tab=True)}</td></tr>")
     if not rows:
         return ""
     return (f"<h2>Waiting for consent ({len(rows)})</h2><p class=muted>Held back by the rights check before any "
