@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo run validate demo-openai test lint venv ocr browser exiftool services bench-quality bench bench-scale bench-engine bench-people demo-prepare clean reliability check-docker up down
+.PHONY: demo run validate demo-openai test lint venv ocr browser exiftool services bench-quality bench bench-scale bench-engine bench-people demo-prepare clean reliability check-docker up down docker-engine docker-images test-docker
 
 venv: $(STAMP)
 
@@ -112,6 +112,27 @@ check-docker: $(STAMP)
 	  || echo "hadolint could not be installed: Dockerfile lint skipped"
 	@if test -x $(TOOLS)/hadolint/bin/hadolint; then \
 	  $(TOOLS)/hadolint/bin/hadolint docker/Dockerfile && echo "hadolint $(HADOLINT_VERSION): docker/Dockerfile clean"; fi
+
+# docker/ built and run for real, on a machine that reaches no image registry (docker/README.md, "Without Docker
+# Hub"). docker-engine installs Debian's Docker engine, docker-compose and debootstrap where we may (root with
+# apt-get); docker-images builds every image of the offline stack (cached layers: seconds when nothing changed)
+# and needs a running daemon; test-docker starts one if none runs (dockerd --bridge=none --iptables=false: host
+# networking only), builds, brings the stack up, runs catalog_refresh through the REST API on 1 then 2 workers
+# and a deferrable backend, prints the time of each phase, and removes what it started (skipped, saying why,
+# where no daemon can start).
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+docker-engine:
+	$(call apt_ensure,dockerd,--no-install-recommends docker.io,the Docker stack test)
+	$(call apt_ensure,debootstrap,debootstrap,the offline image build)
+	$(call apt_ensure,docker-compose,--no-install-recommends docker-compose,the Docker stack test)
+
+docker-images: docker-engine
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "no Docker daemon answers: start one (as root:" \
+	  "dockerd --bridge=none --iptables=false &), or run make test-docker, which does"; exit 1; }
+	DOCKER=$(DOCKER) docker/offline/build-images
+
+test-docker: $(STAMP) docker-engine
+	$(BIN)/python -m tests.deploy.docker_stack
 
 # The local stack: api-server, scheduler (LocalExecutor), dag-processor and triggerer on the repo's Airflow home
 # (.airflow, SQLite), DAGs unpaused, the UI plugin loaded; Trigger and Clear in the UI run tasks and their logs

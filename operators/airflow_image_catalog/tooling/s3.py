@@ -29,6 +29,9 @@ Rules apply in the order added; each answers the next ``times`` matching request
 Outside pytest, ``with S3FaultProxy("http://127.0.0.1:5000") as proxy:`` serves
 ``proxy.url`` for any S3 endpoint.
 
+``python -m airflow_image_catalog.tooling.s3 mirror DIR s3://bucket/prefix --endpoint-url URL`` uploads a
+folder (the offline compose stack seeds its S3 server with the bundled samples this way).
+
 botocore's standard retry mode waits ``rand(0, 1) * 2**i`` seconds after a throttling
 error (SlowDown) and ``rand(0, 0.05) * 2**i`` after a 5xx, so inject few throttles
 per test to keep tests fast.
@@ -36,6 +39,7 @@ per test to keep tests fast.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import threading
@@ -44,9 +48,11 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from airflow_image_catalog.storage.s3 import split_s3_uri
 from airflow_image_catalog.tooling.service.server import LoopbackServer, read_body
 
 REGION = "us-east-1"
@@ -336,3 +342,42 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+
+
+def mirror(source: Path, target: str, endpoint_url: str | None = None) -> int:
+    """Upload every file under ``source`` to ``target`` (``s3://bucket/prefix``), creating the bucket if it is
+    missing, as ``mc mb --ignore-existing`` and ``mc mirror --overwrite`` seed compose.yaml's MinIO; returns the
+    number of files. Credentials come from the environment (boto3's chain)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, prefix = split_s3_uri(target)
+    client = boto3.client("s3", endpoint_url=endpoint_url)
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError:
+        client.create_bucket(Bucket=bucket)
+    files = sorted(path for path in Path(source).rglob("*") if path.is_file())
+    for path in files:
+        key = "/".join(part for part in (prefix.strip("/"), path.relative_to(source).as_posix()) if part)
+        client.upload_file(str(path), bucket, key)
+    return len(files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_image_catalog.tooling.s3")
+    commands = parser.add_subparsers(dest="command", required=True)
+    upload = commands.add_parser("mirror", help="upload a folder to s3://bucket/prefix (the bucket made if missing)")
+    upload.add_argument("source", type=Path)
+    upload.add_argument("target", help="s3://bucket/prefix")
+    upload.add_argument("--endpoint-url", default=None, help="the S3 API (default: AWS, or AWS_ENDPOINT_URL)")
+    args = parser.parse_args(argv)
+    if not args.source.is_dir():
+        parser.error(f"source: {args.source} is not a folder")
+    count = mirror(args.source, args.target, args.endpoint_url)
+    print(f"{count} files from {args.source} to {args.target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
