@@ -134,3 +134,35 @@ def test_image_is_pinned_to_the_tested_airflow_and_python():
     assert "-c /opt/catalog/src/constraints.txt" in dockerfile  # the package's dependencies pinned
     copied = " ".join(line for line in dockerfile.splitlines() if line.startswith("COPY"))
     assert all(name in copied for name in PACKAGE_FILES)
+
+
+def _offline() -> dict:
+    return yaml.safe_load(_interpolate((DOCKER / "compose.offline.yaml").read_text(), _env_example()))
+
+
+def test_the_offline_override_puts_every_service_on_the_host_network_on_distinct_loopback_ports(compose):
+    """compose.offline.yaml: every service of the stack (but the profiles') on the host network, settings that
+    are Airflow options, and each server on its own port (all on the host's loopback, so they must differ)."""
+    from airflow.configuration import conf
+
+    offline = _offline()["services"]
+    stack = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert set(offline) == stack and all(svc["network_mode"] == "host" for svc in offline.values())
+    assert all("ports" not in svc for svc in compose["services"].values())  # published ports: compose.override.yaml
+    override = yaml.safe_load(_interpolate((DOCKER / "compose.override.yaml").read_text(), _env_example()))
+    assert all(port.startswith("127.0.0.1:") for svc in override["services"].values() for port in svc["ports"])
+
+    known = {(section, option) for section, body in conf.configuration_description.items()
+             for option in body.get("options", {})}
+    settings = {name: value for svc in offline.values() for name, value in svc.get("environment", {}).items()}
+    unknown = [name for name in settings if name.startswith("AIRFLOW__")
+               and tuple(name[len("AIRFLOW__"):].lower().split("__", 1)) not in known]
+    assert unknown == []
+    ports = re.findall(r"\$\{(OFFLINE_\w+_PORT|AIRFLOW_UI_PORT):-(\d+)\}", (DOCKER / "compose.offline.yaml").read_text())
+    defaults = {name: port for name, port in ports}
+    assert len(defaults) >= 7 and len(set(defaults.values())) == len(defaults), defaults  # one port per server
+    assert all(len({port for n, port in ports if n == name}) == 1 for name in defaults)  # one default per knob
+    # the hosts the services reach each other at: loopback only
+    hosts = re.findall(r"(?:https?|redis|postgresql\+psycopg2|db\+postgresql)://(?:[^@/\s\"]*@)?([^:/\s\"]+)",
+                       json.dumps(settings))
+    assert hosts and set(hosts) == {"127.0.0.1"}, hosts
