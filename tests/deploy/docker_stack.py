@@ -246,6 +246,13 @@ def run(args: argparse.Namespace) -> int:
         env_file(home / ".env", args.concurrency)
         compose = Compose(home / ".env", docker)
         with phases("up"):
+            # before anything starts: a service off the host network would make compose create a bridge network,
+            # whose address is private-range (the profiles' services count: compose makes networks for them too)
+            import yaml
+
+            resolved = yaml.safe_load(compose("--profile", "flower", "--profile", "lineage", "config").stdout)
+            off_host = sorted(name for name, svc in resolved["services"].items() if svc.get("network_mode") != "host")
+            assert off_host == [], f"services not on the host network: {off_host}"
             compose("up", "-d", "--no-build")
         with phases("healthy"):
             containers = compose.wait_healthy(args.timeout)
