@@ -199,7 +199,13 @@ class JobStatus:
 
 
 class JobBackend(AsyncEditBackend, Protocol):
-    """An asynchronous provider: one job per recipe step, submitted, polled, then collected."""
+    """An asynchronous provider: one job per recipe step, submitted, polled, then collected.
+
+    ``jobs_in_flight`` is how many of the account's jobs the provider runs at once (BFL: 24 tasks, 6 for
+    Kontext [max]); the jobs path submits no more than that and the rest as jobs end. None: no such limit.
+    """
+
+    jobs_in_flight: int | None
 
     async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict: ...
 

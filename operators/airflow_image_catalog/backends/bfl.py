@@ -115,6 +115,10 @@ class BFLBackend(PlanDriven):
             log.warning("bfl: %s is a FLUX.1 model, which BFL labels legacy; it recommends FLUX.2 (flux-2-pro, "
                         "flux-2-max, flux-2-klein-*) for editing", self.model)
 
+    @property
+    def jobs_in_flight(self) -> int:
+        return self.tasks.limit
+
     def __repr__(self) -> str:
         return f"BFLBackend(model={self.model!r}, transport={self.transport!r})"
 

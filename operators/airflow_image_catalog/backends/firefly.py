@@ -102,6 +102,7 @@ class FireflyBackend(PlanDriven):
     capabilities = Capabilities(concurrent=True, jobs=True)
     IDENTITY_FIELDS = ("seed",)  # settings that change the output (cache key)
     model = MODEL
+    jobs_in_flight = None  # no jobs-in-flight cap applied: the transport paces the requests
 
     def __init__(self, transport: HttpTransport, *, client_id: str, client_secret: str, token_url: str = TOKEN_URL,
                  scopes: str = SCOPES, seed: int | None = None):

@@ -71,6 +71,7 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
     # whole completion window
     capabilities = Capabilities(concurrent=True, jobs=True, batch=True, jobs_only=True,
                                 job_timeout_s=COMPLETION_WINDOW_S + 3600)
+    jobs_in_flight = None  # one batch per chunk and step; the Batch API queues its lines itself
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -69,3 +69,21 @@ def test_a_rerun_redoes_an_edited_image_whose_output_is_gone(service, bfl_conn, 
     kept = next(r for r in again.items if r.image_id != lost.image_id)
     assert not kept.cache_hit and kept.finished_at == first.items[1].finished_at  # kept as it was
     assert service.state.served["POST /v1/flux-kontext-pro"] == submitted  # nothing paid twice
+
+
+def test_a_deferred_chunk_never_has_more_jobs_out_than_bfl_admits(service, monkeypatch, tmp_path: Path):
+    """BFL runs an account's tasks 24 at a time (6 for Kontext [max]) and answers a 25th submit with 429
+    (the service enforces it, ``tests/backends/test_bfl.py``). A deferred chunk larger than the limit
+    submits the first images, then the rest as jobs end: no 429, every image edited, nothing paid twice."""
+    from airflow_image_catalog.operators.image_edit import ImageEditOperator
+
+    service.state.bfl_max_tasks, service.state.bfl_task_seconds = 2, 0.1  # an account of 2 tasks in flight
+    conn = {"conn_type": "image_edit", "host": service.url, "password": "bfl-key-9",
+            "extra": {"backend": "bfl", "max_tasks": 2, **FAST, "max_attempts": 1}}
+    monkeypatch.setenv("AIRFLOW_CONN_BFL_TWO", json.dumps(conn))
+    op = ImageEditOperator(task_id="edit", chunk_manifest_uri=_chunk(tmp_path, 5), recipe="marketplace_white_square",
+                           workspace=tmp_path.as_uri(), backend_conn_id="bfl_two", deferrable=True, poll_interval=0.02)
+    manifest = _run_deferred(op)
+    assert [r.status for r in manifest.items] == [ImageStatus.EDITED] * 5
+    assert service.stats()["rate_limited"] == 0
+    assert service.state.served["POST /v1/flux-kontext-pro"] == 10  # one job per image and step (two steps)

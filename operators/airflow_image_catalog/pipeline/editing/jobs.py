@@ -13,6 +13,7 @@ instead of paying for it again.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -56,10 +57,61 @@ class _Submissions:
     :meth:`flush` (one batch); others submit at once.
     """
 
-    def __init__(self, run: ChunkRun, pending: dict[str, Any]):
+    def __init__(self, run: ChunkRun, pending: dict[str, Any], waiting: list[str]):
         self.run, self.backend, self.pending = run, job_backend(run), pending
         self.queued: list[tuple[EditRecord, bytes, int, ImageContext]] = []
         self.items = {item.image_id: item for item in run.chunk.items}
+        self.waiting = waiting  # images whose first submit waits for a free job slot
+        self.sending = 0  # first submits under way, not yet in ``pending``
+
+    def free_slots(self) -> int | None:
+        """Jobs the provider's jobs-in-flight limit still admits (None: no limit)."""
+        limit = self.backend.jobs_in_flight
+        return None if limit is None else limit - len(self.pending) - self.sending
+
+    async def submit_first(self, record: EditRecord) -> None:
+        """Settle the image for free, or submit its first step if a job slot is free (else it waits in
+        ``waiting``); a final outcome (settled for free, failed before a job went out) is landed."""
+        run, item = self.run, self.items[record.image_id]
+        with stages.failing(record):
+            source = await stages.settle_for_free(run, item, record)
+            if source is not None:
+                free = self.free_slots()
+                if free is not None and free <= 0:  # checked and taken with no await in between
+                    self.waiting.append(record.image_id)
+                    return
+                self.sending += 1
+                try:
+                    upload, context = await stages.prepare(run, item, record, source)
+                    await self.add(record, upload, 0, context)
+                finally:
+                    self.sending -= 1
+        if record.status in FINAL_STATUSES:
+            await stages.land(run, record)
+
+    async def submit_waiting(self, records: dict[str, EditRecord], deadline: float | None = None) -> None:
+        """Submit waiting images into the free slots, again while a failed submit frees one.
+
+        Past the chunk's job deadline none is submitted (a job the trigger would cancel at once is still
+        paid for at BFL): they fail retryable, so a rerun redoes them.
+        """
+        if deadline is not None and time.time() >= deadline:
+            for key in self.waiting:
+                record = records[key]
+                with stages.failing(record):
+                    raise EditError(f"{self.backend.name}: not submitted before the chunk's job deadline "
+                                    f"({len(self.waiting)} images waited for a job slot)", retryable=True,
+                                    code="timeout")
+                await stages.land(self.run, record)
+            self.waiting.clear()
+            return
+        while self.waiting:
+            free = self.free_slots()
+            take = len(self.waiting) if free is None else min(free, len(self.waiting))
+            if take <= 0:
+                return
+            batch, self.waiting[:] = self.waiting[:take], self.waiting[take:]
+            await asyncio.gather(*(self.submit_first(records[key]) for key in batch))
 
     async def _book_possibly_billed(self, record: EditRecord, marks: list[dict[str, Any]]) -> None:
         """Submissions whose answer was lost after the body was sent: a job (a batch) may exist twice."""
@@ -134,7 +186,7 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
     await asyncio.to_thread(run.state.start)
     pending: dict[str, Any] = {}
     records: dict[str, EditRecord] = {}
-    submissions = _Submissions(run, pending)
+    submissions = _Submissions(run, pending, [])
 
     async def one(item: SourceItem) -> None:
         resumed = await stages.resume(run, item, earlier.get(item.image_id), collects_jobs=True)
@@ -144,21 +196,17 @@ async def start_jobs(run: ChunkRun) -> dict[str, Any]:
         if resumed.pending_job is not None:
             pending[item.image_id] = resumed.pending_job
             return
-        with stages.failing(record):
-            source = await stages.settle_for_free(run, item, record)
-            if source is not None:
-                upload, context = await stages.prepare(run, item, record, source)
-                await submissions.add(record, upload, 0, context)
-        if record.status in FINAL_STATUSES:  # settled for free, or failed before a job went out
-            await stages.land(run, record)
+        await submissions.submit_first(record)
 
     try:
         await asyncio.gather(*(one(item) for item in run.chunk.items))
+        await submissions.submit_waiting(records)
         await submissions.flush()
     finally:
         await submissions.backend.transport.aclose()
     return {"kind": "jobs", "run_key": run.chunk.run_key, "chunk_index": run.chunk.chunk_index,
-            "records": _records_dict({i.image_id: records[i.image_id] for i in run.chunk.items}), "pending": pending}
+            "records": _records_dict({i.image_id: records[i.image_id] for i in run.chunk.items}), "pending": pending,
+            "waiting": submissions.waiting}
 
 
 async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]], run: ChunkRun) -> dict[str, Any]:
@@ -167,7 +215,7 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
     records = {r["image_id"]: EditRecord(**r) for r in state["records"]}
     pending = dict(state["pending"])
     items = {item.image_id: item for item in run.chunk.items}
-    submissions = _Submissions(run, pending)
+    submissions = _Submissions(run, pending, list(state.get("waiting", ())))
     recipe, backend = run.recipe, submissions.backend
 
     async def one(key: str, result: dict[str, Any]) -> None:
@@ -195,10 +243,11 @@ async def advance_jobs(state: dict[str, Any], results: dict[str, dict[str, Any]]
 
     try:
         await asyncio.gather(*(one(key, result) for key, result in results.items() if key in pending))
+        await submissions.submit_waiting(records, state.get("deadline"))  # the slots the ended jobs freed
         await submissions.flush()
     finally:
         await backend.transport.aclose()
-    return {**state, "records": _records_dict(records), "pending": pending}
+    return {**state, "records": _records_dict(records), "pending": pending, "waiting": submissions.waiting}
 
 
 def finish_jobs(state: dict[str, Any], run: ChunkRun) -> EditManifest:
