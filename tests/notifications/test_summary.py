@@ -23,7 +23,7 @@ def _context(tmp_path: Path, task_id: str = "edit", exception: BaseException | N
             "params": {"workspace": str(tmp_path / "work"), "min_pass_rate": 0.8}}
 
 
-REPORT = {"counts": {"found": 17, "edited": 12, "failed": 5, "quarantined": 2, "published": 10, "cache_hits": 0},
+REPORT = {"counts": {"found": 18, "changed": 17, "edited": 12, "failed": 5, "quarantined": 2, "published": 10, "cache_hits": 0},
           "cost": {"actual_usd": 1.234, "decision": {"estimate_usd": 1.5, "action": "go", "policy": "fail"}},
           "quality": {"pass_rate": 0.8333}}
 
@@ -57,7 +57,7 @@ def test_task_failure_summary_has_identity_counts_cost_links_and_no_secret(tmp_p
     fields = summary["fields"]
     assert (fields["dag_id"], fields["run_id"], fields["task_id"], fields["map_index"], fields["try_number"]) == \
         ("catalog_refresh", RUN_ID, "edit", 2, 3)
-    assert fields["counts"] == {"found": 17, "edited": 12, "failed": 5, "quarantined": 2, "published": 10}
+    assert fields["counts"] == {"found": 18, "changed": 17, "edited": 12, "failed": 5, "quarantined": 2, "published": 10}
     assert fields["cost"]["estimate_usd"] == 1.5 and fields["cost"]["actual_usd"] == 1.234
     assert fields["pass_rate"] == 0.8333
     assert summary["links"]["report"] == f"file://{tmp_path}/work/runs/{RUN_KEY}/report.html"
@@ -66,7 +66,7 @@ def test_task_failure_summary_has_identity_counts_cost_links_and_no_secret(tmp_p
     assert "edit[2]" in summary["title"]
     text = json.dumps(summary)
     assert "tok_ABCDEF123" not in text
-    for fragment in ("found 17 / edited 12 / failed 5 / quarantined 2 / published 10", "estimate $1.50",
+    for fragment in ("found 18 / changed 17 / edited 12 / failed 5 / quarantined 2 / published 10", "estimate $1.50",
                      "actual $1.23", "pass rate 83% (minimum 80%)", "report: file://"):
         assert fragment in summary["text"], fragment
 
@@ -98,7 +98,7 @@ def test_gate_kinds_and_pass_rate_from_gate_manifests(tmp_path: Path):
 
     summary = alert_summary("low_pass_rate", low, state["report"], state["decision"], gates=state["gates"])
     assert summary["fields"]["pass_rate"] == 0.3333
-    assert summary["fields"]["counts"] == {"found": 4, "edited": 3, "failed": 1, "quarantined": 2, "published": 0}
+    assert summary["fields"]["counts"] == {"found": 4, "changed": 4, "edited": 3, "failed": 1, "quarantined": 2, "published": 0}
     assert "lowest chunk pass rate 33% (chunk 0)" in summary["fields"]["what_failed"]
     assert "pass rate 33% (minimum 80%)" in summary["text"]
 

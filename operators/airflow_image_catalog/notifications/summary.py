@@ -13,7 +13,7 @@ from typing import Any
 from airflow_image_catalog.pipeline.costing.ledger import possibly_billed_note
 
 KINDS = ("task_failure", "budget_breach", "gate_failure", "low_pass_rate", "run_failed", "deadline_missed")
-COUNT_KEYS = ("found", "edited", "failed", "quarantined", "published")
+COUNT_KEYS = ("found", "changed", "edited", "failed", "quarantined", "published")  # found: in the source
 MAX_ERROR_CHARS = 1500
 _MASK = "***"
 
@@ -105,8 +105,9 @@ def _counts(report: Mapping | None, gates: list[Mapping] | None) -> dict[str, in
         for gate in gates:
             for key in totals:
                 totals[key] += (gate.get("counts") or {}).get(key, 0)
-        found = sum(totals.values())
-        return {"found": found, "edited": totals["pass"] + totals["quarantined"], "failed": totals["not_gated"],
+        gated = sum(totals.values())  # the gates see the changed images only; the source's count is publish's
+        return {"found": gated, "changed": gated, "edited": totals["pass"] + totals["quarantined"],
+                "failed": totals["not_gated"],
                 "quarantined": totals["quarantined"], "published": 0}
     return None
 
