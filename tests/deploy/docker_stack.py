@@ -319,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
             for host, tasks in sorted(hosts.items()):
                 print(f"  {host}: {', '.join(sorted(tasks))}")
             assert len(hosts) == 2 and all(h.startswith("worker-") for h in hosts), dict(hosts)  # both workers
-            edits = [key for key in seen if key[0] == "edit"]
+            edits = [key for key in seen if key[0] == "edit" and key[1] >= 0]  # the mapped instances
             assert edits and all("deferred" in seen[key] for key in edits), dict(seen)
             stats = httpx.get(f"{edit_service}/_service/stats", timeout=10).json()
             fired = compose("exec", "-T", "airflow-triggerer", "bash", "-c",
