@@ -166,7 +166,9 @@ def test_plugin_pages_in_headless_chromium(api_server):
             card = page.locator("div.card[data-image='ball_red']")
             expect(card).to_contain_text("product_fill")
             expect(card.locator("img")).to_have_count(2)
-            assert card.locator("img").first.evaluate("img => img.naturalWidth") > 0
+            before = card.locator("img").first  # loading="lazy": scrolled to, then decode() waits for it and
+            before.scroll_into_view_if_needed()  # rejects a broken one (naturalWidth alone raced the load)
+            assert before.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
             _shot(page, "review_queue", full_page=True)
             card.locator("input[name=note]").fill("fill is fine for this shop")
             card.get_by_role("button", name="Approve").click()
