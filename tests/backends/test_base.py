@@ -44,9 +44,12 @@ def test_each_declared_capability_brings_its_methods(route):
         missing = {name for name in _members(protocol) if not hasattr(backend, name)}
         if getattr(declared, flag):
             assert not missing, f"{route} declares {flag} without {sorted(missing)}"
-            for name in _members(protocol) - {"transport"}:
+            for name in _members(protocol) - {"transport", "jobs_in_flight"}:
                 method = getattr(backend, name)
                 assert callable(method) and inspect.iscoroutinefunction(method) == name.startswith("a"), name
+            if flag == "jobs":  # a data member: the provider's jobs-in-flight limit, or None for none
+                limit = backend.jobs_in_flight
+                assert limit is None or (isinstance(limit, int) and limit >= 1), limit
     for name in _members(EditBackend) - {"capabilities"}:
         assert hasattr(backend, name), name
 
