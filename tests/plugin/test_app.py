@@ -231,9 +231,16 @@ def test_before_images_come_from_the_run_that_read_them(airflow_app, configured:
                     f"{configured.run_key}/ball_red/extra"):
         response = airflow_app.get(f"/image-catalog/files/run-source/{refused}", headers=auth)
         assert response.status_code == 404 and b"private" not in response.content, refused
-    (configured.source / "ball_red.png").unlink()
-    (configured.source / "ball_red.png").symlink_to("/etc/passwd")  # swapped for a link out of the root
-    assert airflow_app.get(before, headers=auth).status_code == 404
+    original = configured.source / "ball_red.png"  # the session's shared source: put back afterwards
+    kept = original.read_bytes()
+    original.unlink()
+    original.symlink_to("/etc/passwd")  # swapped for a link out of the root
+    try:
+        assert airflow_app.get(before, headers=auth).status_code == 404
+    finally:
+        original.unlink()
+        original.write_bytes(kept)
+        (configured.source / "not_in_the_run.png").unlink()
 
 
 def test_links_into_airflow_leave_the_plugin_frame(airflow_app, configured: CatalogRun):
