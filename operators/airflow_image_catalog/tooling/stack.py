@@ -23,7 +23,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,16 +184,23 @@ class AirflowStack:
         return {name: pid for name, pid in self.pids.items() if _running(pid, self.procs.get(name))}
 
     def stop(self, timeout: float = 20) -> None:
-        """SIGTERM every process group, then SIGKILL what is left of it after ``timeout``."""
-        for pid in self.pids.values():
-            _signal_group(pid, signal.SIGTERM)
+        """SIGTERM every process group, then SIGKILL what is left of it after ``timeout``.
+
+        The Task SDK puts each task runner in a process group of its own (``os.setpgid`` in its supervisor),
+        so the services' groups do not hold them: their descendants are collected first, while the tree
+        still links them to a service (a child whose parent died is reparented to init and lost from it),
+        and their groups are signalled too. Otherwise a stack stopped mid-run leaves its running tasks behind.
+        """
+        groups = set(self.pids.values()) | {_group_of(pid) for pid in _descendants(self.pids.values())} - {None}
+        for group in groups:
+            _signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
+        while (self.alive() or any(_group_exists(g) for g in groups)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for name, pid in self.pids.items():
-            _signal_group(pid, signal.SIGKILL)  # whatever is left of the group (task and trigger children too)
-            if name in self.procs:
-                self.procs[name].wait()
+        for group in groups:
+            _signal_group(group, signal.SIGKILL)  # whatever is left of each group (task and trigger children too)
+        for proc in self.procs.values():
+            proc.wait()
         state = self.home / STATE_FILE
         if state.exists():
             state.unlink()
@@ -347,6 +355,42 @@ def _running(pid: int, proc: subprocess.Popen | None) -> bool:
         return status != "Z" and b"airflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
+
+
+def _descendants(roots: Iterable[int]) -> set[int]:
+    """Every live process below ``roots`` in the process tree (read from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone while we read
+            continue
+        children[int(fields[1])].append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:  # ended since the tree was read
+        return None
+
+
+def _group_exists(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal_group(pid: int, sig: int) -> None:
