@@ -19,7 +19,10 @@ After the reruns (:func:`check_settled`), additionally:
 - every paid call is booked (ledger rows <= paid calls <= ledger rows + possibly billed rows; equal to
   the ledger rows when the service honoured the keys and nothing was possibly billed);
 - every call that produced a result produced an output (produced calls = edited images x steps,
-  plus the duplicates: a result produced again after its answer was lost).
+  plus the duplicates: a result produced again after its answer was lost). An image edited from a
+  cache entry this run's own call wrote counts as that call's output: a task killed after the result
+  landed in the cache (booked before) and before its state said ``edited`` leaves the result there, and
+  the rerun takes it for free (see :func:`own_cache_hits`); a hit on an entry of another run does not.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class Outcome:
     :param possibly_billed: its possibly billed entries (an answer lost after the body was sent).
     :param idempotent: the service honoured idempotency keys during the run.
     :param steps: recipe steps (paid calls per edited image).
+    :param own_cache_hits: edited images served from a cache entry a call of this run wrote (and no
+        other image's call produced): see :func:`own_cache_hits`.
     """
 
     discovered: list[str]
@@ -64,6 +69,7 @@ class Outcome:
     lost: list[str] = field(default_factory=list)
     possibly_billed: int = 0
     idempotent: bool = True
+    own_cache_hits: int = 0
 
     def statuses(self) -> Counter:
         return Counter(r.status for r in self.records)
@@ -84,6 +90,23 @@ def listing(prefix: str) -> list[str]:
         return sorted(o.uri for o in list_objects(prefix) if o.uri.endswith(".json"))
     except StorageError:
         return []
+
+
+def own_cache_hits(workspace: str, run_key: str, records: list[EditRecord]) -> int:
+    """Edited images the cache served from an entry this run's own paid call wrote, one per entry, none
+    whose key an image edited by a call also has (that call's output is counted already).
+
+    The window it accounts for: the inline path books a paid result, puts it in the cache, writes the
+    output, then the state; a task killed before the state leaves the image ``submitted``, and the
+    rerun finds the result in the cache (a hit, $0). Paid once, booked once, delivered once.
+    """
+    from airflow_image_catalog.workspace.cache import ResultCache
+
+    cache = ResultCache(workspace)
+    edited = [r for r in records if r.status == ImageStatus.EDITED and r.cache_key]
+    called = {r.cache_key for r in edited if not r.cache_hit}
+    hits = {r.cache_key for r in edited if r.cache_hit} - called
+    return sum((((cache.get_meta(key) or {}).get("created_by") or {}).get("run_key") == run_key) for key in hits)
 
 
 def collect(workspace: str, run_key: str, service_state: Any, *, steps: int = 1) -> Outcome:
@@ -120,7 +143,8 @@ def collect(workspace: str, run_key: str, service_state: Any, *, steps: int = 1)
     produced = sum(service_state.produced(entry) for entry in paid)
     maybe = sum(e.possibly_billed for e in entries)
     return Outcome(discovered, records, paid, produced, service_state.duplicates(), len(entries) - maybe,
-                   [e.entry_id for e in entries], steps, lost, maybe, service_state.honour_idempotency)
+                   [e.entry_id for e in entries], steps, lost, maybe, service_state.honour_idempotency,
+                   own_cache_hits(workspace, run_key, records))
 
 
 def check_run(outcome: Outcome) -> list[str]:
@@ -160,8 +184,10 @@ def check_settled(outcome: Outcome) -> list[str]:
     if not outcome.ledger_rows <= len(outcome.paid) <= outcome.ledger_rows + outcome.possibly_billed:
         problems.append(f"paid calls {len(outcome.paid)} not booked: ledger rows {outcome.ledger_rows}, "
                         f"possibly billed {outcome.possibly_billed}")
-    outputs = sum(r.status == ImageStatus.EDITED and not r.cache_hit for r in outcome.records) * outcome.steps
+    called = sum(r.status == ImageStatus.EDITED and not r.cache_hit for r in outcome.records)
+    outputs = (called + outcome.own_cache_hits) * outcome.steps
     if outcome.produced != outputs + outcome.duplicates:
-        problems.append(f"calls that produced a result {outcome.produced} != outputs {outputs} "
+        own = f" (incl. {outcome.own_cache_hits} from this run's cache entries)" if outcome.own_cache_hits else ""
+        problems.append(f"calls that produced a result {outcome.produced} != outputs {outputs}{own} "
                         f"+ duplicates {outcome.duplicates}")
     return problems
