@@ -11,11 +11,14 @@ once and without the key), ``Request Moderated`` / ``Content Moderated`` (final)
 not sent (the step records ``mask_ignored``).
 
 Input images per request (the image plus its references) are capped per model, and a recipe
-asking for more is refused before anything is sent: FLUX.1 Kontext takes ``input_image`` ..
-``input_image_4``, FLUX.2 [pro] / [max] / [flex] up to 8, FLUX.2 [klein] up to 4 (DESIGN.md
-"Black Forest Labs"; freepik's FLUX.2 [klein] reference). A status not in BFL's list (``Pending``,
-``Ready``, ``Request Moderated``, ``Content Moderated``, ``Error``, ``Task not found``) fails at
-once with the raw value, as BFL's own SDK does; a top-level ``error`` text is kept in the message.
+asking for more is refused before anything is sent: FLUX.1 Kontext [pro] and [max] take ``input_image``
+.. ``input_image_4``, FLUX.2 [pro] / [max] / [flex] up to 8, FLUX.2 [klein] up to 4 (BFL's OpenAPI
+document, api.bfl.ai/openapi.json: ``FluxKontextProInputs``, ``Flux2Inputs``, ``Flux2FlexInputs``,
+``Flux2KleinInputs`` "like Pro but max 4 images"; the API ignores an undeclared field, so a fifth
+Kontext image would be dropped silently). A status not in BFL's ``StatusResponse`` enum (``Task not
+found``, ``Pending``, ``Request Moderated``, ``Content Moderated``, ``Ready``, ``Error``) fails at once
+with the raw value, as BFL's own SDK does (black-forest-labs/flux ``src/flux/api.py``,
+``ImageRequest.retrieve``); a top-level ``error`` text is kept in the message.
 
 BFL limits *tasks in flight* (submitted, not yet completed), 24 per account and 6 for FLUX.1
 Kontext [max], not HTTP requests (black-forest-labs/skills ``bfl-api/references/rate-limiting.md``):
@@ -98,7 +101,7 @@ class BFLBackend(PlanDriven):
                  seed: int | None = None, aspect_ratio: str | None = None, max_tasks: int | None = None):
         self.transport = transport
         self.model = model or DEFAULT_MODEL
-        self.safety_tolerance = min(int(safety_tolerance), 2)
+        self.safety_tolerance = max(0, min(int(safety_tolerance), 2))
         self.seed = seed
         self.aspect_ratio = aspect_ratio
         limit = task_limit(self.model)

@@ -233,10 +233,20 @@ def retry_after(headers: httpx.Headers) -> float | None:
     return None
 
 
+def _validation_errors(detail: object) -> str:
+    """FastAPI's 422 ``detail`` list (BFL's ``HTTPValidationError``) as ``field: message; ...``."""
+    if not isinstance(detail, list):
+        return ""
+    parts = [f"{'.'.join(str(p) for p in (e.get('loc') or [])[1:]) or 'body'}: {e.get('msg')}"
+             for e in detail if isinstance(e, dict) and e.get("msg")]
+    return "; ".join(parts)[:300]
+
+
 def error_details(response: httpx.Response) -> tuple[str, str]:
     """The provider's error code and message, from the documented error shapes.
 
-    OpenAI ``{"error": {"code", "type", "message"}}``, BFL ``{"detail": ...}`` (and, throttled,
+    OpenAI ``{"error": {"code", "type", "message"}}``, BFL ``{"detail": ...}`` (a string, or FastAPI's
+    list of ``{"loc", "msg", "type"}`` on a 422; throttled,
     ``{"error": "rate_limit_exceeded", "message"}``), Firefly ``{"error_code", "message"}``,
     Recraft ``{"code", "message"}``.
     """
@@ -252,7 +262,7 @@ def error_details(response: httpx.Response) -> tuple[str, str]:
         if isinstance(err, dict):
             code = str(err.get("code") or err.get("error_code") or err.get("type") or code)
             detail = err.get("message") or err.get("detail") or message
-            message = detail if isinstance(detail, str) else str(detail)[:300]
+            message = detail if isinstance(detail, str) else _validation_errors(detail) or str(detail)[:300]
     return code, message
 
 

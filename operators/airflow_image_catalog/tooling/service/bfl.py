@@ -9,6 +9,17 @@ JSON ``prompt``, ``input_image`` (base64), ``input_image_2``.. (references),
 ``ServiceState.performed``, BFL charges at submit); a submit with an ``Idempotency-Key``
 already answered gets the same job back (:class:`~airflow_image_catalog.tooling.service.layers.Idempotency`).
 
+Each model's body is read as BFL's OpenAPI document (api.bfl.ai/openapi.json, mirrored in
+tryAGI/BlackForestLabs ``src/libs/BlackForestLabs/openapi.json``) declares it: ``FluxKontextProInputs``
+(both Kontext models) has ``input_image`` .. ``input_image_4`` and ``safety_tolerance`` 0..6,
+``Flux2Inputs`` (FLUX.2 [pro] / [max]) ``input_image`` .. ``input_image_8`` and 0..5; ``output_format``
+is ``jpeg`` / ``png`` / ``webp`` (``OutputFormat``). A value outside a declared bound or enum, a missing
+or non-string ``prompt`` is refused 422 in FastAPI's ``HTTPValidationError`` shape (``{"detail": [{"loc",
+"msg", "type"}]}``, the 422 the document declares); a field the model's schema does not declare (say
+``input_image_5`` for Kontext) is not read: those schemas, unlike the outpainting tool's, do not set
+``additionalProperties: false``, so the API ignores it as FastAPI does. An edit without ``input_image``
+(text-to-image, which the real API takes) is refused: this service only edits.
+
 Tasks in flight (submitted, not yet ended) are limited as BFL limits them, 24 per account and 6
 for FLUX.1 Kontext [max] (``ServiceState.bfl_max_tasks`` overrides both): a submit beyond answers
 429 ``{"error": "rate_limit_exceeded", "message"}`` with ``Retry-After``; every submit answer carries
@@ -37,8 +48,43 @@ from airflow_image_catalog.tooling.service.state import Job, ServiceState
 MODELS = tuple(BFL_CREDITS)
 
 
+#: per model: the input image fields its schema declares and its ``safety_tolerance`` maximum (the OpenAPI document)
+SCHEMAS = {"flux-kontext-pro": (4, 6), "flux-kontext-max": (4, 6), "flux-2-pro": (8, 5), "flux-2-max": (8, 5)}
+OUTPUT_FORMATS = ("jpeg", "png", "webp")
+
+
 def _detail(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
+
+
+def _invalid(field: str, kind: str, message: str, value: object = None) -> JSONResponse:
+    """FastAPI's 422 for a body that fails the model's schema (``HTTPValidationError``)."""
+    error = {"type": kind, "loc": ["body", field], "msg": message, "input": value}
+    return JSONResponse({"detail": [error]}, status_code=422)
+
+
+def _check_body(model: str, body: object) -> JSONResponse | None:
+    """The schema's refusals, in FastAPI's words (pydantic v2's messages and error types)."""
+    if not isinstance(body, dict):
+        return JSONResponse({"detail": [{"type": "model_attributes_type", "loc": ["body"],
+                                         "msg": "Input should be a valid dictionary or object to extract fields from",
+                                         "input": body}]}, status_code=422)
+    if "prompt" not in body:
+        return _invalid("prompt", "missing", "Field required")
+    if not isinstance(body["prompt"], str):
+        return _invalid("prompt", "string_type", "Input should be a valid string", body["prompt"])
+    tolerance, most = body.get("safety_tolerance", 2), SCHEMAS[model][1]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int):
+        return _invalid("safety_tolerance", "int_type", "Input should be a valid integer", tolerance)
+    if tolerance < 0:
+        return _invalid("safety_tolerance", "greater_than_equal", "Input should be greater than or equal to 0",
+                        tolerance)
+    if tolerance > most:
+        return _invalid("safety_tolerance", "less_than_equal", f"Input should be less than or equal to {most}",
+                        tolerance)
+    if body.get("output_format") is not None and body["output_format"] not in OUTPUT_FORMATS:
+        return _invalid("output_format", "enum", "Input should be 'jpeg', 'png' or 'webp'", body["output_format"])
+    return None
 
 
 async def _process(job: Job, images: list[bytes], seconds: float = 0.0) -> None:
@@ -80,22 +126,26 @@ def bfl_routes(state: ServiceState) -> list[Route]:
             return _detail(404, f"Not Found: unknown model {model}")
         if not request.headers.get("x-key") or (state.api_key and request.headers["x-key"] != state.api_key):
             return _detail(403, "Not authenticated: invalid or missing x-key")
-        body = await request.json()
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            return _detail(422, "prompt: field required")
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error",
+                                             "input": {}}]}, status_code=422)
+        refused = _check_body(model, body)
+        if refused is not None:
+            return refused
+        prompt = body["prompt"]
         images = []
-        for key in ["input_image", *(f"input_image_{i}" for i in range(2, 9))]:
+        fields = ["input_image", *(f"input_image_{i}" for i in range(2, SCHEMAS[model][0] + 1))]
+        for key in fields:  # the schema's fields only: any other is ignored, as by the API
             if body.get(key):
                 try:
                     images.append(base64.b64decode(body[key], validate=True))
                 except (binascii.Error, ValueError):
                     return _detail(422, f"{key}: not valid base64")
         if not images:
-            return _detail(422, "input_image: field required")
+            return _detail(422, "input_image: this service only edits (text-to-image is not emulated)")
         output_format = body.get("output_format") or "jpeg"
-        if output_format not in ("jpeg", "png"):
-            return _detail(422, "output_format: must be jpeg or png")
         group = _limit_group(model)
         limit = state.bfl_max_tasks or TASK_LIMITS[group]
         if _active(state, group) >= limit:
@@ -104,7 +154,7 @@ def bfl_routes(state: ServiceState) -> list[Route]:
                                  f"{limit} tasks in flight allowed"}, status_code=429,
                                 headers={**_rate_headers(limit, limit), "Retry-After": "1"})
         fault = state.faults.take(request.url.path, BFL_KINDS, prompt=prompt)
-        job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format)
+        job = Job(uuid.uuid4().hex, model, fault.kind if fault else None, prompt, output_format, inputs=len(images))
         state.jobs[job.id] = job
         state.record("bfl.submit", images[0], prompt, model, request.headers.get("idempotency-key"), job_id=job.id)
         if job.fate not in ("bfl_pending", "bfl_error", "request_moderated"):
@@ -132,7 +182,7 @@ def bfl_routes(state: ServiceState) -> list[Route]:
         elif job.error:
             status, result = "Error", {"error": job.error}
         else:
-            ext = "jpg" if job.output_format == "jpeg" else "png"
+            ext = {"jpeg": "jpg"}.get(job.output_format, job.output_format)
             base = str(request.base_url).rstrip("/")
             status = "Ready"
             result = {"sample": f"{base}/_delivery/{job.id}.{ext}?se=signed", "prompt": job.prompt}
@@ -144,7 +194,7 @@ def bfl_routes(state: ServiceState) -> list[Route]:
             return Response("BlobNotFound", status_code=404)
         if job.fate == "bfl_expired" or time.monotonic() - job.ready_at > state.sample_ttl_s:
             return Response("AuthenticationFailed: Signed expiry time has passed", status_code=403)
-        media = "image/jpeg" if job.output_format == "jpeg" else "image/png"
+        media = f"image/{job.output_format}"
         return Response(job.data, media_type=media)
 
     return [

@@ -40,6 +40,8 @@ class Job:
     ready_at: float | None = None
     cancelled: bool = False
     drift: bool = False
+    #: input images read (the image and its references): BFL jobs
+    inputs: int = 1
 
 
 @dataclass

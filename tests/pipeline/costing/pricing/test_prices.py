@@ -50,12 +50,16 @@ def test_every_shipped_entry_names_a_source_and_unpublished_ones_say_so():
     for provider in prices.providers:
         for price in prices.models[provider].values():
             assert price.source, f"{provider}/{price.model}"
-    for provider, model in (("openai", "gpt-image-2"), ("bfl", "flux-2-flex"), ("firefly", "firefly-fill-v3")):
+    for provider, model in (("openai", "gpt-image-2"), ("firefly", "firefly-fill-v3")):
         assert prices.model(provider, model).assumption
-    # the per-megapixel figures are BFL's own: no assumption, a source naming its pricing page
-    for model in ("flux-2-pro", "flux-2-max"):
+    # the per-megapixel figures are BFL's own: no assumption, a source naming its pricing page ([flex]'s
+    # further megapixel from BFL's skills repository, which lists 1st MP 5c, +MP 5c)
+    for model in ("flux-2-pro", "flux-2-max", "flux-2-flex"):
         assert "docs.bfl.ai/quick_start/pricing" in prices.model("bfl", model).source
-        assert prices.model("bfl", model).per_megapixel
+        assert prices.model("bfl", model).per_megapixel and not prices.model("bfl", model).assumption
+    assert "+MP 5c" in prices.model("bfl", "flux-2-flex").source
+    for model in ("flux-kontext-pro", "flux-kontext-max"):
+        assert "black-forest-labs/skills" in prices.model("bfl", model).source
 
 
 def test_snapshots_resolve_and_unknown_models_name_the_known_ones():
