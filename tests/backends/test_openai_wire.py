@@ -159,6 +159,113 @@ def test_every_parameter_and_model_family_is_covered():
     assert set(sent) | {"image", "mask", "prompt", "model"} <= sdk_fields
 
 
+#: every parameter we send and its values (None: not set on the connection / the recipe's default)
+PARAMETERS = [("quality", (None, "low", "medium", "high", "auto")), ("background", (None, "transparent", "opaque", "auto")),
+              ("format", ("png", "jpeg", "webp")), ("n", (1, 3, 10)), ("size", (None, "1024x1536", "recipe")),
+              ("input_fidelity", (None, "low", "high")), ("safety_identifier", (None, "user-hash-1")),
+              ("user", (None, "user-7"))]
+
+
+_ORDER = {name: i for i, (name, _) in enumerate(PARAMETERS)}
+
+
+def _pair(a: tuple, b: tuple) -> tuple:
+    return (a, b) if _ORDER[a[0]] < _ORDER[b[0]] else (b, a)
+
+
+def _pairs(row: dict) -> set:
+    items = sorted(row.items(), key=lambda item: _ORDER[item[0]])
+    return {_pair(a, b) for i, a in enumerate(items) for b in items[i + 1:]}
+
+
+def refused(model: str, row: dict) -> str | None:
+    """The API's refusal of a (partial) row, written from its rules: transparency needs png or webp;
+    gpt-image-1-mini reads inputs at low fidelity only."""
+    if row.get("background") == "transparent" and row.get("format") == "jpeg":
+        return "background 'transparent' needs output format png or webp"
+    if model == "gpt-image-1-mini" and row.get("input_fidelity") == "high":
+        return "input_fidelity 'high' is not supported"
+    return None
+
+
+def all_pairs(model: str) -> set:
+    """Every pair of values of two parameters the API takes together for ``model``."""
+    return {_pair((a, x), (b, y)) for i, (a, xs) in enumerate(PARAMETERS) for b, ys in PARAMETERS[i + 1:]
+            for x in xs for y in ys if refused(model, {a: x, b: y}) is None}
+
+
+def pairwise_rows(model: str) -> list[dict]:
+    """Valid rows in which every value of every parameter meets every value of every other one that
+    the API takes with it (a greedy covering array: deterministic, about 20 rows instead of the
+    6,480 of the full product)."""
+    wanted, rows = all_pairs(model), []
+    while wanted:
+        first, second = min(wanted, key=repr)  # seed each row with an uncovered pair
+        row = dict([first, second])
+        for name, values in PARAMETERS:  # then each other parameter: the valid value meeting most uncovered pairs
+            if name not in row:
+                row[name] = max((v for v in values if refused(model, {**row, name: v}) is None),
+                                key=lambda v, name=name: sum(_pair((name, v), item) in wanted for item in row.items()))
+        wanted -= _pairs(row)
+        rows.append(row)
+    return rows
+
+
+def _expected(model: str, row: dict) -> tuple[dict, dict, dict]:
+    """(connection extras, recipe output, the SDK arguments the API's rules make of them) for one row."""
+    flexible = model in FLEXIBLE
+    extras = {k: row[k] for k in ("quality", "background", "input_fidelity", "safety_identifier", "user")
+              if row[k] is not None}
+    extras["n"] = row["n"]
+    output = {"format": row["format"], **({"quality": 70} if row["format"] != "png" else {})}
+    if row["size"] == "recipe":
+        output["size"] = "1200x800"
+    elif row["size"]:
+        extras["size"] = row["size"]
+    sdk = {"n": row["n"], "quality": row["quality"] or "auto", "output_format": row["format"],
+           "size": {None: "auto", "1024x1536": "1024x1536"}.get(row["size"], "1200x800" if flexible else "1536x1024")}
+    if row["format"] != "png":
+        sdk["output_compression"] = 70
+    if row["background"]:
+        sdk["background"] = row["background"]
+    if row["input_fidelity"] and not flexible:  # gpt-image-2 reads at high fidelity: the SDK says omit it
+        sdk["input_fidelity"] = row["input_fidelity"]
+    sdk.update({k: row[k] for k in ("safety_identifier", "user") if row[k]})
+    return extras, output, sdk
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_pair_of_parameter_values_matches_the_sdk(model, recorder, monkeypatch, tmp_path):
+    """Every value of each parameter with every value of each other the API takes with it, per model
+    family, against the SDK; each combination the API refuses is refused by our backend before
+    anything is sent (a transparent jpeg; ``input_fidelity`` high on gpt-image-1-mini)."""
+    rows = pairwise_rows(model)
+    assert set().union(*map(_pairs, rows)) == all_pairs(model) and all(refused(model, r) is None for r in rows)
+    source, _ = _files(tmp_path, "png", (), False)
+    context = ImageContext("p1", tmp_path.as_uri(), tmp_path.as_uri())
+    with openai.OpenAI(base_url=recorder.url + "/v1", api_key=KEY, max_retries=0) as client:
+        for row in rows:
+            extras, output, sdk_args = _expected(model, row)
+            ours = _backend(monkeypatch, recorder.url + "/v1", model=model, **extras)
+            ours.edit(source, _recipe(tmp_path, [], False, output), context)
+            (sent,) = recorder.take()
+            client.images.edit(image=tmp_path / "image.png", prompt=PROMPT, model=model, **sdk_args)
+            (reference,) = recorder.take()
+            assert _comparable(sent) == _comparable(reference), row
+    base = {"quality": None, "background": None, "format": "png", "n": 1, "size": None, "input_fidelity": None,
+            "safety_identifier": None, "user": None}
+    bad = [{**base, "background": "transparent", "format": "jpeg"}, {**base, "input_fidelity": "high"}]
+    for row in bad:
+        reason = refused(model, row)
+        if reason is None:
+            continue
+        extras, output, _ = _expected(model, row)
+        with pytest.raises(EditError, match=reason):
+            _backend(monkeypatch, recorder.url + "/v1", model=model, **extras).edit(
+                source, _recipe(tmp_path, [], False, output), context)
+        assert recorder.take() == []
+
+
 def test_a_model_that_was_shut_down_is_refused_at_the_connection(monkeypatch, recorder):
     for model, date in [("gpt-image-1", "2026-10-23"), ("gpt-image-1-2025-04-23", "2026-10-23"),
                         ("dall-e-2", "2026-05-12"), ("dall-e-3", "2026-05-12")]:

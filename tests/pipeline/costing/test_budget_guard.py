@@ -67,6 +67,8 @@ def test_cap_reserves_the_top_of_each_images_band():
     assert _two_images(0.2399).kept == ["a"]  # above both estimates (0.20), below both reservations: one sent
     assert _two_images(0.1201).kept == ["a"]  # just above one reservation
     assert _two_images(0.1199).kept == [] and _two_images(0.1199).skipped_budget == ["a", "b"]  # just below it
+    # just above and just below one image's estimate ($0.100): both under its reservation, nothing is sent
+    assert _two_images(0.1001).kept == [] == _two_images(0.0999).kept
     decision = _two_images(0.1201)
     assert decision.per_image_high_usd == 0.12 and decision.estimate_usd == 0.1 and "reserved" in decision.message
 
@@ -85,13 +87,17 @@ def test_guard_admits_an_image_only_if_its_hold_fits():
 
 
 def test_a_chunk_under_a_budget_just_above_and_below_one_images_reservation(service, monkeypatch, tmp_path):
-    """Real edits through the service: a budget one cent under an image's reservation sends nothing,
-    one just above sends exactly one image; the spend never passes the budget."""
+    """Real edits through the service: a budget just below or just above an image's estimate, or one cent
+    under its reservation (the top of its band) sends nothing, one just above the reservation sends exactly
+    one image; the spend never passes the budget."""
     from airflow_image_catalog.pipeline.costing.pricing import estimate_recipe
 
     estimate = estimate_recipe(parse_recipe(RECIPE), "openai", "gpt-image-1.5", source_size=(128, 128))
-    for budget, sent in ((estimate.high_usd - 0.01, 0), (estimate.high_usd * 1.001, 1)):
-        workdir = tmp_path / f"b{sent}"
+    above = (estimate.usd + estimate.high_usd) / 2  # just above the estimate, under the top of its band
+    assert estimate.usd < above < estimate.high_usd
+    for budget, sent in ((estimate.usd * 0.999, 0), (above, 0), (estimate.high_usd - 0.01, 0),
+                         (estimate.high_usd * 1.001, 1)):
+        workdir = tmp_path / f"b{budget:.6f}"
         workdir.mkdir()
         service.state.reset()
         run, ledger = _run(workdir, service, monkeypatch, budget=budget)

@@ -82,3 +82,20 @@ def test_cap_writes_manifests_of_the_highest_priorities_that_fit(tmp_path: Path)
     assert all("/chunks/capped/" in uri for uri in check.chunk_uris)
     kept = [item.image_id for uri in check.chunk_uris for item in ChunkManifest.from_dict(read_json(uri)).items]
     assert sorted(kept) == sorted([ids[3], ids[1]])
+
+
+def test_every_model_a_downgrade_ladder_names_is_priced_and_served():
+    """``downgrade`` never moves a run onto a model its provider shut down (gpt-image-1 left the ladder)
+    or one the price table does not know."""
+    from airflow_image_catalog.pipeline.costing.decision import ladder_for
+    from airflow_image_catalog.pipeline.costing.pricing import load_prices
+    from airflow_image_catalog.pipeline.costing.pricing.estimate import refuse_shut_down
+
+    prices = load_prices()
+    named = [(backend, change["model"]) for backend in ("openai", "openai_batch", "bfl")
+             for _, change in ladder_for(backend) if "model" in change]
+    assert ("openai", "gpt-image-1-mini") in named and ("bfl", "flux-kontext-pro") in named
+    for backend, model in named:
+        provider = "bfl" if backend == "bfl" else "openai"
+        refuse_shut_down(provider, model)  # raises for a shut-down model
+        assert prices.model(provider, model).source
