@@ -120,3 +120,42 @@ async def test_cancel_is_sent_once_per_batch(service, batch_conn, tmp_path):
     assert await backend.acancel(jobs["i0"]) and await backend.acancel(jobs["i1"])
     assert service.state.served[f"POST /v1/batches/{jobs['i0']['id']}/cancel"] == 1
     await backend.transport.aclose()
+
+
+@pytest.mark.parametrize(("batch", "files", "expected"), [
+    *[({"status": s}, {}, ("pending", None, False)) for s in ("validating", "in_progress", "finalizing", "cancelling")],
+    ({"status": "failed", "errors": {"data": [{"code": "invalid_json_line", "message": "line 1"}]}}, {},
+     ("failed", "invalid_json_line", False)),
+    ({"status": "completed", "output_file_id": "out"}, {}, ("ready", None, False)),
+    ({"status": "completed", "error_file_id": "err"},
+     {"err": [{"custom_id": "p:s", "response": {"status_code": 400, "body": {"error": {"code": "moderation_blocked"}}}}]},
+     ("failed", "moderation_blocked", False)),
+    ({"status": "expired"}, {}, ("failed", "batch_expired", True)),
+    ({"status": "cancelled"}, {}, ("failed", "batch_cancelled", True)),
+    ({"status": "paused", "output_file_id": "out"}, {}, ("failed", "unknown_status", False)),
+])
+def test_every_batch_status_of_the_sdk_and_an_unknown_one(batch_conn, batch, files, expected):
+    """Each value of the SDK's ``Batch.status`` Literal (``openai/types/batch.py``) and one it does not name."""
+    import typing
+
+    import httpx
+    from openai.types.batch import Batch
+
+    from airflow_image_catalog.backends.openai_batch import STATUSES
+    from airflow_image_catalog.hooks.image_edit import ImageEditHook
+
+    assert set(STATUSES) == set(typing.get_args(Batch.model_fields["status"].annotation))
+
+    class Answers:  # what GET /batches/{id} and /files/{id}/content answer
+        async def asend(self, request):
+            if request.url.startswith("batches/"):
+                return httpx.Response(200, json={"id": "b1", **batch}), 1
+            lines = files[request.url.split("/")[1]]
+            return httpx.Response(200, content="".join(json.dumps(line) + "\n" for line in lines).encode()), 1
+
+    backend = ImageEditHook(batch_conn).get_backend()
+    backend.transport = Answers()
+    status = asyncio.run(backend.apoll({"id": "b1", "custom_id": "p:s", "step": 0}))
+    assert (status.state, status.code, status.retryable) == expected
+    if expected[1] == "unknown_status":
+        assert "'paused'" in status.message

@@ -9,7 +9,9 @@ Per recipe step of a chunk: write one JSONL line per image ``{"custom_id", "meth
 ``finalizing``, ``completed``, ``failed``, ``expired``, ``cancelling``, ``cancelled``), then
 read ``GET /files/{output_file_id}/content`` and ``/files/{error_file_id}/content`` and map
 every line back to its image by ``custom_id``. Usage records carry ``"batch": true``
-(billed at 50%).
+(billed at 50%). The statuses are the ``Batch.status`` Literal of the official SDK
+(``openai/types/batch.py``); any other fails the batch's images at once (``unknown_status``, the raw
+value in the message) rather than being read as finished.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ COMPLETION_WINDOW = "24h"
 COMPLETION_WINDOW_S = 24 * 3600
 PENDING = ("validating", "in_progress", "finalizing", "cancelling")
 UNFINISHED = {"expired": "batch_expired", "cancelled": "batch_cancelled"}  # retryable: a new batch may finish
+#: every status the SDK's ``Batch.status`` Literal names
+STATUSES = (*PENDING, "failed", "completed", *UNFINISHED)
 
 
 def data_url(data: bytes) -> str:
@@ -132,6 +136,9 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
         state = batch.get("status", "")
         if state in PENDING:
             return {key: JobStatus("pending") for key in jobs}
+        if state not in STATUSES:
+            return {key: JobStatus("failed", code="unknown_status",
+                                   message=f"openai batch {batch_id}: unknown batch status {state!r}") for key in jobs}
         if state == "failed":
             errors = (batch.get("errors") or {}).get("data") or [{}]
             message = f"openai batch {batch_id} failed: {errors[0].get('message') or 'validation failed'}"

@@ -139,6 +139,16 @@ def test_the_service_accepts_what_the_api_accepts(service, fields, files):
     assert len(service.state.performed) == 1
 
 
+def test_an_image_over_50_mb_is_refused():
+    """[O1]: each image under 50 MB (checked on the part itself: a 50 MB upload over loopback is not worth it)."""
+    from airflow_image_catalog.tooling.service.openai_rules import MAX_IMAGE_BYTES, Part, check_image
+
+    assert check_image(Part("image", "image/png", product_png())) > (0, 0)
+    with pytest.raises(BadRequest) as info:
+        check_image(Part("image", "image/png", product_png() + b"\0" * MAX_IMAGE_BYTES))
+    assert (info.value.code, info.value.param) == ("invalid_value", "image") and "50 MB" in str(info.value)
+
+
 def test_azure_deployments_need_an_api_version(service):
     url = f"{service.url}/openai/deployments/gpt-image-2/images/edits"
     assert httpx.post(url, data=BASE, files=[("image", PNG)]).status_code == 404
