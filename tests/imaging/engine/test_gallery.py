@@ -22,8 +22,10 @@ from .conftest import iou
 
 JUDGED = [g.name for g in gallery() if g.kind != SCENE and not (g.kind == PLAIN and g.edges == 2)]
 #: measured IoU (product_matte) of the known misses, less a margin of 0.02
-LIMIT_FLOOR = {"present_on_white": 0.63, "present_on_grey": 0.81, "present_on_sky": 0.76,
-               "present_touching_1": 0.82, "present_touching_4": 0.81}
+LIMIT_FLOOR = {"present_on_white": 0.90}
+#: measured share of the frame-touching product kept, less 0.02: the filling photo loses the tops of its bow's
+#: loops where they meet the top edge (12 of 220 pixels), the same before and after the edge closing
+EDGE_FLOOR = {"present_touching_4": 0.92}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def test_a_product_touching_the_frame_keeps_its_edge(name, masks):
     touching = erode(item.truth, 2) & band & visible  # inside its anti-aliased rim
     assert touching.sum() > 100
     kept = (mine & touching).sum() / touching.sum()
-    assert kept >= (0.90 if item.limit else 0.95)  # not cut flat where it meets the frame (was 0 in the band)
+    floor = 0.90 if item.limit else EDGE_FLOOR.get(name, 0.95)
+    assert kept >= floor  # not cut flat where it meets the frame (was 0 in the band)
 
 
 def test_a_product_the_photo_crops_over_much_of_its_border_is_refused_with_the_reason():

@@ -9,7 +9,9 @@ the product casts. Two cues are combined:
    the model but has the same chromaticity is explained as shadow, not subject;
 2. GrabCut seeded with that model (border = definite background, strongly
    deviating pixels = probable/definite foreground, shadow-like = probable
-   background), which adds edges and colour statistics.
+   background), which adds edges and colour statistics;
+3. on an achromatic backdrop (white, grey), where a grey product part and a shadow share the backdrop's
+   chroma, the regions the product's own edges wall off from the backdrop are added (``close_by_edges``).
 
 Everything heavy runs on a copy with the longest side ~512 px, where closed-form matting (Levin,
 Lischinski and Weiss, PAMI 2008, by the ``pymatting`` package) then settles the edge in a narrow band
@@ -268,9 +270,53 @@ def refine_edge(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return alpha
 
 
+#: a backdrop whose channels differ by less than this (levels) has no colour of its own: white, grey, a grey sky
+ACHROMATIC_SPREAD = 12.0
+#: Canny's hysteresis thresholds (grey levels, on the work copy) for the edges that wall a product's parts in
+EDGE_LOW, EDGE_HIGH = 20, 60
+
+
+def close_by_edges(small: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """On an achromatic backdrop, add to GrabCut's mask the regions the product's own edges wall in.
+
+    On white, grey or a grey sky a silver ribbon's shaded parts have the backdrop's colour, so the colour
+    model and the shadow test (a chroma test) take them for backdrop or shadow. What tells them apart is
+    edges: a product part is walled in by strong edges (a ribbon's specular borders, its seams with the
+    box), while a cast shadow fades into the backdrop with no edge and joins the border. So a region cut
+    off from the backdrop at the border by Canny edges and the mask is product, unless it is a window onto
+    the backdrop (most of its pixels within the border's own noise of the backdrop model: a bow's or a
+    handle's opening). On a coloured backdrop chroma already tells them apart: the mask is returned as is.
+    """
+    h, w = fg.shape
+    band = border_band(h, w)
+    model = fit_background(small, band)
+    mean = model[band].mean(axis=0)
+    if not fg.any() or float(mean.max() - mean.min()) >= ACHROMATIC_SPREAD:
+        return fg
+    residual = np.abs(small.astype(np.float32) - model).max(axis=-1)
+    fits = residual < BACKDROP_TOLERANCE
+    noise = float(np.percentile(residual[band & fits], 95)) if (band & fits).any() else 0.0
+    window = residual < max(noise + 2.0, 4.0)  # as close to the model as the border's backdrop is
+    edges = dilate(cv2.Canny(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), EDGE_LOW, EDGE_HIGH) > 0, 1)
+    free = ~(fg | edges)
+    n, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=4)
+    outside = np.zeros(n, bool)
+    outside[np.unique(labels[band & fits & free])] = True
+    area = np.bincount(labels[free], minlength=n)
+    opening = np.bincount(labels[free & window], minlength=n) >= 0.5 * np.maximum(area, 1)
+    walled = ~outside & ~opening
+    walled[0] = False  # label 0 is the walls and the mask
+    added = walled[labels] & free
+    if not added.any():
+        return fg
+    grown = fg | added
+    closed = cv2.morphologyEx(grown.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(bool)
+    return grown | (edges & closed & dilate(added, 2))  # the walls between the parts and the mask
+
+
 def segment_small(small: np.ndarray) -> np.ndarray:
-    """The product mask on the work copy: GrabCut's, its edge settled by matting."""
-    fg = grabcut_small(small)
+    """The product mask on the work copy: GrabCut's, parts walled in by edges added, the edge matted."""
+    fg = close_by_edges(small, grabcut_small(small))
     return refine_edge(small, fg) >= 0.5 if fg.any() else fg
 
 
