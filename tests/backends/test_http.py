@@ -205,3 +205,14 @@ def test_x_should_retry_is_obeyed_as_the_official_sdk_does(status, should_retry)
             pass
         assert len(seen) == sdk_attempts == (2 if should_retry == "true" or (status == 503 and not should_retry)
                                              else 1)
+
+
+def test_the_default_timeout_is_the_official_sdks_and_outlasts_a_real_edit():
+    """Real edits take up to about two minutes; a shorter default would time out paid work and retry it
+    (possibly billed twice). The default read timeout is the openai SDK's own (``openai/_constants.py``)."""
+    from openai._constants import DEFAULT_TIMEOUT
+
+    settings = HttpSettings.from_extras("https://api.openai.com/v1", {})
+    assert settings.timeout == DEFAULT_TIMEOUT.read == 600 and settings.timeout >= 4 * 120
+    timeout = HttpTransport("openai", settings)._timeout()
+    assert (timeout.read, timeout.write, timeout.pool) == (600, 600, 600) and timeout.connect == 10
