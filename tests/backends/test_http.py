@@ -216,3 +216,30 @@ def test_the_default_timeout_is_the_official_sdks_and_outlasts_a_real_edit():
     assert settings.timeout == DEFAULT_TIMEOUT.read == 600 and settings.timeout >= 4 * 120
     timeout = HttpTransport("openai", settings)._timeout()
     assert (timeout.read, timeout.write, timeout.pool) == (600, 600, 600) and timeout.connect == 10
+
+
+def test_an_account_out_of_openai_quota_is_not_retried_but_stays_retryable_for_a_rerun(service):
+    """OpenAI says "out of credits / over the spend limit" with 429 ``insufficient_quota``, not 402: no
+    wait restores it, so it is not retried now, and it is booked as the account that cannot pay."""
+    service.state.faults.add(path=PATH, kind="status", status=429, code="insufficient_quota")
+    with pytest.raises(EditError) as info:
+        transport(service).send(edit_request())
+    assert info.value.code == "insufficient_credits" and info.value.retryable and info.value.attempts == 1
+    assert "(insufficient_quota)" in str(info.value) and service.state.requests(f"POST {PATH}") == 1
+
+
+@pytest.mark.parametrize(("error", "cannot_pay"), [
+    ({"type": "insufficient_quota", "code": "credit_balance_exhausted"}, True),
+    ({"type": "insufficient_quota", "code": "project_spend_limit_exceeded"}, True),
+    ({"type": "insufficient_quota", "code": "insufficient_quota"}, True),
+    ({"type": "requests", "code": "rate_limit_exceeded"}, False),  # throttling: retried after its wait
+    ({"type": "tokens", "code": None}, False),
+])
+def test_quota_429s_are_told_from_throttling_429s(error, cannot_pay):
+    from airflow_image_catalog.backends.http import raise_for_status
+
+    response = httpx.Response(429, json={"error": {"message": "You exceeded your current quota", "param": None,
+                                                   **error}})
+    with pytest.raises(EditError) as info:
+        raise_for_status(response, "openai", "images.edit")
+    assert (info.value.code == "insufficient_credits") is cannot_pay and info.value.retryable

@@ -269,6 +269,26 @@ def error_details(response: httpx.Response) -> tuple[str, str]:
 #: the account cannot pay (402): nothing is wrong with the image, so it is not retried now (every
 #: request would fail the same) but stays retryable for a rerun once the account is topped up
 OUT_OF_CREDITS = 402
+#: the code every "cannot pay" answer is booked under (the edit task fails its chunk at once on it)
+CANNOT_PAY = "insufficient_credits"
+#: OpenAI answers an account out of credits or over a spend limit with 429, not 402: ``type``
+#: ``insufficient_quota`` and one of these ``code`` values. Its error-codes guide
+#: (developers.openai.com/docs/guides/error-codes: "429 - You exceeded your current quota ... You have
+#: run out of credits or hit your maximum monthly spend"); the codes and "retrying ... won't restore API
+#: access" as quoted by Microsoft's Dev Proxy page "OpenAI insufficient quota" (learn.microsoft.com).
+QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted", "organization_spend_limit_exceeded",
+                         "project_spend_limit_exceeded", "organization_usage_limit_exceeded"})
+
+
+def _out_of_quota(response: httpx.Response) -> bool:
+    """A 429 that is not throttling: the account's credits or spend limit are exhausted."""
+    if response.status_code != 429:
+        return False
+    try:
+        err = response.json().get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(err, dict) and bool({err.get("type"), err.get("code")} & QUOTA_CODES)
 
 
 def raise_for_status(response: httpx.Response, provider: str, op: str) -> None:
@@ -277,12 +297,14 @@ def raise_for_status(response: httpx.Response, provider: str, op: str) -> None:
         return
     code, message = error_details(response)
     if response.status_code == OUT_OF_CREDITS and code == "http_402":  # BFL: {"detail": ...}
-        code = "insufficient_credits"
+        code = CANNOT_PAY
     retryable = is_retryable_status(response.status_code) or response.status_code == OUT_OF_CREDITS
     # the server's own word wins, as the official openai SDK obeys it (_base_client._should_retry)
     should_retry = response.headers.get("x-should-retry", "").strip().lower()
     if should_retry in ("true", "false"):
         retryable = should_retry == "true"
+    if _out_of_quota(response):  # not retried now (no wait restores it), retryable by a rerun after a top-up
+        code, message, retryable = CANNOT_PAY, f"({code}) {message}", True
     raise EditError(
         f"{provider} {op}: HTTP {response.status_code} {code}: {message}".replace("  ", " "),
         retryable=retryable,
@@ -544,7 +566,7 @@ class HttpTransport:
             "stop": stop_after_attempt(self.settings.max_attempts),
             "wait": self._wait,
             "retry": retry_if_exception(lambda exc: isinstance(exc, EditError) and exc.retryable
-                                        and exc.status != OUT_OF_CREDITS),
+                                        and exc.status != OUT_OF_CREDITS and exc.code != CANNOT_PAY),
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
