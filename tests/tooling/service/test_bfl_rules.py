@@ -85,3 +85,32 @@ def test_a_fastapi_422_reaches_the_failure_message_field_by_field():
     response = httpx.Response(422, json={"detail": [{"type": "less_than_equal", "loc": ["body", "safety_tolerance"],
                                                      "msg": "Input should be less than or equal to 5", "input": 6}]})
     assert error_details(response) == ("http_422", "safety_tolerance: Input should be less than or equal to 5")
+
+
+@pytest.mark.parametrize(("model", "usd"), [("flux-2-klein-4b", 0.015), ("flux-2-klein-9b", 0.017),
+                                            ("flux-2-pro", 0.045), ("flux-2-max", 0.10), ("flux-2-flex", 0.10),
+                                            ("flux-kontext-pro", 0.04), ("flux-kontext-max", 0.08)])
+def test_a_1_mp_edit_costs_what_bfl_publishes(service, model, usd):
+    """BFL's "1MP I2I" prices (black-forest-labs/skills ``skills/bfl-api/SKILL.md``), from the submit's ``cost``."""
+    body = _post(service, model, {"prompt": "Warm it.", "input_image": base64.b64encode(
+        product_png(1024, 1024)).decode()}).json()
+    assert body["cost"] / 100 == pytest.approx(usd, abs=1e-9)
+    if model.startswith("flux-2"):
+        assert (body["input_mp"], body["output_mp"]) == (1.0, 1.0)
+
+
+def test_flux_2_is_billed_by_the_megapixel_inputs_included_and_the_estimate_covers_it(service):
+    from airflow_image_catalog.pipeline.costing.pricing import estimate_edit
+    from airflow_image_catalog.tooling.service.bfl import cost
+
+    image, reference = product_png(2048, 2048), product_png(1024, 1024)
+    body = _post(service, "flux-2-pro", {"prompt": "Match the reference.", "input_image": base64.b64encode(image).decode(),
+                                         "input_image_2": base64.b64encode(reference).decode()}).json()
+    assert (body["input_mp"], body["output_mp"]) == (5.0, 4.0)
+    assert body["cost"] == pytest.approx(3 + 3 * 1.5 + 5 * 1.5)  # first MP, 3 more output MP, 5 input MP
+    # BFL's formula counts megapixels to 2 decimals; the estimator rounds each image up to whole ones, so
+    # for sizes off the megapixel grid it estimates more, never less (a cap reservation is never short)
+    for size in ((1500, 1500), (1024, 1024), (1536, 1024), (2000, 1200), (640, 480)):
+        billed, _, _ = cost("flux-2-pro", [size])
+        estimated = estimate_edit("bfl", "flux-2-pro", input_sizes=[size], size=f"{size[0]}x{size[1]}").usd * 100
+        assert estimated >= billed - 1e-9, size

@@ -2,7 +2,8 @@
 
 ``POST /v1/flux-kontext-pro`` (or ``-max``, ``flux-2-*``) with header ``x-key`` and
 JSON ``prompt``, ``input_image`` (base64), ``input_image_2``.. (references),
-``output_format`` -> ``{id, polling_url, cost}``. ``GET /v1/get_result?id=`` ->
+``output_format`` -> ``{id, polling_url, cost, input_mp, output_mp}`` (credits by BFL's published prices:
+:func:`cost`). ``GET /v1/get_result?id=`` ->
 ``Pending`` / ``Ready`` (``result.sample``) / ``Request Moderated`` /
 ``Content Moderated`` / ``Error`` / ``Task not found``. Samples expire after
 ``sample_ttl_s``. A created job is the paid work (``bfl.submit`` in
@@ -12,7 +13,8 @@ already answered gets the same job back (:class:`~airflow_image_catalog.tooling.
 Each model's body is read as BFL's OpenAPI document (api.bfl.ai/openapi.json, mirrored in
 tryAGI/BlackForestLabs ``src/libs/BlackForestLabs/openapi.json``) declares it: ``FluxKontextProInputs``
 (both Kontext models) has ``input_image`` .. ``input_image_4`` and ``safety_tolerance`` 0..6,
-``Flux2Inputs`` (FLUX.2 [pro] / [max]) ``input_image`` .. ``input_image_8`` and 0..5; ``output_format``
+``Flux2Inputs`` (FLUX.2 [pro] / [max]) and ``Flux2FlexInputs`` ``input_image`` .. ``input_image_8`` and 0..5,
+``Flux2KleinInputs`` (FLUX.2 [klein] 4B / 9B) .. ``input_image_4`` and 0..5; ``output_format``
 is ``jpeg`` / ``png`` / ``webp`` (``OutputFormat``). A value outside a declared bound or enum, a missing
 or non-string ``prompt`` is refused 422 in FastAPI's ``HTTPValidationError`` shape (``{"detail": [{"loc",
 "msg", "type"}]}``, the 422 the document declares); a field the model's schema does not declare (say
@@ -42,14 +44,32 @@ from starlette.routing import Route
 
 from airflow_image_catalog.tooling.service import editor
 from airflow_image_catalog.tooling.service.faults import BFL_KINDS
-from airflow_image_catalog.tooling.service.protocol import BFL_CREDITS
+from airflow_image_catalog.tooling.service.protocol import BFL_CREDITS, BFL_CREDITS_PER_MP
 from airflow_image_catalog.tooling.service.state import Job, ServiceState
 
 MODELS = tuple(BFL_CREDITS)
 
 
 #: per model: the input image fields its schema declares and its ``safety_tolerance`` maximum (the OpenAPI document)
-SCHEMAS = {"flux-kontext-pro": (4, 6), "flux-kontext-max": (4, 6), "flux-2-pro": (8, 5), "flux-2-max": (8, 5)}
+SCHEMAS = {"flux-kontext-pro": (4, 6), "flux-kontext-max": (4, 6), "flux-2-pro": (8, 5), "flux-2-max": (8, 5),
+           "flux-2-flex": (8, 5), "flux-2-klein-4b": (4, 5), "flux-2-klein-9b": (4, 5)}
+#: a megapixel as BFL counts it ("1 MP = 1,048,576 px", black-forest-labs/skills model-selection-guide.md)
+MEGAPIXEL = 1_048_576
+
+
+def cost(model: str, sizes: list[tuple[int, int]]) -> tuple[float, float | None, float | None]:
+    """What a submit answers as ``cost`` (credits), ``input_mp`` and ``output_mp``, by BFL's published
+    formula for FLUX.2, ``(firstMP + (outputMP-1) * mpPrice) + (inputMP * mpPrice)`` (black-forest-labs/skills
+    ``skills/bfl-api/SKILL.md``), megapixels to 2 decimals as ``AsyncResponse`` gives them; the output is
+    the first input's size (an edit). A FLUX.1 Kontext image is a flat price. Kept apart from the
+    estimator (``pipeline/costing/pricing``), which rounds megapixels up, so reconciling can find a gap."""
+    if model not in BFL_CREDITS_PER_MP:
+        return BFL_CREDITS[model], None, None
+    input_mp = round(sum(w * h for w, h in sizes) / MEGAPIXEL, 2)
+    output_mp = round(sizes[0][0] * sizes[0][1] / MEGAPIXEL, 2)
+    per_mp = BFL_CREDITS_PER_MP[model]
+    credits = BFL_CREDITS[model] + max(output_mp - 1, 0) * per_mp + input_mp * per_mp
+    return round(credits, 2), input_mp, output_mp
 OUTPUT_FORMATS = ("jpeg", "png", "webp")
 
 
@@ -96,6 +116,18 @@ async def _process(job: Job, images: list[bytes], seconds: float = 0.0) -> None:
     except Exception as exc:  # the engine refused the image: BFL reports "Error"
         job.error = str(exc)
     job.done, job.ready_at = True, time.monotonic()
+
+
+def _pixel_size(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except OSError:  # not an image: the task ends "Error"; price it as one megapixel
+        return 1024, 1024
 
 
 def _limit_group(model: str) -> str:
@@ -163,8 +195,10 @@ def bfl_routes(state: ServiceState) -> list[Route]:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         base = str(request.base_url).rstrip("/")
-        return JSONResponse({"id": job.id, "polling_url": f"{base}/v1/get_result?id={job.id}",
-                             "cost": BFL_CREDITS[model]}, headers=_rate_headers(limit, _active(state, group)))
+        credits, input_mp, output_mp = cost(model, [_pixel_size(image) for image in images])
+        return JSONResponse({"id": job.id, "polling_url": f"{base}/v1/get_result?id={job.id}", "cost": credits,
+                             "input_mp": input_mp, "output_mp": output_mp},
+                            headers=_rate_headers(limit, _active(state, group)))
 
     async def get_result(request: Request) -> Response:
         job = state.jobs.get(request.query_params.get("id", ""))

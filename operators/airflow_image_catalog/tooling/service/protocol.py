@@ -17,7 +17,13 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-BFL_CREDITS = {"flux-kontext-pro": 4.0, "flux-kontext-max": 8.0, "flux-2-pro": 3.0, "flux-2-max": 7.0}
+#: BFL's credits (1 credit = $0.01) per model: a FLUX.1 Kontext image, or FLUX.2's first megapixel
+#: (black-forest-labs/skills ``skills/bfl-api/SKILL.md``, "Model Endpoints & Pricing")
+BFL_CREDITS = {"flux-kontext-pro": 4.0, "flux-kontext-max": 8.0, "flux-2-pro": 3.0, "flux-2-max": 7.0,
+               "flux-2-flex": 5.0, "flux-2-klein-4b": 1.4, "flux-2-klein-9b": 1.5}
+#: FLUX.2's credits for every further megapixel of output and every megapixel of input (the same table: "+MP")
+BFL_CREDITS_PER_MP = {"flux-2-pro": 1.5, "flux-2-max": 3.0, "flux-2-flex": 5.0, "flux-2-klein-4b": 0.1,
+                      "flux-2-klein-9b": 0.2}
 #: the service's own control routes (stats, faults, reset): never counted, guarded or faulted
 CONTROL = "/_service/"
 #: POSTs to these paths perform (paid) edits: they count toward the rate window and get ``latency_s``
