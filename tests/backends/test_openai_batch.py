@@ -131,6 +131,8 @@ async def test_cancel_is_sent_once_per_batch(service, batch_conn, tmp_path):
      {"err": [{"custom_id": "p:s", "response": {"status_code": 400, "body": {"error": {"code": "moderation_blocked"}}}}]},
      ("failed", "moderation_blocked", False)),
     ({"status": "expired"}, {}, ("failed", "batch_expired", True)),
+    # "any already completed work is returned ... charged" (OpenAI's Batch FAQ): collected, so it is booked
+    ({"status": "expired", "output_file_id": "out"}, {}, ("ready", None, False)),
     ({"status": "cancelled"}, {}, ("failed", "batch_cancelled", True)),
     ({"status": "paused", "output_file_id": "out"}, {}, ("failed", "unknown_status", False)),
 ])
