@@ -243,3 +243,13 @@ def test_quota_429s_are_told_from_throttling_429s(error, cannot_pay):
     with pytest.raises(EditError) as info:
         raise_for_status(response, "openai", "images.edit")
     assert (info.value.code == "insufficient_credits") is cannot_pay and info.value.retryable
+
+
+def test_a_wrong_key_is_final_and_never_named(service):
+    """OpenAI's 401 "Incorrect API key provided" (error-codes guide): no retry can fix it."""
+    service.state.api_key = "sk-the-right-one-456"
+    with pytest.raises(EditError) as info:
+        transport(service).send(edit_request())  # sends sk-secret-123
+    assert (info.value.code, info.value.status, info.value.retryable, info.value.attempts) == (
+        "invalid_api_key", 401, False, 1)
+    assert "sk-secret-123" not in str(info.value) and "sk-the-right-one-456" not in str(info.value)
