@@ -274,6 +274,9 @@ def refine_edge(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 ACHROMATIC_SPREAD = 12.0
 #: Canny's hysteresis thresholds (grey levels, on the work copy) for the edges that wall a product's parts in
 EDGE_LOW, EDGE_HIGH = 20, 60
+#: a region off the backdrop model is a cast shadow when the backdrop borders at least this share of its outline
+#: (the gallery's shadows: 0.22-0.49; the ribbon's parts: 0.00-0.12)
+SHADOW_CONTACT = 0.15
 
 
 def close_by_edges(small: np.ndarray, fg: np.ndarray) -> np.ndarray:
@@ -282,10 +285,12 @@ def close_by_edges(small: np.ndarray, fg: np.ndarray) -> np.ndarray:
     On white, grey or a grey sky a silver ribbon's shaded parts have the backdrop's colour, so the colour
     model and the shadow test (a chroma test) take them for backdrop or shadow. What tells them apart is
     edges: a product part is walled in by strong edges (a ribbon's specular borders, its seams with the
-    box), while a cast shadow fades into the backdrop with no edge and joins the border. So a region cut
-    off from the backdrop at the border by Canny edges and the mask is product, unless it is a window onto
-    the backdrop (most of its pixels within the border's own noise of the backdrop model: a bow's or a
-    handle's opening). On a coloured backdrop chroma already tells them apart: the mask is returned as is.
+    box), while a cast shadow fades into the backdrop with no edge. Outside the mask and the edges, a
+    region that fits the backdrop model is backdrop when it joins the border's backdrop, a window onto it
+    when walled off but as close to the model as the border's backdrop is (a bow's or a handle's opening),
+    else a light product part; a region that does not fit is a shadow when the backdrop borders much of
+    its outline (``SHADOW_CONTACT``), else a product part, reached at most through a gap in its edges.
+    On a coloured backdrop chroma already tells them apart: the mask is returned as it is.
     """
     h, w = fg.shape
     band = border_band(h, w)
@@ -299,14 +304,25 @@ def close_by_edges(small: np.ndarray, fg: np.ndarray) -> np.ndarray:
     window = residual < max(noise + 2.0, 4.0)  # as close to the model as the border's backdrop is
     edges = dilate(cv2.Canny(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), EDGE_LOW, EDGE_HIGH) > 0, 1)
     free = ~(fg | edges)
-    n, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=4)
-    outside = np.zeros(n, bool)
-    outside[np.unique(labels[band & fits & free])] = True
-    area = np.bincount(labels[free], minlength=n)
-    opening = np.bincount(labels[free & window], minlength=n) >= 0.5 * np.maximum(area, 1)
-    walled = ~outside & ~opening
-    walled[0] = False  # label 0 is the walls and the mask
-    added = walled[labels] & free
+    n, labels = cv2.connectedComponents((free & fits).astype(np.uint8), connectivity=4)
+    joined = np.zeros(n, bool)
+    joined[np.unique(labels[band & fits & free])] = True
+    joined[0] = False  # label 0: everything that is not a fitting free pixel
+    backdrop = joined[labels]
+    area = np.bincount(labels.ravel(), minlength=n)
+    opening = np.bincount(labels[window], minlength=n) >= 0.5 * np.maximum(area, 1)
+    light = ~joined & ~opening
+    light[0] = False
+    added = light[labels]
+    unfit = free & ~fits
+    n, labels = cv2.connectedComponents(unfit.astype(np.uint8), connectivity=4)
+    outline = dilate(unfit, 1) & ~unfit
+    neighbour = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+    contact = np.bincount(neighbour[outline & backdrop], minlength=n) / np.maximum(
+        np.bincount(neighbour[outline], minlength=n), 1)
+    part = contact < SHADOW_CONTACT
+    part[0] = False
+    added |= part[labels] & unfit
     if not added.any():
         return fg
     grown = fg | added

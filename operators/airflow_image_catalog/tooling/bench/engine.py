@@ -65,7 +65,7 @@ def measure_gallery() -> list[dict]:
     for item in gallery():
         image = decode_image(item.data, keep_alpha=True)
         row = {"name": item.name, "kind": item.kind, "size": f"{image.shape[1]}x{image.shape[0]}",
-               "edges": item.edges, "limit": bool(item.limit)}
+               "edges": item.edges}
         try:
             mask, row["find_s"] = _timed(find_subject, image)  # the refusals, and a cut-out's alpha
         except NoSubjectError as exc:
@@ -197,9 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['name']:32} {row['kind']:7} {row['size']:>9}  refused: {row['refused'][:70]}")
             continue
         ious = f"{row['seg_iou']:8.4f} {row['close_iou']:7.4f} {row['matte_iou']:9.4f}"
-        note = "  (known limit)" if row["limit"] else ""
         print(f"{row['name']:32} {row['kind']:7} {row['size']:>9} {ious} {row['seg_s']:6.2f} {row['close_s']:6.2f} "
-              f"{row['matte_s']:7.2f}{note}")
+              f"{row['matte_s']:7.2f}")
     if not args.no_samples:
         s = measure_samples()
         print(f"procedural samples ({s['images']}): IoU with GrabCut alone min {s['seg_iou_min']:.4f} mean "
