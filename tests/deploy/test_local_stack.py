@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from airflow_image_catalog.tooling.stack import STATE_FILE, AirflowStack, clean_environment, free_port
+from airflow_image_catalog.tooling.stack import (
+    STATE_FILE,
+    AirflowStack,
+    clean_environment,
+    free_port,
+    proc_stat,
+)
 from airflow_image_catalog.workspace.manifest import safe_run_key
 from tests.conftest import copy_samples
 
@@ -137,6 +143,5 @@ def test_down_stops_every_process(stack):
     pids = dict(services.pids)
     down = _stack_cli("down", services.home, env)
     assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
-    still = [pid for pid in pids.values() if Path(f"/proc/{pid}").exists()
-             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    still = [pid for pid in pids.values() if (fields := proc_stat(pid)) is not None and fields[0] != "Z"]
     assert still == [] and not (services.home / STATE_FILE).exists()

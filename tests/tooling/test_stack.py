@@ -12,9 +12,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from airflow_image_catalog.tooling.stack import AirflowStack
+from airflow_image_catalog.tooling.stack import AirflowStack, proc_stat
 
 SERVICE = """
 import os, sys, time
@@ -33,11 +32,8 @@ time.sleep(300)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def test_stop_ends_processes_that_left_the_services_groups(tmp_path):

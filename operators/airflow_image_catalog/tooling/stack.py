@@ -343,6 +343,17 @@ class AirflowStack:
         return entry["value"]
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, ...); None when gone.
+
+    The name sits in parentheses and may hold spaces or ")" itself, so the split is at the last ")".
+    """
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _running(pid: int, proc: subprocess.Popen | None) -> bool:
     if proc is not None:
         return proc.poll() is None
@@ -350,9 +361,11 @@ def _running(pid: int, proc: subprocess.Popen | None) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
+    fields = proc_stat(pid)
+    if fields is None:
+        return True
     try:  # a zombie, or a pid reused by something that is not Airflow, is not ours any more
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return status != "Z" and b"airflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return fields[0] != "Z" and b"airflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
 
@@ -360,12 +373,10 @@ def _running(pid: int, proc: subprocess.Popen | None) -> bool:
 def _descendants(roots: Iterable[int]) -> set[int]:
     """Every live process below ``roots`` in the process tree (read from /proc; empty where there is none)."""
     children: dict[int, list[int]] = defaultdict(list)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone while we read
-            continue
-        children[int(fields[1])].append(int(stat.parent.name))
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = proc_stat(entry.name)
+        if fields is not None:  # else gone while we read
+            children[int(fields[1])].append(int(entry.name))
     found: set[int] = set()
     todo = list(roots)
     while todo:
