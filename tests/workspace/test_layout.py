@@ -33,6 +33,9 @@ def test_workspace_paths(tmp_path: Path):
     assert workspace.run_quarantine("r1") == f"{base}/quarantine/r1"
     assert workspace.review_snapshot("scheduled__x:y", "review") == f"{base}/reviews/scheduled__x_y.review.json"
     assert (workspace.cache, workspace.ledger, workspace.audit) == (f"{base}/cache", f"{base}/ledger", f"{base}/audit")
+    assert workspace.routing_latest("marketplace_white_square") == f"{base}/routing/marketplace_white_square/latest.json"
+    assert workspace.routing_decision("my recipe", "20261202T1-ab") == (
+        f"{base}/routing/my_recipe/decisions/20261202T1-ab.json")
 
 
 def test_a_run_root_given_directly_means_the_same_run(tmp_path: Path):

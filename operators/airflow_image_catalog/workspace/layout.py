@@ -21,6 +21,8 @@ worker on another machine, the UI plugin and the alerts all agree on where a run
       consent/<image_id>.json       images waiting for (or given) a person's consent: the consent queue
       reviews/                      what a reviewer was shown
       state/published_manifest.json what is published now
+      routing/<recipe>/             routing decisions: decisions/<version>.json (immutable), latest.json
+                                    (the pointer catalog_refresh reads)
       cache/  ledger/  audit/       stores that own the keys below their root
 
 The stores (:class:`~airflow_image_catalog.workspace.cache.ResultCache`, the cost ledger, the audit
@@ -101,6 +103,7 @@ class WorkspaceLayout(_Rooted):
     reviews = _Under("reviews")
     consent = _Under("consent")  # the consent queue (catalog_consent answers it)
     published_manifest = _Under("state/published_manifest.json")
+    routing = _Under("routing")  # versioned routing decisions per recipe (pipeline/routing/decision.py)
 
     def run(self, run_key: str) -> RunLayout:
         return RunLayout(join_uri(self.runs, run_key))
@@ -115,6 +118,18 @@ class WorkspaceLayout(_Rooted):
     def consent_record(self, image_id: str) -> str:
         """An image's consent record (image ids may hold ``/``: sources in sub-folders)."""
         return join_uri(self.consent, *f"{image_id}.json".split("/"))
+
+    def routing_decisions(self, recipe: str) -> str:
+        """The folder of a recipe's routing decision versions (each immutable once written)."""
+        return join_uri(self.routing, safe_run_key(recipe), "decisions")
+
+    def routing_decision(self, recipe: str, version: str) -> str:
+        """One version of a recipe's routing decision."""
+        return join_uri(self.routing_decisions(recipe), f"{safe_run_key(version)}.json")
+
+    def routing_latest(self, recipe: str) -> str:
+        """The pointer to a recipe's newest routing decision (rewritten by each canary)."""
+        return join_uri(self.routing, safe_run_key(recipe), "latest.json")
 
     def review_snapshot(self, run_id: str, task_id: str) -> str:
         """What a review task showed its reviewer (the decision applies to exactly that)."""
