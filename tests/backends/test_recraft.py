@@ -41,6 +41,9 @@ class Recraft:
             async with request.form() as form:
                 self.forms.append({k: (v if isinstance(v, str) else (v.content_type, v.size))
                                    for k, v in form.multi_items()})
+                if len(str(form.get("prompt") or "").encode()) > 1000:  # as the API reference states
+                    return JSONResponse({"code": "invalid_prompt", "message": "prompt is longer than 1000 bytes"},
+                                        status_code=400)
                 image = await form["image"].read()
             item = {"b64_json": base64.b64encode(image).decode()} if fate == "ok" else \
                 {"url": f"{str(request.base_url).rstrip('/')}/files/out.png"}
@@ -96,3 +99,32 @@ def test_retryable_then_final_error(recraft, tmp_path):
         backend.edit(product_png(), recipe(tmp_path), ctx(tmp_path))
     assert info.value.code == "invalid_image" and not info.value.retryable and info.value.attempts == 2
     assert KEY not in str(info.value) and KEY not in repr(backend)
+
+
+def _with_prompt(tmp_path, prompt: str):
+    return parse_recipe({"name": "t", "output": {"format": "png"}, "steps": [
+        {"id": "look", "prompt": "Apply a warm golden look.", "local": {"op": "look", "params": {"name": "warm"}}},
+        {"id": "bg", "prompt": prompt, "mask": "background", "local": {"op": "white_background", "params": {}}}]},
+        origin=(tmp_path / "r.yaml").as_uri())
+
+
+def test_a_prompt_over_1000_bytes_is_refused_before_the_first_step_is_paid(recraft, tmp_path):
+    fake, backend = recraft
+    wide = "\u00e9" * 501  # 501 characters, 1,002 bytes in UTF-8: Recraft counts bytes
+    with pytest.raises(EditError, match=r"step 'bg' field 'prompt' has 1,002 bytes; recraft accepts at most 1,000"
+                       ) as info:
+        backend.edit(product_png(), _with_prompt(tmp_path, wide), ctx(tmp_path))
+    assert info.value.code == "prompt_too_long" and not info.value.retryable
+    assert sum(fake.served.values()) == 0  # not even the first step, which the API would have billed
+    assert backend.edit(product_png(), _with_prompt(tmp_path, "\u00e9" * 500), ctx(tmp_path)).data  # 1,000 bytes
+
+
+def test_the_loopback_refuses_what_recraft_refuses(recraft):
+    """The pre-send check is only worth something if the server it stands in for would refuse the prompt."""
+    import httpx
+
+    fake, backend = recraft
+    response = httpx.post(f"{backend.transport.settings.base_url}/v1/images/imageToImage",
+                          headers={"Authorization": f"Bearer {KEY}"}, data={"prompt": "x" * 1001},
+                          files={"image": ("i.png", product_png(), "image/png")})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_prompt"

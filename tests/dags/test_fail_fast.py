@@ -51,3 +51,32 @@ def test_a_configuration_mistake_fails_first_by_name(tmp_path: Path, capfd, mist
     assert says.format(tmp=tmp_path) in out + err
     print(f"failed in {elapsed:.1f} s: {says}")  # a figure, not a timer: the machine may be busy
     assert not (tmp_path / "work" / "runs").exists()  # nothing listed, written or paid
+
+
+@pytest.mark.parametrize("extra, recipe_prompt, says", [
+    # Recraft takes at most 1,000 bytes of prompt (its API reference): 501 x "é" is 1,002 bytes
+    ({"backend": "recraft"}, "\u00e9" * 501,
+     "recipe: recipe 'wordy' step 'bg' field 'prompt' has 1,002 bytes; recraft accepts at most 1,000"),
+    ({"backend": "recraftt"}, "Pure white background.",
+     "backend_conn_id: connection 'catalog_edits': unknown backend 'recraftt'"),
+])
+def test_a_recipe_or_connection_the_backend_would_refuse_fails_first(tmp_path: Path, capfd, monkeypatch,
+                                                                      extra, recipe_prompt, says):
+    """Found by building the connection's backend (which sends nothing), before any image is listed or paid."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_CATALOG_EDITS", json.dumps(
+        {"conn_type": "image_edit", "host": "http://127.0.0.1:9", "password": "rc-key", "extra": extra}))
+    (tmp_path / "wordy.yaml").write_text(json.dumps({"version": 1, "name": "wordy", "output": {"format": "png"},
+                                                     "steps": [{"id": "bg", "prompt": recipe_prompt, "mask": "background",
+                                                                "local": {"op": "white_background"}}]}))
+    (tmp_path / "source").mkdir()
+    conf = {"source": str(tmp_path / "source"), "workspace": str(tmp_path / "work"),
+            "published": str(tmp_path / "published"), "recipe": str(tmp_path / "wordy.yaml"),
+            "backend_conn_id": "catalog_edits"}
+    dagrun = _dag().test(run_conf=conf)
+    states = _task_states(dagrun)
+    assert str(dagrun.state) == "failed" and states["check_config"] == ("failed", 1)
+    out, err = capfd.readouterr()
+    assert says in out + err and "rc-key" not in out + err
+    assert not (tmp_path / "work" / "runs").exists()

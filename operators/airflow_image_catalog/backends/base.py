@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeGuard
 
 from airflow_image_catalog.exceptions import CatalogError
 from airflow_image_catalog.recipes import Recipe, RecipeStep
@@ -97,6 +97,17 @@ class ImageContext:
 
 
 @dataclass(frozen=True)
+class PromptLimit:
+    """The longest prompt a provider accepts, counted as its documents count it (characters or UTF-8 bytes)."""
+
+    longest: int
+    unit: Literal["characters", "bytes"] = "characters"
+
+    def measure(self, prompt: str) -> int:
+        return len(prompt.encode()) if self.unit == "bytes" else len(prompt)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a backend class can do, declared once on the class; callers branch on it, never probe.
 
@@ -116,6 +127,8 @@ class Capabilities:
         False for the local engine, which runs each step's operation.
     :param job_timeout_s: how long the provider may legitimately take with a job (a batch's completion
         window); the operator's ``job_timeout`` is raised to it.
+    :param prompt_limit: the longest prompt the provider takes (None: no stated limit); checked for the
+        whole recipe before anything is sent (:func:`check_prompts`) and by ``check_config``.
     """
 
     paid: bool = True
@@ -126,6 +139,7 @@ class Capabilities:
     bills_at_submit: bool = False
     prompt_driven: bool = True
     job_timeout_s: float = 0.0
+    prompt_limit: PromptLimit | None = None
 
     def __post_init__(self) -> None:
         if self.batch and not self.jobs:
@@ -163,6 +177,29 @@ class AsyncEditBackend(EditBackend, Protocol):
     transport: HttpTransport
 
     async def aedit(self, source: bytes, recipe: Recipe, context: ImageContext) -> EditResult: ...
+
+
+def prompt_problem(step: RecipeStep, recipe_name: str | None, backend: EditBackend) -> str | None:
+    """Why ``backend`` would refuse this step's prompt, naming the recipe, step and field; None if it fits."""
+    limit = backend.capabilities.prompt_limit
+    if limit is None or not step.prompt:
+        return None
+    length = limit.measure(step.prompt)
+    if length <= limit.longest:
+        return None
+    where = f"recipe {recipe_name!r} step {step.id!r}" if recipe_name else f"step {step.id!r}"
+    return f"{where} field 'prompt' has {length:,} {limit.unit}; {backend.name} accepts at most {limit.longest:,}"
+
+
+def prompt_problems(recipe: Recipe, backend: EditBackend) -> list[str]:
+    """Every step of ``recipe`` whose prompt ``backend`` would refuse (see :func:`prompt_problem`)."""
+    return [problem for step in recipe.steps if (problem := prompt_problem(step, recipe.name, backend))]
+
+
+def check_prompts(recipe: Recipe, backend: EditBackend) -> None:
+    """Refuse, before any step is sent (and paid for), a recipe one of whose prompts the provider would refuse."""
+    if problems := prompt_problems(recipe, backend):
+        raise EditError("; ".join(problems), code="prompt_too_long")
 
 
 def is_async(backend: EditBackend) -> TypeGuard[AsyncEditBackend]:

@@ -40,7 +40,15 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext, JobStatus
+from airflow_image_catalog.backends.base import (
+    Capabilities,
+    EditError,
+    EditResult,
+    ImageContext,
+    JobStatus,
+    PromptLimit,
+    check_prompts,
+)
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request, poll_plan
 from airflow_image_catalog.backends.imaging import edit_region, final_result, image_size, white_mask_png
 from airflow_image_catalog.recipes import Recipe, RecipeStep
@@ -60,18 +68,6 @@ FINAL_CODES = frozenset({"validation_error", "access_error", "invalid_content_ty
 MAX_SIDE, MIN_MASK_SIDE = 2688, 600
 #: cancel answers meaning the job already ended (or never existed): nothing to cancel
 CANCEL_ENDED = frozenset({409, 404})
-PROMPT_MAX = 1024  # Fill Image Async: prompt [1 .. 1024] characters
-
-
-def check_prompts(recipe: Recipe) -> None:
-    """Refuse, before anything is uploaded or billed, a step whose prompt Firefly would refuse."""
-    for step in recipe.steps:
-        length = len(step.prompt or "")
-        if length > PROMPT_MAX:
-            raise EditError(f"firefly: recipe {recipe.name!r} step {step.id!r} field 'prompt' has {length:,} "
-                            f"characters; Firefly Fill accepts at most {PROMPT_MAX:,}", code="validation_error")
-
-
 def check_size(width: int, height: int, where: str) -> None:
     """Refuse, before any upload, an image whose mask (of the same size) or ``size`` Fill would refuse."""
     if max(width, height) < MIN_MASK_SIDE:
@@ -99,7 +95,8 @@ class FireflyBackend(PlanDriven):
     """
 
     name = "firefly"
-    capabilities = Capabilities(concurrent=True, jobs=True)
+    # Fill Image Async: prompt [1 .. 1024] characters
+    capabilities = Capabilities(concurrent=True, jobs=True, prompt_limit=PromptLimit(1024))
     IDENTITY_FIELDS = ("seed",)  # settings that change the output (cache key)
     model = MODEL
     jobs_in_flight = None  # no jobs-in-flight cap applied: the transport paces the requests
@@ -210,7 +207,7 @@ class FireflyBackend(PlanDriven):
 
     # -- the whole recipe --------------------------------------------------------------------------
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
-        check_prompts(recipe)
+        check_prompts(recipe, self)
         image, usage, steps = source, [], []
         for step in recipe.steps:
             job = yield from self.submit_plan(step, image, context)
@@ -223,7 +220,7 @@ class FireflyBackend(PlanDriven):
 
     # -- the job interface (deferrable operator + trigger) --------------------------------------------
     async def asubmit(self, image: bytes, recipe: Recipe, step_index: int, context: ImageContext) -> dict:
-        check_prompts(recipe)
+        check_prompts(recipe, self)
         return await self.transport.arun(self.submit_plan(recipe.steps[step_index], image, context))
 
     async def apoll(self, job: dict) -> JobStatus:

@@ -23,7 +23,13 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from airflow_image_catalog.backends.base import Capabilities, EditError, ImageContext, JobStatus
+from airflow_image_catalog.backends.base import (
+    Capabilities,
+    EditError,
+    ImageContext,
+    JobStatus,
+    check_prompts,
+)
 from airflow_image_catalog.backends.http import Request, is_retryable_status
 from airflow_image_catalog.backends.openai_images import OpenAIImagesBackend
 from airflow_image_catalog.imaging.containers import MIME
@@ -74,7 +80,8 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
     # no per-image synchronous edit on this route: the operator runs the job loop; a batch may take its
     # whole completion window
     capabilities = Capabilities(concurrent=True, jobs=True, batch=True, jobs_only=True,
-                                job_timeout_s=COMPLETION_WINDOW_S + 3600)
+                                job_timeout_s=COMPLETION_WINDOW_S + 3600,
+                                prompt_limit=OpenAIImagesBackend.capabilities.prompt_limit)
     jobs_in_flight = None  # one batch per chunk and step; the Batch API queues its lines itself
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -102,6 +109,7 @@ class OpenAIBatchBackend(OpenAIImagesBackend):
     async def asubmit_many(self, entries: list[tuple[str, bytes, int, ImageContext]],
                            recipe: Recipe) -> dict[str, dict[str, Any]]:
         """One batch for ``(key, image, step_index, context)`` entries; returns a job per key."""
+        check_prompts(recipe, self)  # every step's prompt, or a later step is refused after the first was paid
         lines = {key: self.batch_line(f"{key}:{recipe.steps[index].id}", recipe, index, image, context)
                  for key, image, index, context in entries}
         jsonl = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines.values()).encode()

@@ -28,7 +28,15 @@ import re
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.base import (
+    Capabilities,
+    EditError,
+    EditResult,
+    ImageContext,
+    PromptLimit,
+    check_prompts,
+    prompt_problem,
+)
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request
 from airflow_image_catalog.backends.imaging import alpha_mask_png, conform, edit_region, provider_image
 from airflow_image_catalog.recipes import OutputSpec, Recipe, RecipeStep
@@ -45,7 +53,6 @@ QUALITIES = ("low", "medium", "high", "auto")
 BACKGROUNDS = ("transparent", "opaque", "auto")
 FIDELITIES = ("high", "low")
 MAX_IMAGES = 16  # "You can provide up to 16 images"
-MAX_PROMPT_CHARS = 32_000  # "The maximum length is 32000 characters for the GPT image models"
 MAX_N = 10
 #: models the API no longer serves: (date, what to use instead); the SDK's ``model`` notes
 SHUT_DOWN = {
@@ -152,7 +159,8 @@ class OpenAIImagesBackend(PlanDriven):
     """
 
     name = "openai"
-    capabilities = Capabilities(concurrent=True)
+    # "The maximum length is 32000 characters for the GPT image models"
+    capabilities = Capabilities(concurrent=True, prompt_limit=PromptLimit(32_000))
     IDENTITY_FIELDS = ("size", "quality", "background", "input_fidelity", "n")  # settings that change the output (cache key)
 
     def __init__(
@@ -200,9 +208,8 @@ class OpenAIImagesBackend(PlanDriven):
 
     def form(self, step: RecipeStep, output: OutputSpec, size: str) -> dict[str, Any]:
         """The non-file fields of one edit request (checked before anything is sent)."""
-        if len(step.prompt) > MAX_PROMPT_CHARS:
-            raise EditError(f"step {step.id}: prompt is {len(step.prompt):,} characters, the API takes at most "
-                            f"{MAX_PROMPT_CHARS:,}", code="prompt_too_long")
+        if problem := prompt_problem(step, None, self):  # a drift regeneration may merge prompts past the limit
+            raise EditError(problem, code="prompt_too_long")
         if self.background == "transparent" and output.format == "jpeg":
             raise EditError(f"step {step.id}: background 'transparent' needs output format png or webp, not jpeg",
                             code="invalid_background")
@@ -285,6 +292,7 @@ class OpenAIImagesBackend(PlanDriven):
         }
 
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Request, Any, EditResult]:
+        check_prompts(recipe, self)
         usage: list[dict[str, Any]] = []
         try:
             return (yield from self._plan(source, recipe, context, usage))

@@ -15,7 +15,14 @@ import binascii
 from collections.abc import Generator
 from typing import Any
 
-from airflow_image_catalog.backends.base import Capabilities, EditError, EditResult, ImageContext
+from airflow_image_catalog.backends.base import (
+    Capabilities,
+    EditError,
+    EditResult,
+    ImageContext,
+    PromptLimit,
+    check_prompts,
+)
 from airflow_image_catalog.backends.http import HttpTransport, PlanDriven, Request
 from airflow_image_catalog.backends.imaging import edit_region, final_result, white_mask_png
 from airflow_image_catalog.recipes import Recipe, RecipeStep
@@ -33,7 +40,8 @@ class RecraftBackend(PlanDriven):
     """
 
     name = "recraft"
-    capabilities = Capabilities(concurrent=True)
+    # the API reference: "a prompt of at most 1000 bytes"
+    capabilities = Capabilities(concurrent=True, prompt_limit=PromptLimit(1000, "bytes"))
     IDENTITY_FIELDS = ("strength", "style")  # settings that change the output (cache key)
 
     def __init__(self, transport: HttpTransport, *, model: str = DEFAULT_MODEL, strength: float = 0.5,
@@ -73,6 +81,7 @@ class RecraftBackend(PlanDriven):
                         code="bad_response")
 
     def plan(self, source: bytes, recipe: Recipe, context: ImageContext) -> Generator[Any, Any, EditResult]:
+        check_prompts(recipe, self)
         image, usage, steps = source, [], []
         for step in recipe.steps:
             request = self.step_request(step, image, context)

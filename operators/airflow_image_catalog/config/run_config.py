@@ -110,7 +110,8 @@ def check_budgets(params: Mapping[str, Any], variable: Callable[[str], Any]) -> 
 
 def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
                      declared: Iterable[str] | None = None,
-                     variable: Callable[[str], Any] = lambda name: None) -> list[str]:
+                     variable: Callable[[str], Any] = lambda name: None,
+                     backend: Any = None) -> list[str]:
     """Every problem with a catalog_refresh run's configuration (empty: it can run).
 
     :param conf: what the run was triggered with (only its keys are checked against ``declared``).
@@ -118,10 +119,16 @@ def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
     :param declared: the DAG's own params (Airflow merges every conf key into the run's params, known or
         not); default: the keys of ``params``.
     :param variable: reads an Airflow Variable (the budgets' fallback); default: none set.
+    :param backend: the edit backend the run's connection builds, when at hand: the recipe's prompts are
+        checked against its provider's limit (see ``backends.base.prompt_problems``).
     """
     problems = unknown_keys(conf, params if declared is None else declared)
     found, recipe = check_recipe_and_profile(str(params.get("recipe") or ""), params.get("quality_profile") or None)
     problems += found
+    if recipe is not None and backend is not None:
+        from airflow_image_catalog.backends.base import prompt_problems
+
+        problems += [f"recipe: {problem}" for problem in prompt_problems(recipe, backend)]
     problems += check_rights(params.get("rights_policy") or None, params.get("rights_sidecar") or None, recipe)
     if "source" in params:
         problems += check_source(str(params["source"]))
