@@ -22,6 +22,7 @@ from airflow_image_catalog.notifications.catalog import CatalogAlertNotifier, ni
 from airflow_image_catalog.operators.check_config import CheckRunConfigOperator
 from airflow_image_catalog.operators.cost_check import CostCheckOperator
 from airflow_image_catalog.operators.discover import DiscoverImagesOperator
+from airflow_image_catalog.operators.escalate import EscalateOperator
 from airflow_image_catalog.operators.image_edit import ImageEditOperator
 from airflow_image_catalog.operators.publish import PublishOperator, RunOutcomeOperator
 from airflow_image_catalog.operators.quality_gate import QualityGateOperator
@@ -85,6 +86,17 @@ with DAG(
         "publish_policy": Param("partial", enum=["partial", "strict"],
                                 description="partial: publish every image that passed even when a chunk failed "
                                 "(the run still fails); strict: publish nothing when any chunk or task failed"),
+        "routing": Param(False, type="boolean", description="route each image to the cheapest candidate expected "
+                         "to pass (learnt from the audit trail and the canary) and escalate the ones that fail the "
+                         "gate once, to the next stronger candidate; off: every image on the connection"),
+        "routing_candidates": Param("", type="string", description="routing: the candidate list (name or YAML "
+                                    "file, weakest first); empty = the recipe's latest canary decision's"),
+        "routing_target": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                                description="routing: the pass rate a route must be expected to reach; empty = "
+                                "the canary decision's target"),
+        "routing_explore_share": Param(0.05, type="number", minimum=0, maximum=0.5,
+                                       description="routing: the share of images sent to another candidate, so "
+                                       "estimates stay current (chosen by image: a rerun routes the same)"),
         "deferrable": Param(False, type="boolean", description="poll asynchronous backends (bfl, firefly, openai_batch) "
                             "from the triggerer instead of a worker slot"),
     },
@@ -121,6 +133,10 @@ with DAG(
         policy="{{ params.budget_policy }}",
         priority_file="{{ params.priority_file }}",
         compare_with="{{ params.compare_with }}",
+        routing="{{ params.routing }}",
+        routing_candidates="{{ params.routing_candidates }}",
+        routing_target="{{ params.routing_target }}",
+        routing_explore_share="{{ params.routing_explore_share }}",
         retries=0,  # a decision does not change on retry
         on_skipped_callback=[ALERT],  # the "skip" budget policy skips the run: still an alert
     )
@@ -142,6 +158,19 @@ with DAG(
         retries=0,  # a verdict does not change on retry
         trigger_rule="all_done",  # gate the chunks whose edit succeeded even when another chunk's failed
     ).expand(edit_manifest_uri=edit.output)
+    # a routed run's quarantined images, re-edited once on the next stronger candidate and gated again
+    # (a run that is not routed has nothing to escalate: each instance returns at once)
+    escalate = EscalateOperator.partial(
+        task_id="escalate",
+        workspace="{{ params.workspace }}",
+        backend_conn_id="{{ params.backend_conn_id }}",
+        profile="{{ params.quality_profile }}",
+        min_pass_rate="{{ params.min_pass_rate }}",
+        trigger_rule="all_done",  # the gate fails a chunk below min_pass_rate: escalation may lift it
+        # one chunk at a time, after every edit and gate: its mid-run guard then sees all the run's spend and
+        # holds, so escalations never take the run past its budget (reserved at the top of each one's band)
+        max_active_tis_per_dag=1,
+    ).expand(edit_manifest_uri=edit.output)
     # runs once everything upstream is done (all_done): publishes what passed, reports every run
     publish = PublishOperator(
         task_id="publish",
@@ -155,4 +184,4 @@ with DAG(
     # check_config is the run's setup: when it fails, nothing downstream runs, whatever its trigger rule
     # (https://airflow.apache.org/docs/apache-airflow/stable/howto/setup-and-teardown.html)
     check_config.as_setup() >> discover
-    quality_gate >> publish >> outcome
+    quality_gate >> escalate >> publish >> outcome

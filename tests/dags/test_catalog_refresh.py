@@ -62,9 +62,11 @@ def test_dag_shape():
     dag = _dag()
     assert dag.schedule == "@daily"
     assert [t.task_id for t in dag.topological_sort()] == ["check_config", "discover", "rights_check", "cost_check",
-                                                            "edit", "quality_gate", "publish", "outcome"]
+                                                            "edit", "quality_gate", "escalate", "publish",
+                                                            "outcome"]
     assert dag.get_task("check_config").is_setup  # when it fails, nothing downstream runs
-    assert {dag.get_task(t).trigger_rule for t in ("quality_gate", "publish", "outcome")} == {"all_done"}
+    assert {dag.get_task(t).trigger_rule for t in ("quality_gate", "escalate", "publish", "outcome")} == {"all_done"}
+    assert dag.params["routing"] is False  # routing is off unless asked for: every image on the connection
 
 
 def test_catalog_refresh_end_to_end(tmp_path: Path, sample_set):

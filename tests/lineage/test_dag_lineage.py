@@ -99,7 +99,7 @@ def test_catalog_refresh_emits_lineage_with_datasets_facets_and_parents(tmp_path
     for event in tasks:
         by_task.setdefault(event["job"]["name"].split(".", 1)[1], {}).setdefault(event["eventType"], []).append(event)
     expected_instances = {"check_config": 1, "discover": 1, "rights_check": 1, "cost_check": 1, "edit": 2,
-                          "quality_gate": 2, "publish": 1, "outcome": 1}
+                          "quality_gate": 2, "escalate": 2, "publish": 1, "outcome": 1}
     assert {task: (len(kinds.get("START", [])), len(kinds.get("COMPLETE", []))) for task, kinds in by_task.items()} \
         == {task: (n, n) for task, n in expected_instances.items()}
     starts = {e["run"]["runId"] for e in tasks if e["eventType"] == "START"}
@@ -206,11 +206,11 @@ def test_every_event_of_a_run_conforms_to_the_openlineage_spec(tmp_path: Path, s
     validator = EventValidator(fetch)
     for event in events:
         validator.validate(event)
-    assert len(events) == 17  # 8 tasks x (START, COMPLETE) + the DAG run's COMPLETE
+    assert len(events) == 19  # 9 tasks x (START, COMPLETE) + the DAG run's COMPLETE
     ours = {k: v for k, v in validator.seen.items() if k.startswith("schema:")}
     assert ours == {"schema:ImageCatalogCostRunFacet": 3, "schema:ImageCatalogEditRunFacet": 1,
                     "schema:ImageCatalogQualityRunFacet": 1, "schema:ImageCatalogRightsRunFacet": 1}
-    assert validator.seen["client:ParentRunFacet"] == 16 and validator.seen["client:DataQualityAssertionsDatasetFacet"] == 1
+    assert validator.seen["client:ParentRunFacet"] == 18 and validator.seen["client:DataQualityAssertionsDatasetFacet"] == 1
     custom = [f for e in events for k, f in e["run"]["facets"].items() if k.startswith("imageCatalog_")]
     assert custom and all(f["_producer"] == producer_url() for f in custom)
     producer = client.get(producer_url().removeprefix("http://localhost:8080"))

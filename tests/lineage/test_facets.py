@@ -79,7 +79,8 @@ def test_cost_fields_from_the_decision_and_ledger_entries():
     run = cost_fields(decision, entries)
     assert run == {"scope": "run", "currency": "USD", "paidCalls": 2, "actual": 0.15, "inputTokens": 320,
                    "outputTokens": 4000, "credits": 4.0, "estimate": 1.5, "estimateLow": 1.0, "estimateHigh": 2.0,
-                   "images": 10, "cacheHits": 2, "decision": "downgrade", "policy": "downgrade", "limitedBy": "run"}
+                   "images": 10, "cacheHits": 2, "decision": "downgrade", "policy": "downgrade", "limitedBy": "run",
+                   "routing": None}
     chunk = cost_fields(decision, entries[:1], scope="chunk", images=3, cache_hits=1)
     assert chunk["estimate"] == 0.5 and chunk["actual"] == 0.1 and chunk["images"] == 3
     assert cost_fields(None)["estimate"] is None and cost_fields(None)["actual"] == 0.0
@@ -159,7 +160,7 @@ def test_schema_and_producer_urls_follow_the_configuration(monkeypatch):
     canonical place (e.g. where a team mirrors the schemas) for every deployment."""
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
     assert schema_url("ImageCatalogCostRunFacet").startswith(
-        "https://airflow.example.com/image-catalog/lineage/schemas/1-0-0/ImageCatalogCostRunFacet.json#")
+        f"https://airflow.example.com/image-catalog/lineage/schemas/{FACET_SCHEMA_VERSION}/ImageCatalogCostRunFacet.json#")
     monkeypatch.setenv("AIRFLOW__IMAGE_CATALOG__LINEAGE_BASE_URL", "https://schemas.example.com/catalog/")
     assert lineage_base_url() == "https://schemas.example.com/catalog"
     assert producer_url() == "https://schemas.example.com/catalog/0.1.0"
@@ -251,3 +252,30 @@ def test_a_failed_gate_still_reports_its_verdict_and_assertions(tmp_path):
     assert [(a.assertion, a.success, a.column) for a in dq.assertions][0] == ("product fills 80-87%", False,
                                                                                "product_fill")
     assert not gate.get_openlineage_facets_on_start().run_facets  # before running: datasets only
+
+
+ROUTED_DECISION = {"action": "go", "policy": "fail", "estimate_usd": 0.5, "routing": {
+    "plan": "file:///w/runs/r/routing/plan.json", "target": 0.9, "counts": {"lite": 7, "pro": 3}, "explored": 1,
+    "expected": {"usd": 0.5, "pass_rate": 0.97, "usd_per_pass": 0.0515, "escalation_reserve_usd": 0.1}}}
+ROUTED_REPORT = {"images": 10, "target": 0.9, "pass_rate": 1.0, "actual_usd_per_pass": 0.05,
+                 "expected_usd_per_pass": 0.0515, "fixed_candidate": "standard", "fixed_usd_per_pass": 0.07,
+                 "saving_vs_fixed": 0.2857, "saving_vs_strongest": 0.75,
+                 "candidates": {"lite": {"routed": 7, "explored": 1}, "pro": {"routed": 3, "explored": 0}},
+                 "escalations": {"attempted": 2, "passed": 2, "not_sent": 0}}
+
+
+def test_a_routed_runs_cost_facet_carries_its_routing_and_matches_the_schema(validate_facet):
+    from openlineage.client.serde import Serde
+
+    from airflow_image_catalog.lineage.facets import ImageCatalogCostRunFacet
+
+    planned = cost_fields(ROUTED_DECISION)["routing"]
+    assert planned["candidates"] == {"lite": 7, "pro": 3} and planned["expectedUsdPerPass"] == 0.0515
+    assert "actualUsdPerPass" not in planned  # not published yet: only the plan is known
+    done = cost_fields(ROUTED_DECISION, routed=ROUTED_REPORT)["routing"]
+    assert (done["escalations"], done["escalationsPassed"], done["savingVsFixed"]) == (2, 2, 0.2857)
+    assert done["fixedCandidate"] == "standard" and done["actualUsdPerPass"] == 0.05
+    for fields in (planned, done):
+        validate_facet(Serde.to_dict(ImageCatalogCostRunFacet(**cost_fields(ROUTED_DECISION, routed=ROUTED_REPORT
+                                                                            if fields is done else None))))
+    assert cost_fields(ROUTED_DECISION, scope="chunk", images=2, cache_hits=0).get("routing") is None

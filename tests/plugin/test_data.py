@@ -152,3 +152,24 @@ def test_an_unchanged_catalog_reads_found_not_zero():
                                     "refused_before": 4, "waiting_for_consent": 1}}
     html = pages.run_page({"summary": data.run_summary("r3", waiting, None), "report": waiting, "decision": None}, links)
     assert "18 found, 1 new or changed (13 unchanged since published, 4 refused before); 1 waits for consent" in html
+
+
+def test_a_routed_run_shows_its_routing_under_its_cost():
+    """The catalog page's line for a routed run: images per candidate, escalations, cost per passing image and
+    the saving against the fixed candidate and the strongest; an unrouted run's row has none."""
+    from airflow_image_catalog.plugin import pages
+    from airflow_image_catalog.plugin.files import StorageRoots
+
+    routing = {"candidates": {"lite": {"routed": 7}, "standard": {"routed": 0}, "pro": {"routed": 3}},
+               "escalations": {"attempted": 2, "passed": 1}, "expected_usd_per_pass": 0.0515,
+               "actual_usd_per_pass": 0.05, "fixed_candidate": "standard", "saving_vs_fixed": 0.2857,
+               "strongest": "pro", "saving_vs_strongest": -0.05}
+    report = {"run_id": "r4", "counts": {"found": 10}, "routing": routing}
+    summary = data.run_summary("r4", report, None)
+    assert summary["routing"]["candidates"] == {"lite": 7, "standard": 0, "pro": 3}
+    links = pages.Links(prefix="/image-catalog", roots=StorageRoots(workspace="/w", published="/p"))
+    html = pages.catalog_page([summary, data.run_summary("r5", {"run_id": "r5"}, None)],
+                              {"spent_day_usd": 0, "spent_month_usd": 0}, links)
+    assert html.count('class="muted routing"') == 1
+    assert "routed: lite 7, pro 3 &middot; 2 escalated (1 passed)" in html
+    assert "29% below standard" in html and "5% above pro" in html

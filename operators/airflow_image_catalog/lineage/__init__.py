@@ -28,7 +28,7 @@ from airflow_image_catalog import __version__
 from airflow_image_catalog.storage import normalize_uri
 
 #: the version of the facet schemas the operators emit now (``schemas/<version>/`` in this package)
-FACET_SCHEMA_VERSION = "1-0-0"
+FACET_SCHEMA_VERSION = "1-1-0"
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 FACET_PREFIX = "imageCatalog"
 #: where the plugin serves the schemas, below its mount point

@@ -61,8 +61,10 @@ def usage_totals(entries: Iterable[Any]) -> dict[str, Any]:
 
 
 def cost_fields(decision: Mapping[str, Any] | None, entries: Iterable[Any] = (), *, scope: str = "run",
-                images: int | None = None, cache_hits: int | None = None) -> dict[str, Any]:
-    """The cost facet: the cost check's decision (``decision.json``) and the ledger's entries.
+                images: int | None = None, cache_hits: int | None = None,
+                routed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The cost facet: the cost check's decision (``decision.json``) and the ledger's entries; a routed run's
+    figures (``routed``: the cost report's ``routing``, once publish wrote it) under ``routing``.
 
     For ``scope="chunk"`` give the chunk's ``images`` and ``cache_hits``: its estimate is the
     decision's per-image reservation times the images that were not cache hits.
@@ -80,6 +82,33 @@ def cost_fields(decision: Mapping[str, Any] | None, entries: Iterable[Any] = (),
                       cacheHits=decision.get("cache_hits"))
     fields.update(decision=decision.get("action"), policy=decision.get("policy"),
                   limitedBy=decision.get("limited_by"))
+    if scope == "run":
+        fields["routing"] = routing_fields(decision.get("routing"), routed)
+    return fields
+
+
+def routing_fields(planned: Mapping[str, Any] | None, done: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The cost facet's ``routing``: the cost decision's plan (``planned``) and, once published, what the run
+    did (``done``: the cost report's ``routing``); None when the run was not routed."""
+    if not planned and not done:
+        return None
+    planned, done = planned or {}, done or {}
+    expected = planned.get("expected") or {}
+    fields: dict[str, Any] = {
+        "images": int(done.get("images") or sum((planned.get("counts") or {}).values())),
+        "candidates": ({n: int(r["routed"]) for n, r in done["candidates"].items()} if done.get("candidates")
+                       else dict(planned.get("counts") or {})),
+        "explored": int(planned.get("explored") or sum(r.get("explored", 0) for r in (done.get("candidates") or {}).values())),
+        "targetPassRate": planned.get("target", done.get("target")),
+        "expectedUsdPerPass": expected.get("usd_per_pass", done.get("expected_usd_per_pass")),
+    }
+    if done:
+        escalations = done.get("escalations") or {}
+        fields.update(escalations=escalations.get("attempted"), escalationsPassed=escalations.get("passed"),
+                      escalationsNotSent=escalations.get("not_sent"), passRate=done.get("pass_rate"),
+                      actualUsdPerPass=done.get("actual_usd_per_pass"), fixedCandidate=done.get("fixed_candidate"),
+                      fixedUsdPerPass=done.get("fixed_usd_per_pass"), savingVsFixed=done.get("saving_vs_fixed"),
+                      savingVsStrongest=done.get("saving_vs_strongest"))
     return fields
 
 

@@ -110,8 +110,11 @@ def _ledger_entries(workspace: str, run_key: str, chunk_index: int | None = None
 
 def _run_cost(workspace: str, run_key: str) -> dict[str, Any]:
     """The run-level cost facet: the cost check's decision and everything the ledger booked."""
-    decision = _read(_run(workspace, run_key).cost_decision)
-    return {COST_FACET: ImageCatalogCostRunFacet(**builders.cost_fields(decision, _ledger_entries(workspace, run_key)))}
+    run = _run(workspace, run_key)
+    decision = _read(run.cost_decision)
+    routed = (_read(run.cost_report) or {}).get("routing") if (decision or {}).get("routing") else None
+    return {COST_FACET: ImageCatalogCostRunFacet(**builders.cost_fields(decision, _ledger_entries(workspace, run_key),
+                                                                        routed=routed))}
 
 
 def source_lineage(source: str) -> OperatorLineage:

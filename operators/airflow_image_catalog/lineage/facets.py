@@ -72,6 +72,8 @@ class ImageCatalogCostRunFacet(_CatalogRunFacet):
     inputTokens: int = 0
     outputTokens: int = 0
     credits: float = 0.0
+    #: a routed run: images per candidate, escalations, expected vs actual cost per passing image, the saving
+    routing: dict[str, Any] | None = None
 
     @staticmethod
     def _get_schema() -> str:

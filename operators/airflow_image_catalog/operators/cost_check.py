@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_image_catalog.config.params import as_bool
 from airflow_image_catalog.hooks.image_edit import ImageEditHook
 from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.links.run_page import CostReportLink
@@ -44,13 +45,20 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
     :param compare_with: also price the run on ``backend:model`` (e.g. ``openai:gpt-image-2``)
         for the report.
     :param prices: a price file overriding the shipped table (path or URI; empty: shipped).
+    :param routing: route the run (templated: renders to ``True`` / ``False``): each image to the cheapest
+        candidate expected to pass (``pipeline/routing``), priced with an escalation reserve; the plan goes to
+        ``runs/<run>/routing/plan.json``. Off: every image on the connection, as before.
+    :param routing_candidates: the candidate list (name or file); empty = the recipe's latest canary decision's.
+    :param routing_target: the pass rate an image's route must be expected to reach; empty = the canary's.
+    :param routing_explore_share: the share of images sent to another candidate to keep estimates current.
     """
 
     lineage_function = "cost_check_lineage"
     operator_extra_links = (CostReportLink(),)
     template_fields: Sequence[str] = (
         "chunk_manifest_uris", "recipe", "workspace", "backend_conn_id", "budget_run_usd", "budget_day_usd",
-        "budget_month_usd", "policy", "priority_file", "compare_with", "prices",
+        "budget_month_usd", "policy", "priority_file", "compare_with", "prices", "routing", "routing_candidates",
+        "routing_target", "routing_explore_share",
     )
 
     def __init__(
@@ -67,6 +75,10 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
         priority_file: str | None = None,
         compare_with: str | None = None,
         prices: str | None = None,
+        routing: bool | str = False,
+        routing_candidates: str | None = None,
+        routing_target: float | str | None = None,
+        routing_explore_share: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -81,6 +93,10 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
         self.priority_file = priority_file
         self.compare_with = compare_with
         self.prices = prices
+        self.routing = routing
+        self.routing_candidates = routing_candidates
+        self.routing_target = routing_target
+        self.routing_explore_share = routing_explore_share
 
     @cached_property
     def hook(self) -> ImageEditHook:
@@ -89,11 +105,18 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
     def execute(self, context) -> list[str]:
         run_root = WorkspaceLayout(self.workspace).run_for(context).root
         config = self.hook.backend_config()
+        recipe = load_recipe(self.recipe)
+        routing = None
+        if as_bool(self.routing, "routing"):
+            from airflow_image_catalog.pipeline.routing.plan import routing_request
+
+            routing = routing_request(self.workspace, recipe.name, candidates=self.routing_candidates,
+                                      target=self.routing_target, explore_share=self.routing_explore_share)
         budgets = resolve_budgets({name: getattr(self, f"budget_{name}_usd") for name in ("run", "day", "month")},
                                   lambda name: Variable.get(name, default=None))
         check = check_run_cost(
             list(self.chunk_manifest_uris or []),
-            recipe=load_recipe(self.recipe),
+            recipe=recipe,
             backend=self.hook.get_backend(),
             backend_name=config.backend,
             extras=config.extras,
@@ -104,10 +127,16 @@ class CostCheckOperator(ReportsLineage, BaseOperator):
             prices=self.prices,
             priority_file=self.priority_file,
             compare_with=self.compare_with,
+            routing=routing,
+            backend_for=self.hook.get_backend,
         )
         decision = check.decision
         context["ti"].xcom_push(key="cost_decision", value=decision_summary(decision))
         self.log.info("cost check (%s, policy %s): %s", config.backend, decision.policy, decision.message)
+        if decision.routing:
+            self.log.info("routed: %s images per candidate, %d explored; expected $%.4f per passing image; plan %s",
+                          decision.routing["counts"], decision.routing["explored"],
+                          decision.routing["expected"]["usd_per_pass"] or 0.0, decision.routing["plan"])
         for name, variant in decision.variants.items():
             self.log.info("the same run on %s: $%.2f (band $%.2f-$%.2f)", name, variant["usd"], variant["low_usd"],
                           variant["high_usd"])

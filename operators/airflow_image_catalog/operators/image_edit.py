@@ -17,6 +17,13 @@ from airflow_image_catalog.lineage.mixin import ReportsLineage
 from airflow_image_catalog.links.run_page import EditReportLink
 
 
+def edit_facts(task: BaseOperator, context=None) -> dict[str, Any]:
+    """Which task instance edits (the ledger and the records say it): the edit task's, or the escalation's."""
+    ti = (context or {}).get("ti")
+    return {"dag_id": task.dag_id, "task_id": task.task_id, "run_id": (context or {}).get("run_id"),
+            "map_index": getattr(ti, "map_index", None), "try_number": getattr(ti, "try_number", None)}
+
+
 class ImageEditOperator(ReportsLineage, BaseOperator):
     """Edit every image of a chunk manifest and write the outputs and an edit manifest.
 
@@ -98,16 +105,31 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
         (see :func:`~airflow_image_catalog.pipeline.editing.task.load_chunk_run`)."""
         from airflow_image_catalog.pipeline.editing.task import load_chunk_run
 
-        ti = (context or {}).get("ti")
-        facts = {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": (context or {}).get("run_id"),
-                 "map_index": getattr(ti, "map_index", None), "try_number": getattr(ti, "try_number", None)}
-        concurrency = int(self.concurrency) if self.concurrency not in (None, "", "None") else None
         return load_chunk_run(self.chunk_manifest_uri, self.recipe, self.workspace, self.hook.get_backend,
-                              facts=facts, concurrency=concurrency, use_cache=as_bool(self.use_cache, "use_cache"))
+                              facts=self._facts(context), concurrency=self._concurrency(),
+                              use_cache=as_bool(self.use_cache, "use_cache"))
+
+    def _facts(self, context=None) -> dict[str, Any]:
+        return edit_facts(self, context)
+
+    def _concurrency(self) -> int | None:
+        return int(self.concurrency) if self.concurrency not in (None, "", "None") else None
 
     def execute(self, context) -> str:
-        from airflow_image_catalog.pipeline.editing.task import edit_inline, start_or_resume_jobs, uses_jobs
+        from airflow_image_catalog.pipeline.editing.routed import edit_routed_chunk
+        from airflow_image_catalog.pipeline.editing.task import (
+            edit_inline,
+            finish_routed,
+            start_or_resume_jobs,
+            uses_jobs,
+        )
 
+        routed = edit_routed_chunk(self.chunk_manifest_uri, self.recipe, self.workspace, self.hook.get_backend,
+                                   facts=self._facts(context), concurrency=self._concurrency(),
+                                   use_cache=as_bool(self.use_cache, "use_cache"))
+        if routed is not None:  # the cost check routed the run: each image on its candidate
+            self.log.info("chunk %d: routed over %s", routed.chunk_index, routed.model)
+            return self._finish_with(lambda m, rate: finish_routed(m, rate, workspace=self.workspace), routed)
         run = self._load(context)
         self.log.info(
             "chunk %d: %d images, recipe %s (%d steps), backend %s, %d in flight",
@@ -149,12 +171,17 @@ class ImageEditOperator(ReportsLineage, BaseOperator):
 
     def _finish(self, manifest, run) -> str:
         """The edit manifest's URI; the task fails (no retries) where the chunk's policy says so."""
+        from airflow_image_catalog.pipeline.editing.task import finish_chunk
+
+        return self._finish_with(lambda m, rate: finish_chunk(m, run, rate), manifest)
+
+    def _finish_with(self, finish, manifest) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_image_catalog.pipeline.editing.task import ChunkFailed, finish_chunk
+        from airflow_image_catalog.pipeline.editing.task import ChunkFailed
 
         try:
-            return finish_chunk(manifest, run, float(self.max_failure_rate))
+            return finish(manifest, float(self.max_failure_rate))
         except ChunkFailed as failed:
             raise AirflowFailException(str(failed)) from failed
 

@@ -48,6 +48,20 @@ def _read(uri: str) -> dict[str, Any] | None:
         return None
 
 
+def routing_line(routing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A routed run as the catalog page shows it: images per candidate, escalations, cost per passing image
+    (expected, actual) and the saving against the fixed candidate and the strongest."""
+    if not routing:
+        return None
+    escalations = routing.get("escalations") or {}
+    return {"candidates": {name: row["routed"] for name, row in (routing.get("candidates") or {}).items()},
+            "escalated": escalations.get("attempted"), "escalations_passed": escalations.get("passed"),
+            "expected_usd_per_pass": routing.get("expected_usd_per_pass"),
+            "actual_usd_per_pass": routing.get("actual_usd_per_pass"), "fixed_candidate": routing.get("fixed_candidate"),
+            "saving_vs_fixed": routing.get("saving_vs_fixed"), "strongest": routing.get("strongest"),
+            "saving_vs_strongest": routing.get("saving_vs_strongest")}
+
+
 def run_summary(run_key: str, report: dict[str, Any] | None, decision: dict[str, Any] | None) -> dict[str, Any]:
     """One row of the catalog page: counts, pass rate, estimate vs actual, where the report is."""
     report = report or {}
@@ -84,6 +98,7 @@ def run_summary(run_key: str, report: dict[str, Any] | None, decision: dict[str,
         "cost_message": decision.get("message"),
         "budgets": decision.get("budgets") or {},
         "reconciliation": (cost.get("reconciliation") or {}).get("message"),
+        "routing": routing_line(report.get("routing") or cost.get("routing")),
         "report_html": report.get("report_html"),
         "report_json": report.get("report_json"),
         "data_docs": quality.get("data_docs") or [],

@@ -156,7 +156,7 @@ def catalog_page(runs: list[dict[str, Any]], budget: dict[str, Any], links: Link
             f'<td class="num">{_n(run["passed"])}</td><td class="num">{_n(run["quarantined"])}</td>'
             f'<td class="num">{_n(run["published"])}</td><td class="num">{_n(run["failed"])}</td>'
             f'<td class="num {rate_cls}">{rate}</td>'
-            f'<td class="num">{_usd(run["estimate_usd"])} / {_usd(run["actual_usd"])}</td>'
+            f'<td class="num">{_usd(run["estimate_usd"])} / {_usd(run["actual_usd"])}{routing_cell(run.get("routing"))}</td>'
             f"<td>{report}{'<br>Data Docs: ' + docs if docs else ''}</td></tr>")
     table = ("<table><tr><th>run</th><th>state</th><th>finished (UTC)</th><th class=num>found</th>"
              "<th class=num>new or changed</th><th class=num>edited</th>"
@@ -167,6 +167,26 @@ def catalog_page(runs: list[dict[str, Any]], budget: dict[str, Any], links: Link
     body = (f"<h2>Budget</h2>{budget_chart(budget)}<h2>Recent catalog runs</h2>{table}"
             f'<p class="muted">workspace <code>{esc(links.roots.roots["work"])}</code></p>')
     return layout("Image catalog", body, links, active="", user=user)
+
+
+def _saving(value: float | None, against: str | None) -> str:
+    """`` · 34% below pro`` (a saving) or `` · 5% above standard`` (dearer); empty when unknown."""
+    if value is None:
+        return ""
+    return f" &middot; {abs(value):.0%} {'below' if value >= 0 else 'above'} {esc(str(against))}"
+
+
+def routing_cell(routing: dict[str, Any] | None) -> str:
+    """A routed run's line under its cost: images per candidate, escalations, cost per passing image and the
+    saving against the fixed candidate and against always the strongest (empty: the run was not routed)."""
+    if not routing:
+        return ""
+    spread = ", ".join(f"{esc(name)} {n}" for name, n in routing["candidates"].items() if n)
+    return (f'<div class="muted routing">routed: {spread} &middot; {_n(routing["escalated"])} escalated '
+            f'({_n(routing["escalations_passed"])} passed) &middot; per passing image {_usd(routing["actual_usd_per_pass"])}'
+            f' (expected {_usd(routing["expected_usd_per_pass"])})'
+            f'{_saving(routing["saving_vs_fixed"], routing["fixed_candidate"])}'
+            f'{_saving(routing["saving_vs_strongest"], routing["strongest"])}</div>')
 
 
 def run_state(run: dict[str, Any]) -> str:

@@ -16,6 +16,9 @@ worker on another machine, the UI plugin and the alerts all agree on where a run
         edits/chunk-NNNNN.json      edit manifests
         quality/chunk-NNNNN.json    gate manifests (quality/data_docs/chunk-NNNNN/: GX Data Docs)
         cost/decision.json          the cost check's decision; cost/report.json the run's cost
+        routing/plan.json           a routed run's plan: each image's candidate, price and bucket
+        escalation/                 the escalation step's own run root (state/, outputs/, and edits/ and
+                                    quality/ with the chunk's manifests after escalation)
         report.json, report.html    the run report
       quarantine/<run key>/         quarantined images and their records
       consent/<image_id>.json       images waiting for (or given) a person's consent: the consent queue
@@ -151,6 +154,8 @@ class RunLayout(_Rooted):
     quality = _Under("quality")
     cost_decision = _Under(COST_DECISION)  # the edit task and the report read it
     cost_report = _Under("cost/report.json")
+    routing_plan = _Under("routing/plan.json")  # the cost check writes it, the edit and escalation follow it
+    escalation = _Under("escalation")  # a RunLayout of its own: the escalation step's state, outputs, manifests
     rights_decision = _Under("rights/decision.json")  # the cost check, publish and the report read it
     report_json = _Under(REPORT)
     report_html = _Under("report.html")

@@ -155,6 +155,9 @@ class EditRecord:
     #: provider jobs that died without a result (lost, errored, stuck, expired): each starts a fresh
     #: idempotency scope, so a retry submits a new job instead of being replayed the dead one
     lost_jobs: int = 0
+    #: a routed run's choice for the image (``pipeline.routing``): candidate, bucket, why, and ``attempts``, the
+    #: chain of every edit tried (candidate, backend, model, status, cache key, gate verdict); None when not routed
+    routing: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.status = ImageStatus(self.status)  # read back from JSON as its value

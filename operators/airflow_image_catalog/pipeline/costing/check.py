@@ -21,7 +21,7 @@ from airflow_image_catalog.pipeline.costing.decision import (
 )
 from airflow_image_catalog.pipeline.costing.ledger import Ledger
 from airflow_image_catalog.pipeline.costing.pricing import load_prices
-from airflow_image_catalog.storage import StorageError, read_json, write_json
+from airflow_image_catalog.storage import StorageError, delete, exists, read_json, write_json
 from airflow_image_catalog.workspace.layout import RunLayout
 from airflow_image_catalog.workspace.manifest import ChunkManifest
 
@@ -32,7 +32,7 @@ BUDGET_VARIABLES = {"run": "catalog_budget_run_usd", "day": "catalog_budget_day_
 PRICED_SETTINGS = ("size", "quality", "input_fidelity", "n")
 #: what the decision's XCom (``cost_decision``) carries: small, no per-image lists
 SUMMARY_FIELDS = ("action", "policy", "message", "estimate_usd", "low_usd", "high_usd", "images", "cache_hits",
-                  "available_usd", "limited_by", "overrides", "variants")
+                  "available_usd", "limited_by", "overrides", "variants", "routing")
 
 
 def budget_amount(value: Any) -> float | None:
@@ -95,10 +95,53 @@ class CostCheck:
     chunk_uris: list[str]
 
 
+def routed_costs(chunks: list[ChunkManifest], routing: Any, *, recipe, backend_name: str, model: str | None,
+                 settings: Mapping[str, Any], run_root: str, workspace: str, price_table: Any,
+                 backend_for: Callable[[dict[str, Any]], Any] | None) -> tuple[dict[str, Any], list[Any]]:
+    """A routed run's plan and per-image costs (:func:`~airflow_image_catalog.pipeline.routing.plan.plan_routes`):
+    a candidate's cached result is free; the plan goes to ``runs/<run>/routing/plan.json``."""
+    from airflow_image_catalog.pipeline.editing.chunk import ChunkRun
+    from airflow_image_catalog.pipeline.routing.plan import RoutingError, plan_routes
+
+    layout = RunLayout(run_root)
+    items = {item.image_id: (chunk, item) for chunk in chunks for item in chunk.items}
+    overrides = {c.name: dict(c.overrides) for c in routing.candidates}
+    for name, changes in overrides.items():  # routed chunks edit inline: a route that only has jobs cannot
+        if backend_for is not None and backend_for(changes).capabilities.jobs_only:
+            raise RoutingError(f"routing_candidates: candidate {name!r} is on a jobs-only route "
+                               f"({changes.get('backend')}); routed runs edit inline")
+    keyed: dict[str, Any] = {}
+
+    def cache_hit(image_id: str, candidate: str) -> bool:
+        if backend_for is None:
+            return False
+        chunk, item = items[image_id]
+        if candidate not in keyed:
+            keyed[candidate] = ChunkRun(chunk, recipe, backend_for(overrides[candidate]), run_root, workspace=workspace)
+        run = keyed[candidate]
+        try:
+            return run.cache.get_meta(run.key_for(item)) is not None
+        except (StorageError, ValueError):
+            return False
+
+    plan, costs = plan_routes(chunks, routing, recipe=recipe, backend_name=backend_name, model=model,
+                              settings=settings, run_key=layout.run_key, prices=price_table, cache_hit=cache_hit)
+    plan["uri"] = layout.routing_plan
+    write_json(layout.routing_plan, plan)
+    return plan, costs
+
+
+def routing_brief(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """What the cost decision says of a routed run: where its plan is, images per candidate, what it expects."""
+    return {"plan": plan["uri"], "target": plan["target"], "counts": plan["counts"], "explored": plan["explored"],
+            "expected": plan["expected"], "fixed": plan["fixed"]}
+
+
 def check_run_cost(chunk_uris: list[str], *, recipe, backend, backend_name: str, extras: Mapping[str, Any],
                    workspace: str, run_root: str, policy: str, budgets: Budgets, prices: str | None = None,
                    priority_file: str | None = None, compare_with: str | None = None,
-                   now: datetime | None = None) -> CostCheck:
+                   now: datetime | None = None, routing: Any = None,
+                   backend_for: Callable[[dict[str, Any]], Any] | None = None) -> CostCheck:
     """Price the run's images (cache hits free), decide by ``policy`` and write ``cost/decision.json``.
 
     :param chunk_uris: the discover task's chunk manifests.
@@ -109,6 +152,9 @@ def check_run_cost(chunk_uris: list[str], *, recipe, backend, backend_name: str,
     :param prices: a price file overriding the shipped table (empty: shipped).
     :param priority_file: JSON ``{"image_id": priority}`` for ``cap``.
     :param compare_with: also price the run on ``backend:model`` for the report.
+    :param routing: a :class:`~airflow_image_catalog.pipeline.routing.plan.RoutingRequest`: route the run (each
+        image priced on its candidate, with the escalation reserve); None: every image on the connection.
+    :param backend_for: overrides -> the backend they make (a candidate's cache hits are free).
     """
     chunks = [ChunkManifest.from_dict(read_json(uri)) for uri in chunk_uris]
     price_table = load_prices(prices or None)
@@ -125,10 +171,25 @@ def check_run_cost(chunk_uris: list[str], *, recipe, backend, backend_name: str,
 
     now = now or datetime.now(UTC)
     ledger = Ledger(workspace)
-    decision = decide(reprice({}), policy=str(policy), budgets=budgets,
+    plan = None
+    if routing is not None:
+        if str(policy) == "downgrade":
+            from airflow_image_catalog.pipeline.routing.plan import RoutingError
+
+            raise RoutingError("budget_policy: downgrade does not apply to a routed run (the router already sends "
+                               "each image to the cheapest candidate expected to pass): use fail, skip or cap")
+        plan, costs = routed_costs(chunks, routing, recipe=recipe, backend_name=backend_name, model=model,
+                                   settings=settings, run_root=run_root, workspace=workspace,
+                                   price_table=price_table, backend_for=backend_for)
+    else:
+        costs = reprice({})
+        if exists(RunLayout(run_root).routing_plan):  # an earlier try was routed, this one is not
+            delete(RunLayout(run_root).routing_plan)
+    decision = decide(costs, policy=str(policy), budgets=budgets,
                       spent_day=ledger.spent(day=now.strftime("%Y-%m-%d")),
                       spent_month=ledger.spent(month=now.strftime("%Y-%m")), reprice=reprice,
                       backend=backend_name, settings=settings)
+    decision.routing = routing_brief(plan) if plan else None
     if compare_with:
         other, _, other_model = str(compare_with).partition(":")
         priced = price_images(items, recipe, other, other_model or None, {}, prices=price_table)

@@ -81,6 +81,8 @@ class Decision:
     per_image_usd: float = 0.0  # the estimate per paid image (booked when a provider reports no usage)
     per_image_high_usd: float = 0.0  # the mid-run guard's reservation per image: the top of its band
     variants: dict[str, Any] = field(default_factory=dict)  # the same run priced elsewhere (for comparison)
+    #: a routed run: its plan's URI, images per candidate and expected figures (the escalation reserve included)
+    routing: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -57,14 +57,20 @@ def load_chunk_run(chunk_manifest_uri: str, recipe: str, workspace: str,
     decision = read_json_if_exists(layout.cost_decision, {})
     backend = get_backend(decision.get("overrides"))
     ledger = Ledger(workspace) if backend.capabilities.paid else None
-    guard = None
-    if ledger is not None and decision.get("available_usd") is not None:
-        guard = BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(chunk.run_key),
-                            hold_usd=decision.get("per_image_high_usd") or decision.get("per_image_usd") or 0.0)
+    guard = budget_guard(decision, ledger, chunk.run_key,
+                         decision.get("per_image_high_usd") or decision.get("per_image_usd") or 0.0)
     return ChunkRun(chunk, load_recipe(recipe), backend, layout.root, workspace=workspace if use_cache else None,
                     concurrency=concurrency, ledger=ledger, facts=dict(facts or {}),
                     estimate_usd=decision.get("per_image_usd"), guard=guard,
                     overrides=decision.get("overrides") or {})
+
+
+def budget_guard(decision: Mapping[str, Any], ledger: Ledger | None, run_key: str, hold_usd: float) -> BudgetGuard | None:
+    """The mid-run guard over the run's budget (``available_usd`` of the cost decision), or None when
+    nothing is booked (a free backend) or no budget applies; each image admitted holds ``hold_usd``."""
+    if ledger is None or decision.get("available_usd") is None:
+        return None
+    return BudgetGuard(float(decision["available_usd"]), lambda: ledger.run_spend(run_key), hold_usd=hold_usd)
 
 
 def uses_jobs(run: ChunkRun, deferrable: bool) -> bool:
@@ -143,8 +149,17 @@ def finish_chunk(manifest: EditManifest, run: ChunkRun, max_failure_rate: float)
     (:data:`FATAL_CODES`) or when more than ``max_failure_rate`` of the images failed finally.
     The reason goes into the manifest (``failure``) too, so the run's report can say it.
     """
+    return write_edit_manifest(manifest, run.layout, max_failure_rate)
+
+
+def finish_routed(manifest: EditManifest, max_failure_rate: float, *, workspace: str) -> str:
+    """:func:`finish_chunk` for a routed chunk (its images ran on several candidates' backends)."""
+    return write_edit_manifest(manifest, WorkspaceLayout(workspace).run(manifest.run_key), max_failure_rate)
+
+
+def write_edit_manifest(manifest: EditManifest, layout: Any, max_failure_rate: float) -> str:
     manifest.failure = chunk_failure(manifest, max_failure_rate)
-    uri = write_json(run.layout.edit(manifest.chunk_index), manifest.to_dict())
+    uri = write_json(layout.edit(manifest.chunk_index), manifest.to_dict())
     hits = sum(r.cache_hit for r in manifest.items)
     log.info("chunk %d done: %s (%d from the result cache); manifest %s", manifest.chunk_index, manifest.counts(),
              hits, uri)

@@ -63,12 +63,15 @@ def chunk_outcomes(chunk_uris: list[str], run: RunLayout, task_states: dict[str,
 
     ``task_states`` maps Airflow's task-state keys (``edit_3`` for map index 3) to states. The
     reasons are the ones the failing task wrote into its manifest (``failure``) before failing;
-    a task that died without writing one is named with its state.
+    a task that died without writing one is named with its state. A routed run's chunk is judged by its
+    gate manifest after escalation (``runs/<run>/escalation/quality/``) where the escalation step wrote one.
     """
     outcomes = []
     for map_index, uri in enumerate(chunk_uris):
         chunk = ChunkManifest.from_dict(read_json(uri))
         edit_uri, gate_uri = run.edit(chunk.chunk_index), run.gate(chunk.chunk_index)
+        escalated = RunLayout(run.escalation).gate(chunk.chunk_index)  # a routed run's chunk after escalation
+        gate_uri = escalated if exists(escalated) else gate_uri
         edit = read_json(edit_uri) if exists(edit_uri) else None
         gate = read_json(gate_uri) if exists(gate_uri) else None
         state = task_states.get(f"{edit_task_id}_{map_index}")

@@ -104,9 +104,11 @@ def provenance_for(record: Any, edit: EditManifest, steps: dict[str, str], run_i
     the source's rights (``rights``: the image's rights-check item, whose metadata is carried over)."""
     from airflow_image_catalog.pipeline.rights.metadata import RightsMetadata, publishable
 
+    last = ((record.routing or {}).get("attempts") or [{}])[-1]  # a routed image: where its output was made
     return ProvenanceFacts(
         source_sha256=record.source_sha256, recipe_name=edit.recipe.get("name"),
-        recipe_fingerprint=edit.recipe.get("fingerprint"), backend=edit.backend, model=edit.model,
+        recipe_fingerprint=edit.recipe.get("fingerprint"), backend=last.get("backend") or edit.backend,
+        model=last.get("model") or edit.model,
         steps=[ProvenanceStep.from_prompt(step["id"], steps.get(step["id"], "")) for step in record.steps
                if "id" in step],
         run_id=run_id, published_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -213,6 +215,7 @@ def publish_run(
             **_state_counts(results, cost),
         },
         "cost": cost,
+        "routing": cost.get("routing"),
         "quality": _quality_summary(gates, edited),
         "rights": rights_check,
         "edit_seconds": round(sum(r.seconds or 0 for res in results for r in res.edit.items), 3),
@@ -275,7 +278,11 @@ def _state_counts(results: list[ChunkResult], cost: dict[str, Any]) -> dict[str,
 
 def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str, published: int) -> dict[str, Any]:
     """The run's cost: the cost check's decision, what the ledger booked (``entries``), estimate vs
-    actual, per recipe / model / provider; also written to ``runs/<run>/cost/report.json``."""
+    actual, per recipe / model / provider, and a routed run's routing figures
+    (:func:`~airflow_image_catalog.pipeline.routing.summary.routing_summary`); also written to
+    ``runs/<run>/cost/report.json``."""
+    from airflow_image_catalog.pipeline.routing.summary import routing_summary
+
     layout = RunLayout(run_root)
     uri = layout.cost_decision
     decision = read_json_if_exists(uri)
@@ -300,6 +307,8 @@ def cost_report(results: list[ChunkResult], entries: list[Any], *, run_root: str
         "cost_per_published_image_usd": round(actual / published, 6) if published else None,
         "reconciliation": None if estimate is None else reconcile(estimate, actual),
         **cost_summary(entries),
+        "routing": routing_summary(read_json_if_exists(layout.routing_plan), records,
+                                   {i: v.get("verdict") for r in results for i, v in r.verdicts().items()}, entries),
     }
     write_json(layout.cost_report, report)
     return report

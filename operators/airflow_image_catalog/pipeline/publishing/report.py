@@ -141,6 +141,52 @@ def cost_section(cost: dict[str, Any] | None) -> str:
     return "<h3>Cost</h3>" + "".join(lines)
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _chain(routing: dict[str, Any] | None) -> str:
+    """A routed image's attempts, e.g. ``lite ✗ → pro ✓`` (empty: not routed)."""
+    if not routing:
+        return ""
+    marks = {"pass": " &#10003;", "quarantined": " &#10007;"}
+    links = " &rarr; ".join(f"{esc(a['candidate'])}{marks.get(a.get('verdict') or '', '')}"
+                            + ("" if a.get("status") in ("edited", None) else f" ({esc(a['status'])})")
+                            for a in routing.get("attempts") or [])
+    return f"<br><small>{links}{' (explore)' if routing.get('reason') == 'explore' else ''}</small>"
+
+
+def routing_section(routing: dict[str, Any] | None) -> str:
+    """A routed run: the routing table (each candidate's estimate, images, passes, cost), escalations, expected
+    vs actual cost per passing image, and the saving against the fixed candidate and the strongest."""
+    if not routing:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{_share(row.get('pass_probability'))}</td><td>{row['routed']}</td>"
+        f"<td>{row['explored']}</td><td>{row['attempts']}</td><td>{row['passed']}</td><td>{row['quarantined']}</td>"
+        f"<td>{_money(row['usd'])}</td><td>{_money(row.get('fixed_usd_per_pass'))}</td></tr>"
+        for name, row in routing["candidates"].items())
+    escalations = routing["escalations"]
+    saving = routing.get("saving_vs_fixed")
+    return (
+        f"<h3>Routing</h3><p>target pass rate <b>{_share(routing.get('target'))}</b>, exploration "
+        f"{_share(routing.get('explore_share'))} of images &middot; {routing['images']} images routed, "
+        f"{routing['passed']} passed ({_share(routing.get('pass_rate'))})</p>"
+        "<table><tr><th>candidate (weakest first)</th><th>estimated pass</th><th>routed</th><th>explored</th>"
+        "<th>edits</th><th>passed</th><th>quarantined</th><th>cost</th><th>fixed: expected per pass</th></tr>"
+        f"{rows}</table>"
+        f"<p>escalations: {escalations['attempted']} re-edited on the next stronger candidate, {escalations['passed']} "
+        f"passed, {escalations['quarantined']} quarantined, {escalations['not_sent']} not sent (budget or error) "
+        f"&middot; {_money(escalations['usd'])}</p>"
+        f"<p>cost per passing image: expected {_money(routing.get('expected_usd_per_pass'))}, actual "
+        f"<b>{_money(routing.get('actual_usd_per_pass'))}</b> &middot; fixed candidate "
+        f"{esc(str(routing.get('fixed_candidate')))} expected {_money(routing.get('fixed_usd_per_pass'))}"
+        f"{f' (saving {saving:.0%})' if saving is not None else ''} &middot; always the strongest "
+        f"({esc(str(routing.get('strongest')))}) expected {_money(routing.get('strongest_usd_per_pass'))}"
+        + (f" (saving {routing['saving_vs_strongest']:.0%})" if routing.get("saving_vs_strongest") is not None else "")
+        + "</p>")
+
+
 def rights_section(rights: dict[str, Any] | None) -> str:
     """The rights check's line: decisions, reasons, and which images were refused or wait for consent."""
     if not rights:
@@ -196,7 +242,7 @@ def render_html(report: dict[str, Any], results: list[ChunkResult]) -> str:
                 detail = esc(held[record.image_id])
             rows.append(
                 f"<tr class='{esc(css)}'><td>{esc(record.image_id)}</td><td>{esc(status)}"
-                f"{' (cache)' if record.cache_hit else ''}</td>"
+                f"{' (cache)' if record.cache_hit else ''}{_chain(record.routing)}</td>"
                 f"<td>{_img(record.source_uri) if with_pictures else ''}</td>"
                 f"<td>{_img(after_uri) if with_pictures and record.output_uri else ''}</td>"
                 f"<td class='metrics'>{_metric_cell(verdict.get('metrics', {}), {f['metric'] for f in failed})}</td>"
@@ -227,6 +273,7 @@ tr.quarantined td{{background:#fff4dc}} .bad{{color:#b00;font-weight:bold}} .met
 {quality_line}
 {rights_section(report.get("rights"))}
 {cost_section(report.get("cost"))}
+{routing_section(report.get("routing"))}
 <div class="charts"><div><h3>Outcome</h3>{bar_chart(outcome, colours=colours)}</div>
 <div><h3>Failed expectations</h3>{bar_chart(quality.get('failed_expectations', {})) or '<p>none</p>'}</div></div>
 {f'<h3>Great Expectations Data Docs</h3><ul>{docs}</ul>' if docs else ''}

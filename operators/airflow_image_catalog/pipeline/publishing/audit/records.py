@@ -67,7 +67,7 @@ COLUMNS: dict[str, str] = {
     "recipe_version": "INTEGER",
     "step_ids": "VARCHAR[]",
     "prompts_json": "VARCHAR",  # [{id, prompt, op, mask}] of the recipe that ran
-    "backend": "VARCHAR",
+    "backend": "VARCHAR",  # a routed image's: the backend of its last attempt
     "model": "VARCHAR",
     "operators_version": "VARCHAR",  # this package (the local engine's version) when the record was written
     "tokens_in": "BIGINT",
@@ -92,6 +92,11 @@ COLUMNS: dict[str, str] = {
     "failed_expectations": "VARCHAR[]",
     "metrics_json": "VARCHAR",
     **dict.fromkeys(METRIC_COLUMNS, "DOUBLE"),
+    "routed_candidate": "VARCHAR",  # routed runs: the candidate the router chose (None: not routed)
+    "routing_reason": "VARCHAR",  # best | explore | fallback (no candidate met the recipe's target)
+    "routing_bucket": "VARCHAR",  # the image's feature bucket the router estimated in
+    "escalated": "BOOLEAN",  # a second attempt on the next stronger candidate was made (or refused by the budget)
+    "routing_json": "VARCHAR",  # the routing decision and the chain: every attempt's candidate, cost, verdict
     "rights_decision": "VARCHAR",  # go | needs_consent | refused (the rights check, before any edit)
     "rights_reasons": "VARCHAR[]",  # reason codes: ai_use_prohibited, no_model_release, consent_granted ...
     "rights_json": "VARCHAR",  # what the decision was based on: the source's rights metadata, faces, reasons
@@ -257,6 +262,22 @@ def _gate_facts(gate: Mapping[str, Any] | None, verdict: Mapping[str, Any]) -> d
     }
 
 
+def routing_facts(record: Any, entries: Sequence[Any], verdict: str | None) -> dict[str, Any]:
+    """The routing columns of a routed image: the router's choice, and the chain with each attempt's cost
+    (its ledger entries, matched by cache key) and verdict (the last one's is the gate's final word)."""
+    from airflow_image_catalog.pipeline.routing.summary import priced_chain
+
+    routing = getattr(record, "routing", None)
+    if not routing:
+        return {}
+    chain = priced_chain(routing, entries, verdict)
+    last = chain["attempts"][-1] if chain["attempts"] else {}
+    return {"routed_candidate": routing.get("candidate"), "routing_reason": routing.get("reason"),
+            "routing_bucket": routing.get("bucket"), "escalated": bool(routing.get("escalated")),
+            "routing_json": _json(chain), **({"backend": last["backend"], "model": last["model"]}
+                                             if last.get("backend") else {})}
+
+
 def rights_facts(item: Mapping[str, Any] | None) -> dict[str, Any]:
     """The audit columns of an image's rights decision (an item of ``runs/<run>/rights/decision.json``)."""
     if not item:
@@ -372,6 +393,7 @@ def audit_records(
                 "drift_decisions": [r.get("decision") for r in record.rounds] or None,
                 "rounds_json": _json(record.rounds), "preparation_json": _json(record.preparation),
                 **_gate_facts(result.gate, verdicts.get(record.image_id, {})),
+                **routing_facts(record, entries, verdicts.get(record.image_id, {}).get("verdict")),
                 **rights_facts((rights or {}).get(record.image_id)),
                 "edited_at": record.finished_at,
                 "published_at": published_at if event == "published" else None,
