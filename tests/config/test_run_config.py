@@ -78,3 +78,19 @@ def test_validate_cli_answers_for_recipes_and_profiles(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith(f"error: {bad_profile}: quality profile: ") and "expectations[0].min" in out[2]
     assert out[3].startswith(f"error: {bad_recipe}: recipe: ") and "steps[0].local.op" in out[3]
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"routing_candidates": "emulated_tierz"}, "routing_candidates: "),
+    ({"routing_candidates": ""}, "routing_candidates: none given, and recipe 'marketplace_white_square' has no canary"),
+    ({"routing_candidates": "emulated_tiers", "routing_target": 1.5}, "routing_target: 1.5 is out of range"),
+    ({"routing_candidates": "emulated_tiers", "routing_explore_share": "lots"}, "routing_explore_share: must be a number"),
+    ({"routing_candidates": "emulated_tiers", "budget_policy": "downgrade"}, "budget_policy: downgrade does not apply"),
+])
+def test_a_routed_runs_mistakes_are_named_by_field(params, tmp_path, changes, says):
+    routed = {**params, "workspace": str(tmp_path / "work"), "routing": True, **changes}
+    [problem] = check_run_config({"routing": True, **changes}, routed)
+    assert problem.startswith(says), problem
+    assert check_run_config({}, {**routed, "routing": False}) == []  # not routed: none of it is read
+    assert check_run_config({}, {**params, "workspace": str(tmp_path / "work"), "routing": True,
+                                 "routing_candidates": "emulated_tiers"}) == []

@@ -44,8 +44,20 @@ def _setup(tmp_path: Path, service, monkeypatch, sample_set) -> tuple[Path, Path
     write_decision(str(tmp_path / "work"), make_decision(load_recipe("marketplace_white_square"), target_pass_rate=0.8,
                                                          candidates=list(listed), figures=figures,
                                                          sample={"image_ids": []}, run={}))
-    source = copy_samples(sample_set, tmp_path / "source", SAMPLES)
-    return source, candidates, "openai_routed"
+    return _small_source(copy_samples(sample_set, tmp_path / "full", SAMPLES), tmp_path / "source"), candidates, \
+        "openai_routed"
+
+
+def _small_source(full: Path, source: Path, side: int = 480) -> Path:
+    """The samples at a 480 px long side: the same products, a quarter of the engine's work."""
+    from PIL import Image
+
+    source.mkdir()
+    for path in sorted(full.iterdir()):
+        with Image.open(path) as image:
+            image.thumbnail((side, side))
+            image.save(source / path.name)
+    return source
 
 
 def _records(tmp_path: Path, folder: str = "edits") -> dict[str, dict]:

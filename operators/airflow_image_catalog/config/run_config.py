@@ -108,6 +108,47 @@ def check_budgets(params: Mapping[str, Any], variable: Callable[[str], Any]) -> 
     return problems
 
 
+def check_routing(params: Mapping[str, Any], recipe: Any) -> list[str]:
+    """A routed run's settings: the candidate list loads (or the recipe has a canary decision to take it from),
+    the target and exploration share are in range, and the budget policy is one a routed run takes."""
+    from airflow_image_catalog.config.params import as_bool
+
+    if not as_bool(params.get("routing") or False, "routing"):
+        return []
+    from airflow_image_catalog.pipeline.routing.candidates import CandidateError, load_candidates
+    from airflow_image_catalog.pipeline.routing.decision import DecisionError, latest_decision
+
+    problems = []
+    ref = params.get("routing_candidates") or None
+    if ref:
+        try:
+            load_candidates(str(ref))
+        except CandidateError as exc:
+            problems.append(f"routing_candidates: {exc}")
+    elif recipe is not None and params.get("workspace"):
+        try:
+            if latest_decision(str(params["workspace"]), recipe.name) is None:
+                problems.append(f"routing_candidates: none given, and recipe {recipe.name!r} has no canary decision "
+                                "to take them from (run catalog_canary first, or name a candidate list)")
+        except DecisionError as exc:
+            problems.append(f"routing_candidates: the recipe's canary decision cannot be read: {exc}")
+    for field, low, high in (("routing_target", 0.0, 1.0), ("routing_explore_share", 0.0, 0.5)):
+        value = params.get(field)
+        if value in (None, ""):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            problems.append(f"{field}: must be a number, got {value!r}")
+            continue
+        if not (low < number <= high if field == "routing_target" else low <= number < high):
+            problems.append(f"{field}: {number:g} is out of range")
+    if params.get("budget_policy") == "downgrade":
+        problems.append("budget_policy: downgrade does not apply to a routed run (the router already sends each "
+                        "image to the cheapest candidate expected to pass): use fail, skip or cap")
+    return problems
+
+
 def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
                      declared: Iterable[str] | None = None,
                      variable: Callable[[str], Any] = lambda name: None,
@@ -133,4 +174,5 @@ def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
     if "source" in params:
         problems += check_source(str(params["source"]))
     problems += check_budgets(params, variable)
+    problems += check_routing(params, recipe)
     return problems
