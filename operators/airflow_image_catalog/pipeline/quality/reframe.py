@@ -53,6 +53,16 @@ RINGING_PX = 12
 MARK_LEVELS = 40
 #: a rim pixel off the canvas by more than this counts towards a halo (JPEG ringing beside an edge stays below)
 HALO_LEVELS = 4
+#: a rim pixel further off the canvas than this is no light halo (the product itself, a fit a few pixels off)
+HALO_LIGHT = 64
+#: a rim pixel with a Sobel gradient below this lies on a plateau of even tone
+HALO_FLAT = 24.0
+#: a cut-out's alpha below this cannot put a pixel more than ``HALO_LEVELS`` off the canvas colour
+ALPHA_CLEAR = 4
+#: an edit pixel this far outside the source's local range is painted over; above this share, a global change
+OVERPAINT_LEVELS, OVERPAINT_GLOBAL = 12, 0.5
+#: a cut-out pixel at least this opaque shows the source's own colour whatever the compositing
+OPAQUE = 250
 #: tiles the detail check compares, and their side at the comparison scale
 DETAIL_TILES, DETAIL_TILE = 8, 32
 #: longest side of the crop the product comparisons run on
@@ -62,8 +72,9 @@ BLOCK_CROP = 768
 
 REFRAME_KEYS = (
     "orientation", "fit_iou", "aspect_change", "rotation_deg", "product_copies", "product_coverage",
-    "missing_piece", "missing_kind", "missing_where", "bg_off_share", "bg_largest_mark", "bg_where", "bg_colour",
-    "edge_halo_px", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
+    "missing_piece", "hole_piece", "hole_where", "missing_kind", "missing_where", "bg_off_share", "bg_largest_mark", "bg_where", "bg_colour",
+    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
+    "product_overpainted", "product_overpainted_where",
     "detail_ratio", "contrast_ratio", "clipped_gain", "tone_levels_ratio", "product_fill", "delta_e_product",
     "product_ssim", "colour_cast", "text_lines", "text_ssim",
 )  # fmt: skip
@@ -328,7 +339,7 @@ def measure_reframe(source: Decoded | SourceView, edited: Decoded, *, canvas: tu
     row.update(orientation=fit.orientation, fit_iou=round(outline, 4), aspect_change=fit.aspect_change,
                rotation_deg=fit.rotation_deg)
     row["product_copies"] = 1 + _copies(fitted.out_mask_small, view.masks.mask, fitted.small_matrix)
-    box = _canvas_checks(row, fitted, edited, canvas)
+    box = _canvas_checks(row, view, fitted, edited, canvas)
     if box is not None:
         _product_checks(row, view, fitted, edited, canvas, box)
     if timings is not None:
@@ -336,7 +347,8 @@ def measure_reframe(source: Decoded | SourceView, edited: Decoded, *, canvas: tu
     return row
 
 
-def _canvas_checks(row: dict[str, Any], fitted: Aligned, edited: Decoded, canvas) -> tuple[int, int, int, int] | None:
+def _canvas_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edited: Decoded, canvas,
+                   ) -> tuple[int, int, int, int] | None:
     """Background purity, marks on the canvas, halo and fill, on every decoded pixel; returns the product box."""
     out = edited.rgb
     h, w = out.shape[:2]
@@ -366,9 +378,24 @@ def _canvas_checks(row: dict[str, Any], fitted: Aligned, edited: Decoded, canvas
             row["canvas_marks_where"] = _sides_where(marks) or _marks_where(marks, frame, "canvas")[1]
     # halo: a light rim hugging the outline, inside the ringing margin, beyond the anti-aliased edge
     from_product = cv2.distanceTransform((~fitted.product).view(np.uint8), cv2.DIST_L2, 3)
-    ring = (from_product > 1.5) & (from_product <= margin) & (outside > 2)
+    # (light pixels only: a dark one beside the outline is the product itself where the fit is a few pixels off)
+    ring = (from_product > 1.5) & (from_product <= margin) & _off(out, canvas, HALO_LEVELS) & ~_off(out, canvas, HALO_LIGHT)
     outline = max(1, int(np.count_nonzero((from_product > 0) & (from_product <= 1.5))))
-    row["edge_halo_px"] = float(np.count_nonzero(ring & _off(out, canvas, HALO_LEVELS)) / outline) * edited.scale
+    ys, xs = np.nonzero(ring)
+    rim = _not_product(view, fitted.fit.matrix, ys, xs)
+    # an even tone (a plateau) is a halo's; a soft edge fades, so its pixels are never flat
+    ry, rx = ys[rim], xs[rim]
+    flat = np.zeros(0, bool)
+    if len(ry):
+        top, left = max(int(ry.min()) - 1, 0), max(int(rx.min()) - 1, 0)
+        grey = cv2.cvtColor(np.ascontiguousarray(out[top:ry.max() + 2, left:rx.max() + 2]), cv2.COLOR_RGB2GRAY)
+        flat = _gradient(grey.astype(np.float32))[ry - top, rx - left] < HALO_FLAT
+    px_per_side = 1000.0 / (max(h, w) * edited.scale)  # canvas px -> px of a 1000 px canvas
+    row["edge_halo_px"] = float(len(ry) / outline) * edited.scale
+    row["edge_halo"] = row["edge_halo_px"] * px_per_side
+    row["edge_halo_flat"] = float(np.count_nonzero(flat) / outline) * edited.scale * px_per_side
+    # a cut-out's alpha says exactly where the product ends; a photo's edge is only as sure as the backdrop model
+    row["edge_halo_cutout"] = row["edge_halo"] if view.decoded.alpha is not None else None
     # what the canvas shows of the product: off-canvas pixels where the product may be (marks beside it excluded)
     near = outside <= margin
     box = bbox(near & _off(out, canvas, 8))
@@ -377,6 +404,32 @@ def _canvas_checks(row: dict[str, Any], fitted: Aligned, edited: Decoded, canvas
     row["product_fill"] = max((box[1] - box[0]) / h, (box[3] - box[2]) / w)
     y0, y1, x0, x1 = bbox(near) or box
     return y0, y1, x0, x1
+
+
+def _not_product(view: SourceView, matrix: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Of the edit-grid pixels (ys, xs): those where the source is certainly not product.
+
+    Decided pixel by pixel on the source at its own size: a cut-out's alpha below ``ALPHA_CLEAR``;
+    else not even loosely product against the gate's backdrop model. The small copy's "may be
+    product" is several source pixels wider than the product (the outline is uncertain there), wide
+    enough to hide a halo of 6-12 px; one source pixel of precision leaves the halo in view.
+    """
+    if len(ys) == 0:
+        return np.zeros(0, bool)
+    from airflow_image_catalog.pipeline.quality._product import LOOSE, Backdrop, Deviation
+
+    inverse = np.linalg.inv(np.vstack([matrix[:2], [0, 0, 1]]))
+    src_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
+    src_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
+    alpha = view.decoded.alpha
+    if alpha is not None:
+        return _sample(alpha, src_x, src_y)[:, 0] < ALPHA_CLEAR
+    backdrop = view.masks.backdrop
+    if backdrop is None:
+        return np.zeros(len(ys), bool)
+    pixels = _sample(view.decoded.rgb, src_x, src_y)
+    model = _sample(backdrop.model, src_x * view.scale, src_y * view.scale)
+    return ~Deviation.of(pixels, Backdrop(model, backdrop.noise)).product(LOOSE)
 
 
 def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edited: Decoded, canvas,
@@ -415,6 +468,11 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     n_missing = float(np.count_nonzero(missing))
     row["product_coverage"] = max(0.0, 1.0 - (n_missing + off_canvas) / max(expected, 1.0))
     row["missing_piece"] = _largest_share(missing, expected)
+    holes = _enclosed(missing, product)
+    row["hole_piece"] = _largest_share(holes, expected)
+    pbox = bbox(product)
+    if row["hole_piece"] > 0 and pbox is not None:
+        row["hole_where"] = _marks_where(holes, tuple(float(v) for v in pbox), "product")[1]
     if n_missing + off_canvas > 0.005 * expected:
         full = edited.rgb.shape[:2]
         touches = (y0 <= 1, y1 >= full[0] - 1, x0 <= 1, x1 >= full[1] - 1)
@@ -438,8 +496,13 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     tiles = _detail_tiles(grad_a, m, t)
     centres = [((ty + 0.5) * t * up + y0, (tx + 0.5) * t * up + x0) for ty, tx in tiles]
     row["detail_ratio"] = _detail_ratio(view, edited, fit, centres)
-    row.update(_printed_text(ga, gb, m))
+    reach = max(2, int(np.ceil(FIT_TOLERANCE_SMALL / fitted.out_scale / up)))  # the fit's residual, crop px
+    row.update(_printed_text(ga, gb, m, reach))
     row.update(_product_marks(grad_a, gb, m))
+    painted_on = m
+    if alpha is not None:  # a translucent part (a painted drop shadow) looks as the compositing makes it: not judged
+        painted_on = m & (cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR) >= OPAQUE)
+    row.update(_overpainted(aligned, out, painted_on, reach, canvas))
     # block artefacts, on the grid the JPEG was coded on (a crop of the decoded edit, block-aligned)
     block = max(1, 8 // edited.scale)
     by0, bx0 = (y0 // block) * block, (x0 // block) * block
@@ -491,6 +554,24 @@ def _looks_like_backdrop(view: SourceView, aligned: np.ndarray, where: np.ndarra
     deviation = Deviation.of(aligned[ys, xs], Backdrop(model, backdrop.noise))
     out[ys, xs] = deviation.chroma <= max(5.0 * backdrop.noise, 14.0)
     return out
+
+
+def _enclosed(missing: np.ndarray, product: np.ndarray) -> np.ndarray:
+    """The pieces of ``missing`` with product all round them (holes), not reaching the outline.
+
+    A hole is a fault at any size a shopper sees (the canvas showing through the product); a
+    piece lost at the outline is weighed by its size (``missing_piece``), since the outline is
+    where the gate's own view of the product is least sure.
+    """
+    if not missing.any():
+        return missing
+    outline = product & ~_erode(product, 2)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(missing.view(np.uint8), connectivity=8)
+    grown = cv2.dilate(missing.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+    touching = np.unique(labels[cv2.dilate((grown & outline).view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+                                & missing])
+    keep = np.setdiff1d(np.arange(1, n), touching)
+    return np.isin(labels, keep)
 
 
 def _largest_share(mask: np.ndarray, total: float) -> float:
@@ -742,16 +823,18 @@ def text_regions(grey: np.ndarray, region: np.ndarray) -> list[tuple[int, int, i
     return out
 
 
-def _printed_text(ga: np.ndarray, gb: np.ndarray, m: np.ndarray) -> dict[str, Any]:
+def _printed_text(ga: np.ndarray, gb: np.ndarray, m: np.ndarray, reach: int = 2) -> dict[str, Any]:
     """The product's own printed text, kept? Worst normalised correlation of a source text line with
-    the edit around the same place (a few pixels of search absorb the fit's residual; None: no text)."""
+    the edit around the same place (None: no text). The search covers the fit's residual error
+    (``reach`` px) and a sixth of the line's height: a coin's small relief lettering read a few pixels
+    off its place matches at 60 % though nothing changed."""
     lines = text_regions(ga, m)
     if not lines:
         return {"text_lines": 0, "text_ssim": None}
     h, w = ga.shape
     scores = []
     for y0, y1, x0, x1 in lines:
-        pad, search = max(2, (y1 - y0) // 4), max(2, (y1 - y0) // 6)
+        pad, search = max(2, (y1 - y0) // 4), max(2, reach, (y1 - y0) // 6)
         ty0, ty1, tx0, tx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
         sy0, sy1, sx0, sx1 = max(0, ty0 - search), min(h, ty1 + search), max(0, tx0 - search), min(w, tx1 + search)
         template = ga[ty0:ty1, tx0:tx1]
@@ -762,6 +845,33 @@ def _printed_text(ga: np.ndarray, gb: np.ndarray, m: np.ndarray) -> dict[str, An
     if not scores:
         return {"text_lines": 0, "text_ssim": None}
     return {"text_lines": len(scores), "text_ssim": min(scores)}
+
+
+def _overpainted(aligned: np.ndarray, out: np.ndarray, m: np.ndarray, reach: int, canvas) -> dict[str, Any]:
+    """Share of the product the edit painted over (a translucent watermark, a badge, a sticker) and where.
+
+    A pixel is painted over when some channel of the edit lies more than ``OVERPAINT_LEVELS`` outside
+    the range the source takes within ``reach`` pixels of it (the fit's residual error): a misfit
+    moves edges and texture within that range, a mark laid over the product leaves it. Weak marks
+    count: a white watermark at 35 % on a light product moves it a dozen levels, not the 60 an edge
+    detector needs. A change over most of the product is a colour or tone change, judged elsewhere.
+    """
+    a = cv2.GaussianBlur(aligned, (0, 0), 1.0).astype(np.int16)
+    b = cv2.GaussianBlur(out, (0, 0), 1.0).astype(np.int16)
+    kernel = np.ones((2 * reach + 1,) * 2, np.uint8)
+    lo, hi = cv2.erode(a, kernel), cv2.dilate(a, kernel)
+    inner = _erode(m, reach)  # where a misfit outline brings the canvas in, the range says nothing
+    # the canvas colour inside the product is a completeness matter (a hole, a part lost, backdrop the
+    # gate took for product cut away), not paint
+    changed = ((b > hi + OVERPAINT_LEVELS) | (b < lo - OVERPAINT_LEVELS)).any(axis=-1) & inner & _off(out, canvas, 8)
+    changed = _open(changed, 3)
+    area = max(1, np.count_nonzero(inner))
+    share = float(np.count_nonzero(changed) / area)
+    if share > OVERPAINT_GLOBAL:
+        return {"product_overpainted": 0.0, "product_overpainted_where": "the whole product"}
+    box = bbox(m)
+    where = _marks_where(changed, tuple(float(v) for v in box), "product")[1] if share > 0 and box is not None else ""
+    return {"product_overpainted": share, "product_overpainted_where": where}
 
 
 def _product_marks(grad_a: np.ndarray, gb: np.ndarray, m: np.ndarray) -> dict[str, Any]:

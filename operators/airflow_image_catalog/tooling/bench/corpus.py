@@ -613,8 +613,9 @@ def engine_edit(product: Product, side: int) -> bytes:
 
 
 def items(products: list[Product] | tuple[Product, ...], side: int = 2000, *, kinds: tuple[str, ...] | None = None,
-          engine: bool = True) -> Iterator[Item]:
-    """Every clean variant and every applicable defect of each product (deterministic)."""
+          engine: bool = True, clean: bool = True) -> Iterator[Item]:
+    """Every clean variant (``clean``) and every applicable defect of ``kinds`` (default all) of each product
+    (deterministic)."""
     for product in products:
         cut = cutout(product)
         clean_img = None
@@ -622,8 +623,10 @@ def items(products: list[Product] | tuple[Product, ...], side: int = 2000, *, ki
             img = _cut_edit(cut, side, fill=fill)
             if clean_img is None:
                 clean_img = img
+            if not clean:
+                break  # the first variant is what the defects damage
             yield Item(product, "clean", name, encode(img, fmt, quality or 92))
-        if engine and product.origin == "procedural":
+        if clean and engine and product.origin == "procedural":
             yield Item(product, "clean", "engine", engine_edit(product, side))
         assert clean_img is not None
         for kind, (expected, damage) in KINDS.items():

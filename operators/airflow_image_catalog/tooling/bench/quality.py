@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The quality gate on its defect corpus; its speed; agreement.")
     parser.add_argument("--side", type=int, default=2000, help="canvas side of the corpus edits")
     parser.add_argument("--halves", default="held_out,tuning", help="corpus halves to judge (comma separated)")
+    parser.add_argument("--kinds", default=None,
+                        help="defect kinds to judge (comma separated; 'clean' for the clean edits alone; default all)")
+    parser.add_argument("--products", default=None, help="only these products of each half (comma separated)")
     parser.add_argument("--real-photos", type=int, default=1, help="0 skips the gallery's engine edits")
     parser.add_argument("--speed-images", type=int, default=50, help="edits in the timed chunk")
     parser.add_argument("--samples", type=int, default=4, help="procedural samples for the agreement check")
@@ -440,10 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     halves = corpus.split()
     figures: dict = {}
     for half in [h for h in args.halves.split(",") if h]:
-        products = [corpus.product(name) for name in halves[half]]
-        judged = judge(corpus.items(products, args.side))
+        names = [n for n in halves[half] if args.products is None or n in args.products.split(",")]
+        products = [corpus.product(name) for name in names]
+        kinds = None if args.kinds is None else tuple(k for k in args.kinds.split(",") if k)
+        judged = judge(corpus.items(products, args.side, kinds=kinds, clean="clean" in (kinds or ("clean",))))
         figures[half] = corpus_table(judged, f"{half.replace('_', '-')} half: {len(products)} products "
-                                            f"({', '.join(halves[half])}), {args.side} px canvas")
+                                            f"({', '.join(names)}), {args.side} px canvas")
         if half == "held_out":
             cited_cases(judged)
     if args.real_photos:

@@ -1,0 +1,89 @@
+"""The gate's detectors for faint faults, each on defects generated here and judged as ``make bench-quality`` does.
+
+A light halo a few pixels wide hidden in the gate's "may be product" margin, a small hole in a
+narrow product, a translucent watermark on a light product, and the blockiness of a smooth product
+saved as a good JPEG: the gate used to pass the first three and quarantine the last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from airflow_image_catalog.imaging.engine import decode_image, encode_image
+from airflow_image_catalog.pipeline.quality import metrics as qm
+from airflow_image_catalog.tooling.bench import corpus
+from airflow_image_catalog.tooling.bench.quality import judge
+
+SIDE = 1000
+
+
+@pytest.fixture(scope="module")
+def judged():
+    """Clean edits and faint defects of a photo-studio bottle, a cut-out horse and a horse on a backdrop."""
+    items = []
+    for name, kinds in (("bottle_amber@7", ("halo", "hole")), ("horse_coffee_transparent", ("halo",)),
+                        ("horse_chelsea", ("watermark", "halo"))):
+        items += [i for i in corpus.items([corpus.product(name)], SIDE, kinds=kinds, engine=False)]
+    return {(j.product, j.kind, j.item.rsplit("/", 1)[-1]): j for j in judge(items)}
+
+
+def _one(judged, product, kind):
+    return next(j for (p, k, _), j in judged.items() if p == product and k == kind)
+
+
+@pytest.mark.parametrize("product", ["bottle_amber@7", "horse_chelsea"])
+def test_a_light_halo_beside_the_outline_is_a_background_fault(judged, product):
+    """A rim of old-backdrop grey 6-12 px wide just outside the product: the source at its own
+    resolution says the rim is no product, so the light pixels there are the edit's."""
+    j = _one(judged, product, "halo")
+    assert j.quarantined and "background" in j.categories, j.reasons
+    assert any(r.startswith("A light rim") and " px wide around the product" in r for r in j.reasons), j.reasons
+
+
+def test_the_halo_of_a_cut_out_is_measured_against_its_alpha(judged):
+    j = _one(judged, "horse_coffee_transparent", "halo")
+    assert j.quarantined and "background" in j.categories, j.reasons
+
+
+def test_a_small_hole_in_a_narrow_product_is_a_completeness_fault(judged):
+    """A hole of a fifth of a percent of the bottle: below the lost-piece share, but the canvas shows
+    through with product all round it."""
+    j = _one(judged, "bottle_amber@7", "hole")
+    assert j.quarantined and "completeness" in j.categories, j.reasons
+    assert any("(a hole)" in r for r in j.reasons), j.reasons
+
+
+def test_a_translucent_watermark_on_the_product_is_an_overlay(judged):
+    j = _one(judged, "horse_chelsea", "watermark")
+    assert j.quarantined and "overlay" in j.categories, j.reasons
+    assert any(r.startswith("Something was painted over the product") and "centre of the product" in r
+               for r in j.reasons), j.reasons
+
+
+def test_clean_edits_pass_the_new_detectors(judged):
+    clean = [(j.item, j.reasons) for j in judged.values() if j.kind == "clean" and j.quarantined]
+    assert not clean, clean
+    assert sum(j.kind == "clean" for j in judged.values()) == 9
+
+
+def _smooth(noise: float) -> np.ndarray:
+    """A brushed-metal can: a smooth tonal sweep with a little grain (no detail for JPEG to block up)."""
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 1, 512, dtype=np.float32)[None, :].repeat(512, 0)
+    base = 150 + 60 * np.sin(x * 3.1) + rng.normal(0, noise, x.shape)
+    return np.clip(np.stack([base, base * 1.01, base * 1.03], -1), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.6])
+def test_a_smooth_product_saved_as_a_good_jpeg_is_not_blocky(noise):
+    """Quality 92 leaves hundredths of a level at block edges of a smooth sweep: invisible, so not
+    blocky (the ratio of those hundredths once read 2-3x); content blocked up by an earlier quality-15
+    pass and saved again at 92 (tables say 92) still is."""
+    source = _smooth(noise)
+    good = decode_image(encode_image(source, format="jpeg", quality=92))
+    resaved = decode_image(encode_image(decode_image(encode_image(source, format="jpeg", quality=15)),
+                                        format="jpeg", quality=92))
+    limit = 1.45  # edit_integrity's blockiness_gain
+    assert qm.blockiness(good) / qm.blockiness(source) < limit
+    assert qm.blockiness(resaved) / qm.blockiness(source) > 1.5 * limit
