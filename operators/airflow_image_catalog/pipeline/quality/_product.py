@@ -194,7 +194,7 @@ def segment_small(small: np.ndarray) -> SourceProduct:
         deviation = Deviation.of(small, backdrop)
         mask = clean_mask(deviation.product())
     reach = max(2, max(small.shape) // 40)
-    loose = _grow_within(mask, _grow(deviation.product(LOOSE), 1), reach)
+    loose = grow_within(mask, _grow(deviation.product(LOOSE), 1), reach)
     notches = _hull(mask) & _grow(mask, 3 * reach)  # a bite the model took out of a shaded edge
     sure = clean_mask(deviation.product(SURE)) & mask
     return SourceProduct(sure, mask, mask | loose | notches, backdrop)
@@ -209,7 +209,7 @@ def _hull(mask: np.ndarray) -> np.ndarray:
     return out.astype(bool)
 
 
-def _grow_within(seed: np.ndarray, allowed: np.ndarray, px: int) -> np.ndarray:
+def grow_within(seed: np.ndarray, allowed: np.ndarray, px: int) -> np.ndarray:
     """``seed`` grown up to ``px`` steps through ``allowed`` pixels (a geodesic dilation).
 
     A product's thin rim is often only "could be product" (a grey edge on a beige backdrop) and

@@ -61,6 +61,13 @@ HALO_FLAT = 24.0
 ALPHA_CLEAR = 4
 #: an edit pixel this far outside the source's local range is painted over; above this share, a global change
 OVERPAINT_LEVELS, OVERPAINT_GLOBAL = 12, 0.5
+#: a source pixel darker than its backdrop model by this many levels (and this many times its noise) is a shade of
+#: it: a shadow or a shaded product part
+SHADE_LEVELS, SHADE_NOISE = 6.0, 3.0
+#: an edit pixel within this many levels of the source's (every channel) is the source's own, kept
+SHADE_KEPT_LEVELS = 14
+#: kept pixels this many fit residuals from a kept shade go with it (its highlights)
+SHADE_GROW = 3
 #: a cut-out pixel at least this opaque shows the source's own colour whatever the compositing
 OPAQUE = 250
 #: tiles the detail check compares, and their side at the comparison scale
@@ -229,6 +236,25 @@ def _sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out.reshape(rows * width, -1)[:n]
 
 
+def _to_source(matrix: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Source full-size coordinates (x, y) of the grid pixels (ys, xs), ``matrix`` (2x3) mapping source to grid."""
+    inverse = np.linalg.inv(np.vstack([matrix[:2], [0, 0, 1]]))
+    src_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
+    src_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
+    return src_x, src_y
+
+
+def _against_backdrop(view: SourceView, backdrop, matrix: np.ndarray, ys: np.ndarray, xs: np.ndarray):
+    """The source's own pixels at the grid pixels (ys, xs), at full size, and how they depart from the gate's
+    backdrop model there: (pixels, ``Deviation``)."""
+    from airflow_image_catalog.pipeline.quality._product import Backdrop, Deviation
+
+    src_x, src_y = _to_source(matrix, ys, xs)
+    pixels = _sample(view.decoded.rgb, src_x, src_y)
+    model = _sample(backdrop.model, src_x * view.scale, src_y * view.scale)
+    return pixels, Deviation.of(pixels, Backdrop(model, backdrop.noise))
+
+
 @dataclass(frozen=True)
 class GridMasks:
     """The source product on some grid: is product, certainly product, may be product."""
@@ -251,7 +277,7 @@ def masks_on_grid(view: SourceView, matrix: np.ndarray, shape: tuple[int, int]) 
         warped = cv2.warpAffine(alpha, matrix[:2], (shape[1], shape[0]), flags=cv2.INTER_LINEAR)
         product = warped >= 128
         return GridMasks(product, product, warped >= ALPHA_SEEN)
-    from airflow_image_catalog.pipeline.quality._product import LOOSE, SURE, Backdrop, Deviation
+    from airflow_image_catalog.pipeline.quality._product import LOOSE, SURE
 
     small_to = np.vstack([matrix[:2], [0, 0, 1]]) @ np.diag([1 / view.scale, 1 / view.scale, 1.0])
     size = (shape[1], shape[0])
@@ -267,12 +293,7 @@ def masks_on_grid(view: SourceView, matrix: np.ndarray, shape: tuple[int, int]) 
         return GridMasks(product, sure, maybe | product)
     band = cv2.dilate(band.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
     ys, xs = np.nonzero(band)
-    inverse = np.linalg.inv(np.vstack([matrix[:2], [0, 0, 1]]))
-    src_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
-    src_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
-    pixels = _sample(view.decoded.rgb, src_x, src_y)
-    model = _sample(backdrop.model, src_x * view.scale, src_y * view.scale)
-    deviation = Deviation.of(pixels, Backdrop(model, backdrop.noise))
+    _, deviation = _against_backdrop(view, backdrop, matrix, ys, xs)
     near_mask, near_sure = soft_mask[ys, xs] > 0, soft_sure[ys, xs] > 0
     product[ys, xs] = deviation.product() & near_mask
     sure[ys, xs] = deviation.product(SURE) & near_sure
@@ -360,6 +381,10 @@ def _canvas_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edite
     background = outside > margin
     n_bg = max(1, int(np.count_nonzero(background)))
     off_bg = _open(off & background)
+    if off_bg.any() and view.decoded.alpha is None:
+        ys, xs = np.nonzero(off_bg)
+        kept = _kept_shade(view, fitted.fit.matrix, out, ys, xs, tol + 1, canvas)
+        off_bg[ys[kept], xs[kept]] = False
     n_off = int(np.count_nonzero(off_bg))
     row.update(bg_off_share=n_off / n_bg, bg_largest_mark=0.0, bg_where="", canvas_marks=0.0)
     if n_off:
@@ -406,6 +431,45 @@ def _canvas_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edite
     return y0, y1, x0, x1
 
 
+def _kept_shade(view: SourceView, matrix: np.ndarray, out: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                reach: int, canvas) -> np.ndarray:
+    """Of the edit-grid pixels (ys, xs) off the canvas outside the product: those the edit kept as the source has
+    them (within the fit's residual, ``reach`` px) where the source is not its plain backdrop (a shade of it, or
+    a pixel the product masks left out as a speck).
+
+    The gate's backdrop model cannot tell a shaded product part of the backdrop's colour (a silver ribbon on a
+    white sweep) from the backdrop's shadow, and a ribbon that splits a box drops its smaller pieces from the
+    mask; an editor that kept them kept the source's own pixels, and that is no background fault the gate can
+    name. The plain backdrop kept, a tint, a halo or a shadow the edit painted are not the source's product:
+    those stay faults.
+    """
+    from airflow_image_catalog.pipeline.quality._product import LOOSE, grow_within
+
+    backdrop = view.masks.backdrop
+    if backdrop is None:
+        return np.zeros(len(ys), bool)
+    _, deviation = _against_backdrop(view, backdrop, matrix, ys, xs)
+    darker = (deviation.ratio < 1.0) & (deviation.diff > max(SHADE_NOISE * backdrop.noise, SHADE_LEVELS))
+    shade = deviation.product(LOOSE) | darker
+    if not shade.any():
+        return shade
+    # the range the source takes within the fit's residual, on a crop of the edit grid around the pixels
+    y0, x0 = max(0, int(ys.min()) - reach - 1), max(0, int(xs.min()) - reach - 1)
+    y1, x1 = min(out.shape[0], int(ys.max()) + reach + 2), min(out.shape[1], int(xs.max()) + reach + 2)
+    shifted = matrix[:2].copy()
+    shifted[:, 2] -= (x0, y0)
+    aligned = source_on_grid(view, shifted, (y1 - y0, x1 - x0), canvas).astype(np.int16)
+    kernel = np.ones((2 * reach + 1,) * 2, np.uint8)
+    lo, hi = cv2.erode(aligned, kernel)[ys - y0, xs - x0], cv2.dilate(aligned, kernel)[ys - y0, xs - x0]
+    edit = out[ys, xs].astype(np.int16)
+    same = ((edit >= lo - SHADE_KEPT_LEVELS) & (edit <= hi + SHADE_KEPT_LEVELS)).all(axis=-1)
+    # a shaded part's highlights are as light as the backdrop (a ribbon's rim): kept pixels next to it go with it
+    seeds, allowed = np.zeros((y1 - y0, x1 - x0), bool), np.zeros((y1 - y0, x1 - x0), bool)
+    seeds[ys - y0, xs - x0] = shade & same
+    allowed[ys - y0, xs - x0] = same
+    return grow_within(seeds, allowed, SHADE_GROW * reach)[ys - y0, xs - x0]
+
+
 def _not_product(view: SourceView, matrix: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Of the edit-grid pixels (ys, xs): those where the source is certainly not product.
 
@@ -416,20 +480,16 @@ def _not_product(view: SourceView, matrix: np.ndarray, ys: np.ndarray, xs: np.nd
     """
     if len(ys) == 0:
         return np.zeros(0, bool)
-    from airflow_image_catalog.pipeline.quality._product import LOOSE, Backdrop, Deviation
+    from airflow_image_catalog.pipeline.quality._product import LOOSE
 
-    inverse = np.linalg.inv(np.vstack([matrix[:2], [0, 0, 1]]))
-    src_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
-    src_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
     alpha = view.decoded.alpha
     if alpha is not None:
+        src_x, src_y = _to_source(matrix, ys, xs)
         return _sample(alpha, src_x, src_y)[:, 0] < ALPHA_CLEAR
     backdrop = view.masks.backdrop
     if backdrop is None:
         return np.zeros(len(ys), bool)
-    pixels = _sample(view.decoded.rgb, src_x, src_y)
-    model = _sample(backdrop.model, src_x * view.scale, src_y * view.scale)
-    return ~Deviation.of(pixels, Backdrop(model, backdrop.noise)).product(LOOSE)
+    return ~_against_backdrop(view, backdrop, matrix, ys, xs)[1].product(LOOSE)
 
 
 def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edited: Decoded, canvas,
@@ -547,10 +607,8 @@ def _looks_like_backdrop(view: SourceView, aligned: np.ndarray, where: np.ndarra
     if backdrop is None:
         return out
     ys, xs = np.nonzero(where)
-    inverse = np.linalg.inv(np.vstack([matrix[:2], [0, 0, 1]]))
-    src_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32) * view.scale
-    src_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32) * view.scale
-    model = _sample(backdrop.model, src_x, src_y)
+    src_x, src_y = _to_source(matrix, ys, xs)
+    model = _sample(backdrop.model, src_x * view.scale, src_y * view.scale)
     deviation = Deviation.of(aligned[ys, xs], Backdrop(model, backdrop.noise))
     out[ys, xs] = deviation.chroma <= max(5.0 * backdrop.noise, 14.0)
     return out
