@@ -35,6 +35,7 @@ def get_provider_info() -> dict:
                     "airflow_image_catalog.operators.quality_gate",
                     "airflow_image_catalog.operators.review",
                     "airflow_image_catalog.operators.publish",
+                    "airflow_image_catalog.operators.canary",
                 ],
             }
         ],

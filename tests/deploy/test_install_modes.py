@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(300)
 UV = Path(sys.executable).parent / "uv"
 #: what `pip install .` needs; docker/Dockerfile copies the same files
 PACKAGE_FILES = ("setup.cfg", "pyproject.toml", "README.md", "operators")
-DAG_IDS = {"catalog_refresh", "catalog_review", "catalog_consent", "catalog_watch", "catalog_feed"}
+DAG_IDS = {"catalog_refresh", "catalog_review", "catalog_consent", "catalog_watch", "catalog_feed", "catalog_canary"}
 PACKAGE = "airflow-image-catalog"
 
 

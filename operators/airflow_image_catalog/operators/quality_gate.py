@@ -35,6 +35,8 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
     :param min_pass_rate: fail the task below this share of passing images (0..1).
     :param ocr: compare text on the source and the edit with tesseract (skipped where absent).
     :param data_docs: build GX Data Docs into the run's report location.
+    :param quarantine: copy failures to the review queue (``quarantine/<run>/``); False records the
+        verdicts only (a canary's edits are measured, never published).
     """
 
     lineage_function = "quality_gate_lineage"
@@ -50,6 +52,7 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         min_pass_rate: float | str = 0.8,
         ocr: bool = True,
         data_docs: bool = True,
+        quarantine: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,6 +62,7 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
         self.min_pass_rate = min_pass_rate
         self.ocr = ocr
         self.data_docs = data_docs
+        self.quarantine = quarantine
 
     def execute(self, context) -> str:
         from airflow_image_catalog.pipeline.quality.gate import gate_chunk  # numpy; GX inside
@@ -74,7 +78,7 @@ class QualityGateOperator(ReportsLineage, BaseOperator):
             recipe,
             profile,
             source_root=chunk.source_root,
-            quarantine_root=workspace.run_quarantine(manifest.run_key),
+            quarantine_root=workspace.run_quarantine(manifest.run_key) if self.quarantine else None,
             docs_root=run.data_docs(manifest.chunk_index) if self.data_docs else None,
             ocr=self.ocr,
         )

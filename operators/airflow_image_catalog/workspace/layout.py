@@ -20,6 +20,8 @@ worker on another machine, the UI plugin and the alerts all agree on where a run
         escalation/                 the escalation step's own run root (state/, outputs/, and edits/ and
                                     quality/ with the chunk's manifests after escalation)
         report.json, report.html    the run report
+        canary/                     a canary run's sample (sample.json) and table (report.json, report.md);
+                                    each candidate's edits run as their own run, runs/<run key>.candidate-<name>/
       quarantine/<run key>/         quarantined images and their records
       consent/<image_id>.json       images waiting for (or given) a person's consent: the consent queue
       reviews/                      what a reviewer was shown
@@ -115,6 +117,11 @@ class WorkspaceLayout(_Rooted):
         """The layout of the DAG run a task context (or anything with its ``run_id``) belongs to."""
         return self.run(safe_run_key(str(context["run_id"])))
 
+    def candidate_run_key(self, run_key: str, candidate: str) -> str:
+        """The run key under which a canary run edits its sample with one candidate (its own chunks,
+        outputs, cost decision and ledger partition, so candidates never share state)."""
+        return safe_run_key(f"{run_key}.candidate-{candidate}")
+
     def run_quarantine(self, run_key: str) -> str:
         return join_uri(self.quarantine, run_key)
 
@@ -159,6 +166,9 @@ class RunLayout(_Rooted):
     rights_decision = _Under("rights/decision.json")  # the cost check, publish and the report read it
     report_json = _Under(REPORT)
     report_html = _Under("report.html")
+    canary_sample = _Under("canary/sample.json")  # a canary's sample: image ids, features, strata
+    canary_report = _Under("canary/report.json")  # a canary's table per candidate and its choice
+    canary_table = _Under("canary/report.md")
 
     chunk = _PerChunk("chunks", ".json")
     rights_chunk = _PerChunk("chunks/rights", ".json")  # a chunk cut to the images the rights check let through

@@ -236,11 +236,15 @@ def gate_chunk(
     profile: Profile,
     *,
     source_root: str,
-    quarantine_root: str,
+    quarantine_root: str | None,
     docs_root: str | None,
     ocr: bool = True,
 ) -> dict[str, Any]:
-    """Judge every edited image of a chunk; quarantine failures; return the gate manifest."""
+    """Judge every edited image of a chunk; quarantine failures; return the gate manifest.
+
+    ``quarantine_root`` None: verdicts only, nothing queued for review (a canary's edits are measured,
+    never published, so its failures are no reviewer's work).
+    """
     import time
 
     from airflow_image_catalog.storage import join_uri, read_bytes, write_bytes, write_json
@@ -287,7 +291,7 @@ def gate_chunk(
                                        "observed": error, "why": "the gate could not measure this image",
                                        "category": "file", "reason": reason}]}
     for item in items.values():
-        if item["verdict"] != VERDICT_QUARANTINED:
+        if item["verdict"] != VERDICT_QUARANTINED or quarantine_root is None:
             continue
         record = by_id[item["image_id"]]
         extension = record.output_uri.rsplit(".", 1)[-1]

@@ -53,13 +53,16 @@ class CandidateFigures:
     cost_per_passing_usd: float | None = None
     seconds_per_image: float | None = None
     meets_target: bool = False
+    #: images whose edit came from the result cache (priced at their usage all the same; no time measured)
+    cache_hits: int = 0
 
     @classmethod
     def of(cls, candidate: str, *, images: int, passed: int, cost_usd: float, seconds: float,
-           failures: Mapping[str, int] | None = None, target: float) -> CandidateFigures:
+           failures: Mapping[str, int] | None = None, target: float, cache_hits: int = 0) -> CandidateFigures:
         """The figures with the rates, the Wilson bounds and whether the lower bound meets ``target``."""
         lower, upper = wilson_interval(passed, images)
         return cls(candidate, images, passed, round(cost_usd, 9), round(seconds, 4), dict(failures or {}),
+                   cache_hits=cache_hits,
                    pass_rate=passed / images if images else 0.0, lower=lower, upper=upper,
                    cost_per_image_usd=round(cost_usd / images, 9) if images else None,
                    cost_per_passing_usd=round(cost_usd / passed, 9) if passed else None,

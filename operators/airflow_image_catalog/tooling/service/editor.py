@@ -3,13 +3,17 @@
 A prompt is mapped to an engine operation: first by exact match against the shipped
 recipes' step prompts (so a recipe run through the ``openai`` backend against this
 service edits like the ``local`` backend), then by keywords. A ``drift`` fault
-additionally rotates and hue-shifts the product (:func:`drift_product`).
+additionally rotates and hue-shifts the product (:func:`drift_product`). An emulated tier's
+model (:mod:`.tiers`) damages some edits the way its stated defect rate says.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 _KEYWORDS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
@@ -26,6 +30,11 @@ DRIFT_DEGREES = 15.0
 DRIFT_HUE_DEGREES = 60.0
 #: a pixel is product when a channel differs from the fitted backdrop by more than this
 DRIFT_PRODUCT_LEVELS = 24.0
+#: engine results kept by request content (the engine is deterministic): the emulated tiers send the
+#: same inputs to several models, which then differ only in what :mod:`.tiers` does to the result
+ENGINE_MEMO_ENTRIES = 48
+_memo: OrderedDict[str, Any] = OrderedDict()
+_memo_lock = threading.Lock()
 
 
 def _normal(text: str) -> str:
@@ -73,22 +82,51 @@ def edit_pixels(
     output_format: str = "png",
     quality: int = 92,
     drift: bool = False,
+    model: str | None = None,
+    defects: list[str] | None = None,
 ) -> tuple[bytes, int, int]:
     """Run the engine: ``images[0]`` is edited, the rest are references; ``mask`` is a bool array.
 
     ``drift`` (the fault) drifts the edited product before encoding, see :func:`drift_product`.
+    ``model`` an emulated tier (:mod:`.tiers`): the tier may damage the edit; the defect kind it made
+    is appended to ``defects`` (when given), so a test knows the truth the gate is judged against.
     """
-    from airflow_image_catalog.imaging.engine import apply_op, decode_image, encode_image
+    from airflow_image_catalog.imaging.engine import decode_image, encode_image
 
     decoded = [decode_image(data) for data in images]
+    image = _engine(images, decoded, prompt, mask, size)
+    if drift:
+        image = drift_product(image)
+    if model:
+        from airflow_image_catalog.tooling.service.tiers import emulate
+
+        image, defect = emulate(image, model, images[0], decoded[0])
+        if defect and defects is not None:
+            defects.append(defect)
+    return encode_image(image, format=output_format, quality=quality), image.shape[1], image.shape[0]
+
+
+def _engine(images: list[bytes], decoded: list[Any], prompt: str, mask: Any, size: str | None) -> Any:
+    """The engine's edit at the requested size, memoised by the request's content (a copy is returned)."""
+    from airflow_image_catalog.imaging.engine import apply_op
+
+    key = hashlib.sha256("|".join([*(hashlib.sha256(data).hexdigest() for data in images), prompt, str(size),
+                                   f"{mask.shape}:{hashlib.sha256(mask.tobytes()).hexdigest()}" if mask is not None else "-"])
+                         .encode()).hexdigest()
+    with _memo_lock:
+        if key in _memo:
+            _memo.move_to_end(key)
+            return _memo[key].copy()
     op, params = choose_op(prompt, has_mask=mask is not None, has_reference=len(decoded) > 1)
     image = apply_op(op, decoded[0], params, mask=mask if op != "fit_canvas" else None, references=decoded[1:])
     wanted = parse_size(size)
     if wanted and image.shape[:2] != (wanted[1], wanted[0]):
         image = apply_op("fit_canvas", image, {"width": wanted[0], "height": wanted[1], "product_fill": 0})
-    if drift:
-        image = drift_product(image)
-    return encode_image(image, format=output_format, quality=quality), image.shape[1], image.shape[0]
+    with _memo_lock:
+        _memo[key] = image.copy()
+        while len(_memo) > ENGINE_MEMO_ENTRIES:
+            _memo.popitem(last=False)
+    return image
 
 
 def drift_product(image: Any, degrees: float = DRIFT_DEGREES, hue_degrees: float = DRIFT_HUE_DEGREES) -> Any:

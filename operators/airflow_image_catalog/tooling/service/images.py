@@ -56,14 +56,17 @@ async def run_edit(images: list[Part], mask: Part | None, form: dict[str, Any], 
     checked = check_edit(form, images, mask)
     drift = state is not None and state.take_drift(fault_path, checked.prompt)
     size = None if checked.size == "auto" else checked.size
+    defects: list[str] = []
     try:
         data, width, height = await run_in_threadpool(
             editor.edit_pixels, [part.data for part in images], checked.prompt, mask=checked.mask, size=size,
-            output_format=checked.output_format, quality=max(checked.compression, 1), drift=drift)
+            output_format=checked.output_format, quality=max(checked.compression, 1), drift=drift,
+            model=checked.model, defects=defects)
     except Exception as exc:  # engine errors are the image's fault, like the API's 400s
         raise BadRequest("invalid_image", str(exc), "image") from None
     if state is not None:
-        state.record(kind, images[0].data, checked.prompt, checked.model, idempotency_key)
+        state.record(kind, images[0].data, checked.prompt, checked.model, idempotency_key,
+                     defect=defects[0] if defects else None)
     return {
         "created": int(time.time()),
         "data": [{"b64_json": base64.b64encode(data).decode()} for _ in range(checked.n)],

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_image_catalog.tooling.service.protocol import BadRequest
+from airflow_image_catalog.tooling.service.tiers import TIERS
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 MAX_IMAGES = 16
@@ -58,6 +59,8 @@ MODELS = {
     "gpt-image-2": Model("gpt-image-2", True, None),
     "gpt-image-1.5": Model("gpt-image-1.5", False, ("high", "low")),
     "gpt-image-1-mini": Model("gpt-image-1-mini", False, ("low",)),
+    # EMULATED tiers (:mod:`.tiers`), not OpenAI models: the gpt-image-1.5 rules (fixed sizes, its token table)
+    **{name: Model(name, False, ("high", "low")) for name in TIERS},
 }
 
 

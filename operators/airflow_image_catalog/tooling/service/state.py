@@ -194,10 +194,11 @@ class ServiceState:
     # -- paid work
 
     def record(self, kind: str, image: bytes, prompt: str, model: str, key: str | None, *,
-               job_id: str | None = None) -> None:
-        """One edit performed (``images.edit``, ``bfl.submit``, ``batch.line``): the paid work."""
+               job_id: str | None = None, defect: str | None = None) -> None:
+        """One edit performed (``images.edit``, ``bfl.submit``, ``batch.line``): the paid work; ``defect``
+        the damage an emulated tier made of it (:mod:`.tiers`)."""
         entry = {"kind": kind, "image_sha256": _sha256(image), "prompt_sha256": _sha256(prompt),
-                 "model": model, "idempotency_key": key, "job_id": job_id, "at": time.time()}
+                 "model": model, "idempotency_key": key, "job_id": job_id, "at": time.time(), "defect": defect}
         with self._lock:
             self.performed.append(entry)
 
