@@ -19,7 +19,7 @@ export AIRFLOW__OPENLINEAGE__NAMESPACE ?= catalog
 export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(ROOT)/.airflow/openlineage/events.jsonl", "append": true}
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo run validate demo-openai test lint venv ocr browser exiftool services bench-quality bench bench-scale bench-engine bench-people demo-prepare clean reliability check-docker up down docker-engine docker-images test-docker
+.PHONY: demo run validate demo-openai demo-router test lint venv ocr browser exiftool services bench-quality bench bench-scale bench-engine bench-people demo-prepare clean reliability check-docker up down docker-engine docker-images test-docker
 
 venv: $(STAMP)
 
@@ -82,6 +82,10 @@ validate: $(STAMP)
 # loopback port for the run and stopped after it; see docs/backends.md).
 demo-openai: demo-prepare
 	$(BIN)/python -m airflow_image_catalog.tooling.service.demo
+
+# the canary (and the router) on the local edit service's EMULATED tiers: the table, the choice, the saving
+demo-router: demo-prepare
+	$(BIN)/python -m airflow_image_catalog.tooling.router_demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -36,6 +36,7 @@ def get_provider_info() -> dict:
                     "airflow_image_catalog.operators.review",
                     "airflow_image_catalog.operators.publish",
                     "airflow_image_catalog.operators.canary",
+                    "airflow_image_catalog.operators.escalate",
                 ],
             }
         ],

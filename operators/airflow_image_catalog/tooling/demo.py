@@ -59,7 +59,7 @@ def _describe(transport: dict) -> str:
     return f"the {kind} transport (OpenLineage)"
 
 
-def _airflow_dags_test(airflow: str, dag_id: str, log_path: Path, mode: str, conf: dict | None = None) -> int:
+def airflow_dags_test(airflow: str, dag_id: str, log_path: Path, mode: str, conf: dict | None = None) -> int:
     """``airflow dags test <dag_id>`` (with ``conf`` as the run's params), its output appended to the log."""
     command = [airflow, "dags", "test", dag_id, *(["-c", json.dumps(conf)] if conf else [])]
     with log_path.open(mode) as log:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = Path(os.environ.get("AIRFLOW_HOME", ".airflow")) / "demo-run.log"
     started = time.time()
     print(f"running catalog_refresh through Airflow (log: {log_path}) ...", flush=True)
-    returncode = _airflow_dags_test(airflow, "catalog_refresh", log_path, "w", conf)
+    returncode = airflow_dags_test(airflow, "catalog_refresh", log_path, "w", conf)
     wall = time.time() - started
     runs = uri_to_path(WorkspaceLayout(str(workspace)).runs)
     reports = [p for p in runs.glob(f"*/{RunLayout.REPORT}") if p.stat().st_mtime >= started]
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         example = _path(report["published"][0]["published_uri"])
         print(f"  trace an image:   .venv/bin/image-catalog-audit trace {example}")
     # no scheduler runs the asset-triggered feed here: run it by hand, as the README says
-    feed_status = _airflow_dags_test(airflow, "catalog_feed", log_path, "a")
+    feed_status = airflow_dags_test(airflow, "catalog_feed", log_path, "a")
     feed = Path(_path(report["published_root"])) / "feed.csv"
     if feed_status != 0:
         print(f"  storefront feed:  catalog_feed FAILED (exit {feed_status}); see {log_path}")
