@@ -158,19 +158,17 @@ with DAG(
         retries=0,  # a verdict does not change on retry
         trigger_rule="all_done",  # gate the chunks whose edit succeeded even when another chunk's failed
     ).expand(edit_manifest_uri=edit.output)
-    # a routed run's quarantined images, re-edited once on the next stronger candidate and gated again
-    # (a run that is not routed has nothing to escalate: each instance returns at once)
-    escalate = EscalateOperator.partial(
+    # a routed run's quarantined images, re-edited once on the next stronger candidate and gated again, one
+    # chunk after the other once every edit and gate is done: the mid-run guard then sees all the run's spend,
+    # so escalations never take the run past its budget (a run that is not routed: returns at once)
+    escalate = EscalateOperator(
         task_id="escalate",
         workspace="{{ params.workspace }}",
         backend_conn_id="{{ params.backend_conn_id }}",
         profile="{{ params.quality_profile }}",
         min_pass_rate="{{ params.min_pass_rate }}",
         trigger_rule="all_done",  # the gate fails a chunk below min_pass_rate: escalation may lift it
-        # one chunk at a time, after every edit and gate: its mid-run guard then sees all the run's spend and
-        # holds, so escalations never take the run past its budget (reserved at the top of each one's band)
-        max_active_tis_per_dag=1,
-    ).expand(edit_manifest_uri=edit.output)
+    )
     # runs once everything upstream is done (all_done): publishes what passed, reports every run
     publish = PublishOperator(
         task_id="publish",

@@ -102,6 +102,10 @@ def test_a_routed_run_escalates_the_image_that_fails_the_gate(tmp_path: Path, sa
     # the first attempt left the review queue: its stronger attempt passed
     quarantine = json.loads(next((tmp_path / "work" / "quarantine").rglob(f"{escalated[0]}.json")).read_text())
     assert quarantine["superseded_by"]["candidate"] == "full"
+    from airflow_image_catalog.pipeline.quality.review import pending_reviews
+    from airflow_image_catalog.plugin.data import review_queue
+
+    assert pending_reviews(str(tmp_path / "work")) == [] and review_queue(str(tmp_path / "work"))["pending"] == []
     html = Path(report["report_html"][len("file://"):]).read_text()
     assert "<h3>Routing</h3>" in html and "escalations: 1 re-edited" in html
 

@@ -99,7 +99,7 @@ def test_catalog_refresh_emits_lineage_with_datasets_facets_and_parents(tmp_path
     for event in tasks:
         by_task.setdefault(event["job"]["name"].split(".", 1)[1], {}).setdefault(event["eventType"], []).append(event)
     expected_instances = {"check_config": 1, "discover": 1, "rights_check": 1, "cost_check": 1, "edit": 2,
-                          "quality_gate": 2, "escalate": 2, "publish": 1, "outcome": 1}
+                          "quality_gate": 2, "escalate": 1, "publish": 1, "outcome": 1}
     assert {task: (len(kinds.get("START", [])), len(kinds.get("COMPLETE", []))) for task, kinds in by_task.items()} \
         == {task: (n, n) for task, n in expected_instances.items()}
     starts = {e["run"]["runId"] for e in tasks if e["eventType"] == "START"}

@@ -22,6 +22,7 @@ from airflow_image_catalog.pipeline.quality.review import (
     APPROVE_ALL,
     REJECT_ALL,
     apply_review,
+    awaits_review,
     pending_reviews,
 )
 from airflow_image_catalog.storage import StorageError, join_uri, list_objects, read_json
@@ -184,10 +185,10 @@ def review_queue(workspace: str, decided_limit: int = 30) -> dict[str, list[dict
         if not obj.uri.endswith(".json"):
             continue
         record = _read(obj.uri)
-        if not record or record.get("verdict") != "quarantined":
-            continue
+        if not record or record.get("verdict") != "quarantined" or record.get("superseded_by"):
+            continue  # a passing stronger attempt (routing's escalation) replaced it: nothing to decide
         record = {**record, "record_uri": obj.uri}
-        (decided if record.get("review") else pending).append(record)
+        (pending if awaits_review(record) else decided).append(record)
     pending.sort(key=lambda r: (r.get("run_key") or "", r["image_id"]))
     decided.sort(key=lambda r: (r["review"].get("at") or "", r["image_id"]), reverse=True)
     from airflow_image_catalog.pipeline.rights.consent import pending_consents

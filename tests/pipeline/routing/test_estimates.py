@@ -53,3 +53,21 @@ def test_a_bucket_that_fails_a_lot_falls_below_the_recipe_estimate():
                 + [{"candidate": "lite", "bucket": "text", "passed": False}] * 8)
     table = estimate_table(["lite"], ["plain", "text"], outcomes=outcomes)
     assert table["text"]["lite"].probability < 0.4 < 0.9 < table["plain"]["lite"].probability
+
+
+def test_the_canarys_per_image_outcomes_count_in_each_images_bucket():
+    from airflow_image_catalog.pipeline.routing.estimates import canary_outcomes
+
+    class Decision:
+        version = "v1"
+        sample = {"features": {"a": "white/notext/normal/small", "b": "white/text/normal/small"}}
+
+    report = {"decision": {"version": "v1"},
+              "outcomes": {"lite": {"a": "pass", "b": "canvas,text", "c": "edit:moderation_blocked"},
+                           "pro": {"a": "pass", "b": "pass"}}}
+    outcomes = canary_outcomes(Decision(), report)
+    assert sorted((o["candidate"], o["bucket"], o["passed"]) for o in outcomes) == [
+        ("lite", "white/notext/normal/small", True), ("lite", "white/text/normal/small", False),
+        ("pro", "white/notext/normal/small", True), ("pro", "white/text/normal/small", True)]
+    assert canary_outcomes(Decision(), {**report, "decision": {"version": "v0"}}) == []  # another decision's
+    assert canary_outcomes(None, report) == []

@@ -20,6 +20,12 @@ APPROVE_LISTED = "Approve listed, reject the rest"
 OPTIONS = [APPROVE_ALL, REJECT_ALL, APPROVE_LISTED]
 
 
+def awaits_review(record: dict[str, Any]) -> bool:
+    """A quarantine record no one has decided on, and that no stronger attempt has replaced (a routed run's
+    escalation that passed marks the first attempt's record ``superseded_by``)."""
+    return record.get("verdict") == "quarantined" and not record.get("review") and not record.get("superseded_by")
+
+
 def pending_reviews(workspace: str) -> list[dict[str, Any]]:
     """Quarantine records (with their URI under ``record_uri``) that no one has decided on yet."""
     root = WorkspaceLayout(workspace).quarantine
@@ -31,7 +37,7 @@ def pending_reviews(workspace: str) -> list[dict[str, Any]]:
     for obj in objects:
         if obj.uri.endswith(".json"):
             record = read_json(obj.uri)
-            if record.get("verdict") == "quarantined" and not record.get("review"):
+            if awaits_review(record):
                 pending.append({**record, "record_uri": obj.uri})
     return pending
 

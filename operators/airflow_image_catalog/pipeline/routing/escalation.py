@@ -155,3 +155,23 @@ def escalate_chunk(job: EscalationJob, get_backend: Callable[[dict[str, Any] | N
     edit_uri = write_json(escalation.edit(manifest.chunk_index), merged.to_dict())
     return write_json(escalation.gate(manifest.chunk_index),
                       merged_gate(gate, items, edit_manifest_uri=edit_uri, min_pass_rate=min_pass_rate))
+
+
+def escalate_run(chunk_uris: list[str], workspace: str, get_backend: Callable[[dict[str, Any] | None], EditBackend],
+                 *, profile: str = "", min_pass_rate: float | None = None, ocr: bool = True,
+                 facts: Mapping[str, Any] | None = None) -> list[str]:
+    """Escalate every chunk of a routed run, one after the other; the merged gate manifests' URIs (none: the
+    run is not routed). A chunk whose edit or gate wrote no manifest has nothing to escalate."""
+    from airflow_image_catalog.storage import exists
+
+    uris: list[str] = []
+    for uri in chunk_uris:
+        chunk = ChunkManifest.from_dict(read_json(uri))
+        run = WorkspaceLayout(workspace).run(chunk.run_key)
+        if not exists(run.routing_plan):
+            return []
+        edit = run.edit(chunk.chunk_index)
+        job = load_escalation(edit, workspace, profile) if exists(edit) else None
+        if job is not None:
+            uris.append(escalate_chunk(job, get_backend, min_pass_rate=min_pass_rate, ocr=ocr, facts=facts))
+    return uris

@@ -68,6 +68,24 @@ def canary_prior(decision: Any, candidates: Sequence[str]) -> dict[str, tuple[fl
             if f.candidate in candidates and f.images}
 
 
+def canary_outcomes(decision: Any, report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The canary's per-image results as judged attempts, each in its image's bucket (the decision's sample
+    holds every sampled image's stratum, the canary's ``report.json`` each image's outcome per candidate);
+    edits that failed before the gate (``edit:...``, ``gate:not_run``) say nothing of quality and are left out.
+    None or a report of another decision: none."""
+    if decision is None or not report or (report.get("decision") or {}).get("version") != decision.version:
+        return []
+    strata = (decision.sample or {}).get("features") or {}
+    outcomes = []
+    for candidate, per_image in (report.get("outcomes") or {}).items():
+        for image_id, outcome in per_image.items():
+            if str(outcome).startswith(("edit:", "gate:")):
+                continue
+            outcomes.append({"candidate": candidate, "bucket": strata.get(image_id) or ANY_BUCKET,
+                             "passed": outcome == "pass"})
+    return outcomes
+
+
 def estimate_table(candidates: Sequence[str], buckets: Iterable[str], *, outcomes: Iterable[Mapping[str, Any]] = (),
                    prior: Mapping[str, tuple[float, float]] | None = None,
                    bucket_weight: float = BUCKET_WEIGHT) -> dict[str, dict[str, PassEstimate]]:
