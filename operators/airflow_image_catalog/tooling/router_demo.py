@@ -26,7 +26,7 @@ DEMO_KEY = "sk-local-router-demo"
 CONN_ID = "image_edit_tiers"
 SIDE = 480
 #: the canary's settings for the demo (a real canary samples more: 40 by default)
-CANARY = {"candidates": "emulated_tiers", "sample_size": 8, "seed": "demo", "target_pass_rate": 0.6}
+CANARY = {"candidates": "emulated_tiers", "sample_size": 12, "seed": "demo", "target_pass_rate": 0.6}
 #: the procedural products and the real product photo (the scene photos are no product shots)
 SKIP_PREFIXES = ("photo_", "broken_")
 
