@@ -71,3 +71,13 @@ def test_the_canarys_per_image_outcomes_count_in_each_images_bucket():
         ("pro", "white/notext/normal/small", True), ("pro", "white/text/normal/small", True)]
     assert canary_outcomes(Decision(), {**report, "decision": {"version": "v0"}}) == []  # another decision's
     assert canary_outcomes(None, report) == []
+
+
+def test_a_new_stratum_reads_as_its_backdrop_and_text_bucket_not_the_whole_recipe():
+    outcomes = ([{"candidate": "lite", "bucket": "plain/notext/normal/small", "passed": True}] * 30
+                + [{"candidate": "lite", "bucket": "plain/text/normal/small", "passed": False}] * 12)
+    table = estimate_table(["lite"], ["plain/text/tight/medium", "plain/notext/tight/medium"], outcomes=outcomes)
+    assert table["plain/text"]["lite"].probability < 0.25
+    # a stratum never seen takes its coarse bucket's estimate: text shots fail, plain ones pass
+    assert table["plain/text/tight/medium"]["lite"].probability < 0.35 < table["any"]["lite"].probability
+    assert table["plain/notext/tight/medium"]["lite"].probability > 0.8

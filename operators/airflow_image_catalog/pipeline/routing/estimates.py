@@ -86,23 +86,31 @@ def canary_outcomes(decision: Any, report: Mapping[str, Any] | None) -> list[dic
     return outcomes
 
 
+def coarse_bucket(bucket: str) -> str:
+    """The level above a bucket: its first two features (``backdrop/text``: what decides most edits' fate,
+    product shots on plain backdrops against text and scenes), or :data:`ANY_BUCKET` above that."""
+    parts = bucket.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else ANY_BUCKET
+
+
 def estimate_table(candidates: Sequence[str], buckets: Iterable[str], *, outcomes: Iterable[Mapping[str, Any]] = (),
                    prior: Mapping[str, tuple[float, float]] | None = None,
                    bucket_weight: float = BUCKET_WEIGHT) -> dict[str, dict[str, PassEstimate]]:
-    """bucket -> candidate -> estimate, for every bucket asked for (and :data:`ANY_BUCKET`).
+    """bucket -> candidate -> estimate, for every bucket asked for, their coarse buckets and :data:`ANY_BUCKET`.
 
-    :data:`ANY_BUCKET` holds the canary prior plus every attempt. A bucket starts from that estimate,
-    shrunk to ``bucket_weight`` pseudo-trials, and adds its own attempts: a bucket with no data of its
-    own reads as the whole recipe, and one with a little moves towards what it shows, by as much as its
-    data weighs.
+    :data:`ANY_BUCKET` holds the canary prior plus every attempt. Below it, each level (the coarse
+    ``backdrop/text`` bucket, then the image's full bucket) starts from the level above, shrunk to
+    ``bucket_weight`` pseudo-trials, and adds its own attempts: a bucket with no data of its own reads as
+    the level above, and one with a little moves towards what it shows, by as much as its data weighs.
     """
     prior = prior or {}
     counts: dict[tuple[str, str], list[float]] = {}
     for outcome in outcomes:
         if outcome["candidate"] not in candidates:
             continue
-        for bucket in {outcome["bucket"], ANY_BUCKET}:
-            cell = counts.setdefault((bucket, outcome["candidate"]), [0.0, 0.0])
+        bucket = str(outcome["bucket"])
+        for level in {bucket, coarse_bucket(bucket), ANY_BUCKET}:
+            cell = counts.setdefault((level, outcome["candidate"]), [0.0, 0.0])
             cell[0] += bool(outcome["passed"])
             cell[1] += 1
     overall: dict[str, PassEstimate] = {}
@@ -115,17 +123,23 @@ def estimate_table(candidates: Sequence[str], buckets: Iterable[str], *, outcome
             basis.append(f"audit {seen[0]:g}/{seen[1]:g}")
         overall[name] = PassEstimate(passes, trials, tuple(basis) or ("no data",))
     table: dict[str, dict[str, PassEstimate]] = {ANY_BUCKET: overall}
+
+    def level(bucket: str) -> dict[str, PassEstimate]:
+        if bucket not in table:
+            above = level(coarse_bucket(bucket))
+            row = {}
+            for name in candidates:
+                base = above[name]
+                weight = min(bucket_weight, base.weight)
+                own = counts.get((bucket, name)) or [0.0, 0.0]
+                row[name] = PassEstimate(own[0], own[1], (f"above {base.probability:.2f} as {weight:g} trials",
+                                                          f"bucket {own[0]:g}/{own[1]:g}"),
+                                         prior_mean=base.probability, prior_weight=weight)
+            table[bucket] = row
+        return table[bucket]
+
     for bucket in buckets:
-        if bucket == ANY_BUCKET:
-            continue
-        row = {}
-        for name in candidates:
-            base = overall[name]
-            weight = min(bucket_weight, base.trials)
-            own = counts.get((bucket, name)) or [0.0, 0.0]
-            basis = (f"recipe {base.probability:.2f} as {weight:g} trials", f"bucket {own[0]:g}/{own[1]:g}")
-            row[name] = PassEstimate(weight * base.probability + own[0], weight + own[1], basis)
-        table[bucket] = row
+        level(str(bucket))
     return table
 
 

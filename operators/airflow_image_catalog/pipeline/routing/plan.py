@@ -128,7 +128,8 @@ def plan_routes(chunks: Sequence[ChunkManifest], request: RoutingRequest, *, rec
 
 
 def _estimates_dict(table: Mapping[str, Mapping[str, PassEstimate]]) -> dict[str, Any]:
-    return {bucket: {name: {"passes": e.passes, "trials": e.trials, "pass_probability": round(e.probability, 6),
+    return {bucket: {name: {"passes": e.passes, "trials": e.trials, "prior_mean": round(e.prior_mean, 6),
+                            "prior_weight": e.prior_weight, "pass_probability": round(e.probability, 6),
                             "basis": list(e.basis)} for name, e in row.items()} for bucket, row in table.items()}
 
 
@@ -179,11 +180,14 @@ def _number(value: Any, name: str) -> float | None:
 def routing_request(workspace: str, recipe_name: str, *, candidates: str | None = None, target: Any = None,
                     explore_share: Any = None, outcomes: Sequence[Mapping[str, Any]] | None = None) -> RoutingRequest:
     """What a routed run of ``recipe_name`` asks for: the candidates (``candidates``, else the latest canary
-    decision's), the target (``target``, else the decision's), the canary's figures as the prior and the
-    audit trail's judged attempts (``outcomes``, else read from the workspace's audit store)."""
+    decision's), the target (``target``, else the decision's), the canary's results (per image and bucket from
+    its table, else its figures) and the audit trail's judged attempts (``outcomes``, else read from the
+    workspace's audit store)."""
     from airflow_image_catalog.pipeline.routing.candidates import load_candidates
     from airflow_image_catalog.pipeline.routing.decision import decision_uri, latest_decision
-    from airflow_image_catalog.pipeline.routing.estimates import audit_outcomes, canary_prior
+    from airflow_image_catalog.pipeline.routing.estimates import audit_outcomes, canary_outcomes, canary_prior
+    from airflow_image_catalog.storage import read_json_if_exists
+    from airflow_image_catalog.workspace.layout import WorkspaceLayout
 
     decision = latest_decision(workspace, recipe_name)
     if candidates:
@@ -201,7 +205,13 @@ def routing_request(workspace: str, recipe_name: str, *, candidates: str | None 
     if decision is not None:
         facts = {"version": decision.version, "uri": decision_uri(workspace, recipe_name, decision.version),
                  "chosen": decision.chosen, "target": decision.target_pass_rate, "created_at": decision.created_at}
+    # the canary's table holds each sampled image's outcome per candidate: counted in the image's bucket; without
+    # it (an older canary, a table gone) its figures count in every bucket alike
+    run_key = (decision.run or {}).get("run_key") if decision is not None else None
+    table = read_json_if_exists(WorkspaceLayout(workspace).run(run_key).canary_report) if run_key else None
+    sampled = canary_outcomes(decision, table)
+    learnt = list(audit_outcomes(workspace, recipe_name) if outcomes is None else outcomes)
     return RoutingRequest(
         candidates=listed, target=chosen_target, explore_share=DEFAULT_EXPLORE_SHARE if share is None else share,
-        prior=canary_prior(decision, [c.name for c in listed]),
-        outcomes=audit_outcomes(workspace, recipe_name) if outcomes is None else outcomes, decision=facts)
+        prior=None if sampled else canary_prior(decision, [c.name for c in listed]), outcomes=sampled + learnt,
+        decision=facts)

@@ -29,17 +29,28 @@ ANY_BUCKET = "any"
 
 @dataclass(frozen=True)
 class PassEstimate:
-    """What the router believes of one candidate in one bucket: a Beta posterior over its pass rate."""
+    """What the router believes of one candidate in one bucket: a Beta posterior over its pass rate.
+
+    ``passes`` / ``trials`` are the bucket's own data; the prior is the level above (``prior_mean`` weighed
+    as ``prior_weight`` trials), or, at the top, a uniform Beta(1, 1).
+    """
 
     passes: float
     trials: float
     #: where the figures come from (``canary``, ``audit``, ``none``), for the report
     basis: tuple[str, ...] = ()
+    prior_mean: float = 0.5
+    prior_weight: float = 2.0
 
     @property
     def probability(self) -> float:
-        """The posterior mean with a uniform Beta(1, 1) start: (passes + 1) / (trials + 2)."""
-        return (self.passes + 1.0) / (self.trials + 2.0)
+        """The posterior mean: (prior_weight x prior_mean + passes) / (prior_weight + trials)."""
+        return (self.prior_weight * self.prior_mean + self.passes) / (self.prior_weight + self.trials)
+
+    @property
+    def weight(self) -> float:
+        """How many trials the estimate rests on (its data and its prior's)."""
+        return self.prior_weight + self.trials
 
 
 @dataclass(frozen=True)
