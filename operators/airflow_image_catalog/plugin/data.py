@@ -55,7 +55,9 @@ def routing_line(routing: dict[str, Any] | None) -> dict[str, Any] | None:
     if not routing:
         return None
     escalations = routing.get("escalations") or {}
-    return {"candidates": {name: row["routed"] for name, row in (routing.get("candidates") or {}).items()},
+    from airflow_image_catalog.pipeline.routing.summary import ordered_candidates
+
+    return {"candidates": {name: row["routed"] for name, row in ordered_candidates(routing)},
             "escalated": escalations.get("attempted"), "escalations_passed": escalations.get("passed"),
             "expected_usd_per_pass": routing.get("expected_usd_per_pass"),
             "actual_usd_per_pass": routing.get("actual_usd_per_pass"), "fixed_candidate": routing.get("fixed_candidate"),

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from airflow_image_catalog.config.locations import catalog_home
+from airflow_image_catalog.pipeline.routing.summary import ordered_candidates
 from airflow_image_catalog.tooling.demo import airflow_dags_test
 from airflow_image_catalog.tooling.service.server import LocalEditService
 from airflow_image_catalog.tooling.service.state import ServiceState
@@ -87,12 +88,12 @@ def main() -> int:
     return code
 
 
-def routed_workspace(canary_workspace: Path, canary_table: Path, routed: Path) -> None:
+def routed_workspace(canary_workspace: Path, canary_table: Path, workspace: Path) -> None:
     """A fresh workspace holding the canary's routing decisions and its table, none of its edits: the routed
     run pays for every image (with the canary's workspace, the sampled images would come from the cache free)."""
-    shutil.rmtree(routed, ignore_errors=True)
-    shutil.copytree(canary_workspace / "routing", routed / "routing")
-    target = routed / canary_table.relative_to(canary_workspace)
+    shutil.rmtree(workspace, ignore_errors=True)
+    shutil.copytree(canary_workspace / "routing", workspace / "routing")
+    target = workspace / canary_table.relative_to(canary_workspace)
     target.parent.mkdir(parents=True)
     shutil.copy(canary_table.with_name("report.json"), target.with_name("report.json"))
 
@@ -110,7 +111,7 @@ def routing_table(routing: dict, decision: dict) -> str:
              f"{routing['target']:.0%}, exploration {routing['explore_share']:.0%}", "",
              "| candidate | estimated pass | routed | edits | passed | quarantined | cost | fixed: expected / pass "
              "| canary: measured / pass |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, row in routing["candidates"].items():
+    for name, row in ordered_candidates(routing):
         estimate = "-" if row.get("pass_probability") is None else f"{row['pass_probability']:.0%}"
         lines.append(f"| {name} | {estimate} | {row['routed']} | {row['attempts']} | {row['passed']} | "
                      f"{row['quarantined']} | {usd(row['usd'])} | {usd(row.get('fixed_usd_per_pass'))} | "
@@ -135,7 +136,8 @@ def routed_run(airflow: str, log_path: Path, source: Path, canary_workspace: Pat
     """catalog_refresh with routing on over the same source, in a workspace with the canary's decision; prints
     the routing table and the saving."""
     routed = root / "routed"
-    routed_workspace(canary_workspace, canary_table, routed)
+    shutil.rmtree(routed / "published", ignore_errors=True)
+    routed_workspace(canary_workspace, canary_table, routed / "work")
     started = time.time()
     print(f"running catalog_refresh with routing=true on {source} (workspace {routed}) ...", flush=True)
     code = airflow_dags_test(airflow, "catalog_refresh", log_path, "a", {

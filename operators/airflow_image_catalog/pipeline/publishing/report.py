@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_image_catalog.pipeline.costing.ledger import possibly_billed_note
 from airflow_image_catalog.pipeline.quality.reasons import reason_text
+from airflow_image_catalog.pipeline.routing.summary import ordered_candidates
 from airflow_image_catalog.storage import read_bytes
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def routing_section(routing: dict[str, Any] | None) -> str:
         f"<tr><td>{esc(name)}</td><td>{_share(row.get('pass_probability'))}</td><td>{row['routed']}</td>"
         f"<td>{row['explored']}</td><td>{row['attempts']}</td><td>{row['passed']}</td><td>{row['quarantined']}</td>"
         f"<td>{_money(row['usd'])}</td><td>{_money(row.get('fixed_usd_per_pass'))}</td></tr>"
-        for name, row in routing["candidates"].items())
+        for name, row in ordered_candidates(routing))
     escalations = routing["escalations"]
     saving = routing.get("saving_vs_fixed")
     return (

@@ -44,6 +44,12 @@ def fixed_reference(plan: Mapping[str, Any]) -> str | None:
     return next(reversed(fixed), None) if fixed else None
 
 
+def ordered_candidates(routing: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A routing summary's candidate rows weakest first (its ``order``; JSON documents sort their keys)."""
+    rows = routing["candidates"]
+    return [(name, rows[name]) for name in routing.get("order") or rows if name in rows]
+
+
 def _saving(actual: float | None, other: float | None) -> float | None:
     return None if actual is None or not other else round(1.0 - actual / other, 4)
 
@@ -105,6 +111,7 @@ def routing_summary(plan: Mapping[str, Any] | None, records: Sequence[Any], verd
         row["fixed_usd_per_pass"] = per_pass[name]
     return {
         "target": plan.get("target"), "explore_share": plan.get("explore_share"), "images": routed,
+        "order": order,  # the candidates weakest first (documents written with sorted keys lose the dict's order)
         "candidates": rows, "estimates": plan.get("estimates"), "decision": plan.get("decision"),
         "escalations": {**escalations, "usd": round(escalations["usd"], 9)},
         "passed": passed, "pass_rate": round(passed / routed, 4) if routed else None, "actual_usd": round(actual, 9),
