@@ -1,8 +1,9 @@
 """The gate's detectors for faint faults, each on defects generated here and judged as ``make bench-quality`` does.
 
 A light halo a few pixels wide hidden in the gate's "may be product" margin, a small hole in a
-narrow product, a translucent watermark on a light product, and the blockiness of a smooth product
-saved as a good JPEG: the gate used to pass the first three and quarantine the last.
+narrow product, a translucent watermark on a light product, a flat product (no texture for the detail
+tiles) blurred or upscaled, and the blockiness of a smooth product saved as a good JPEG: the gate used to
+pass the first four and quarantine the last.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def judged():
     """Clean edits and faint defects of a photo-studio bottle, a cut-out horse and a horse on a backdrop."""
     items = []
     for name, kinds in (("bottle_amber@7", ("halo", "hole")), ("horse_coffee_transparent", ("halo",)),
-                        ("horse_chelsea", ("watermark", "halo"))):
+                        ("horse_chelsea", ("watermark", "halo")), ("mug_yellow@7", ("blurred", "resolution_loss"))):
         items += [i for i in corpus.items([corpus.product(name)], SIDE, kinds=kinds, engine=False)]
     return {(j.product, j.kind, j.item.rsplit("/", 1)[-1]): j for j in judge(items)}
 
@@ -64,7 +65,15 @@ def test_a_translucent_watermark_on_the_product_is_an_overlay(judged):
 def test_clean_edits_pass_the_new_detectors(judged):
     clean = [(j.item, j.reasons) for j in judged.values() if j.kind == "clean" and j.quarantined]
     assert not clean, clean
-    assert sum(j.kind == "clean" for j in judged.values()) == 9
+    assert sum(j.kind == "clean" for j in judged.values()) == 12
+
+
+@pytest.mark.parametrize("kind", ["blurred", "resolution_loss"])
+def test_a_flat_product_blurred_or_upscaled_has_soft_edges(judged, kind):
+    """A plain yellow mug: its tiles are flat (the fine-detail check has no verdict), the rim of its handle is not."""
+    j = _one(judged, "mug_yellow@7", kind)
+    assert j.quarantined and "detail" in j.categories, j.reasons
+    assert any(r.startswith("The product's edges are soft") for r in j.reasons), j.reasons
 
 
 def _smooth(noise: float) -> np.ndarray:
