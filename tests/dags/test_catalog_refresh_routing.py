@@ -109,6 +109,22 @@ def test_a_routed_run_escalates_the_image_that_fails_the_gate(tmp_path: Path, sa
     html = Path(report["report_html"][len("file://"):]).read_text()
     assert "<h3>Routing</h3>" in html and "escalations: 1 re-edited" in html
 
+    # a rerun of the edit and of the escalation pays nothing again: every attempt is kept from its state
+    from airflow_image_catalog.hooks.image_edit import ImageEditHook
+    from airflow_image_catalog.pipeline.editing.routed import edit_routed_chunk
+    from airflow_image_catalog.pipeline.routing.escalation import escalate_run
+
+    served = service.state.served["POST /v1/images/edits"]
+    work = str(tmp_path / "work")
+    chunks = sorted(str(p) for p in (tmp_path / "work" / "runs").glob("*/chunks/chunk-*.json"))
+    get_backend = ImageEditHook(image_edit_conn_id=conn_id).get_backend
+    again = edit_routed_chunk(chunks[0], "marketplace_white_square", work, get_backend)
+    assert {r.image_id: r.output_sha256 for r in again.items} == {i: r["output_sha256"] for i, r in first.items()}
+    escalate_run(chunks, work, get_backend)
+    assert service.state.served["POST /v1/images/edits"] == served
+    assert len(Ledger(work).entries()) == 8
+    assert _records(tmp_path, "escalation/edits")[escalated[0]]["routing"]["attempts"] == chain
+
 
 def _prices(source: Path, model: str, quality: str) -> list[float]:
     """What the plan prices each source at on one candidate (the same function the cost check calls)."""
