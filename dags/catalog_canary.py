@@ -20,12 +20,13 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from airflow_image_catalog.config.locations import catalog_location
+from airflow_image_catalog.dag_params import BUDGETS, from_params, shared_params
 from airflow_image_catalog.operators.canary import (
     CanaryCostCheckOperator,
     CanaryDecideOperator,
     CanarySampleOperator,
 )
+from airflow_image_catalog.operators.check_config import CheckRunConfigOperator
 from airflow_image_catalog.operators.discover import DiscoverImagesOperator
 from airflow_image_catalog.operators.image_edit import ImageEditOperator
 from airflow_image_catalog.operators.quality_gate import QualityGateOperator
@@ -40,9 +41,7 @@ with DAG(
     max_active_runs=1,
     tags=["catalog", "image-edit", "routing"],
     params={
-        "source": Param(catalog_location("samples"), type="string", description="source images (path or URI)"),
-        "workspace": Param(catalog_location("work"), type="string", description="run state, ledger, routing decisions"),
-        "recipe": Param("marketplace_white_square", type="string", description="shipped recipe name or recipe file"),
+        **shared_params("source", "workspace", "recipe"),
         "backend_conn_id": Param("image_edit_default", type="string",
                                  description="image_edit connection; each candidate's settings apply over it"),
         "candidates": Param("emulated_tiers", type="string",
@@ -51,61 +50,39 @@ with DAG(
         "seed": Param("", type="string", description="the sample's seed; empty: the run id (a new sample each run)"),
         "target_pass_rate": Param(0.9, type="number", minimum=0, maximum=1,
                                   description="the chosen candidate's pass-rate lower bound (Wilson 95 %) must reach this"),
-        "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
-        "rights_policy": Param("", type="string", description="rights policy; empty = the recipe's, else default"),
-        "rights_sidecar": Param("", type="string", description="CSV / JSON of image rights (the PIM); empty = none"),
-        "budget_run_usd": Param(None, type=["null", "number"], minimum=0,
-                                description="USD the whole canary may spend; empty = Variable catalog_budget_run_usd"),
-        "budget_day_usd": Param(None, type=["null", "number"], minimum=0,
-                                description="USD per UTC day, ledger included; empty = Variable catalog_budget_day_usd"),
-        "budget_month_usd": Param(None, type=["null", "number"], minimum=0,
-                                  description="USD per UTC month; empty = Variable catalog_budget_month_usd"),
+        **shared_params("quality_profile", "rights_policy", "rights_sidecar", *BUDGETS),
         "budget_policy": Param("fail", enum=["fail", "skip"], description="on a budget breach: fail or skip the canary"),
     },
     doc_md=__doc__,
 ) as dag:
+    # conf keys, recipe, quality profile, source, budgets, connection, candidate list: fails here in seconds, by name
+    check_config = CheckRunConfigOperator(task_id="check_config")
     discover = DiscoverImagesOperator(
         task_id="discover",
-        source="{{ params.source }}",
-        workspace="{{ params.workspace }}",
-        recipe="{{ params.recipe }}",
+        **from_params("source", "workspace", "recipe"),
         only_changed=False,  # a canary measures the source as it is, published or not
     )
     rights_check = RightsCheckOperator(
         task_id="rights_check",
         chunk_manifest_uris=discover.output,
-        workspace="{{ params.workspace }}",
-        recipe="{{ params.recipe }}",
-        rights_policy="{{ params.rights_policy }}",
-        rights_sidecar="{{ params.rights_sidecar }}",
+        **from_params("workspace", "recipe", "rights_policy", "rights_sidecar"),
     )
     sample = CanarySampleOperator(
         task_id="sample",
         chunk_manifest_uris=rights_check.output,
-        workspace="{{ params.workspace }}",
-        candidates="{{ params.candidates }}",
-        sample_size="{{ params.sample_size }}",
-        seed="{{ params.seed }}",
+        **from_params("workspace", "candidates", "sample_size", "seed"),
     )
     cost_check = CanaryCostCheckOperator(
         task_id="cost_check",
         chunk_manifest_uris=sample.output,
-        recipe="{{ params.recipe }}",
-        workspace="{{ params.workspace }}",
-        candidates="{{ params.candidates }}",
-        backend_conn_id="{{ params.backend_conn_id }}",
-        budget_run_usd="{{ params.budget_run_usd }}",
-        budget_day_usd="{{ params.budget_day_usd }}",
-        budget_month_usd="{{ params.budget_month_usd }}",
-        budget_policy="{{ params.budget_policy }}",
+        **from_params("recipe", "workspace", "candidates", "backend_conn_id", "budget_run_usd", "budget_day_usd",
+                      "budget_month_usd", "budget_policy"),
         retries=0,  # a decision does not change on retry
     )
     # one mapped edit per candidate: the candidate's settings come from its own cost decision
     edit = ImageEditOperator.partial(
         task_id="edit",
-        recipe="{{ params.recipe }}",
-        workspace="{{ params.workspace }}",
-        backend_conn_id="{{ params.backend_conn_id }}",
+        **from_params("recipe", "workspace", "backend_conn_id"),
         max_failure_rate=1.0,  # a candidate's failures are what the canary measures
     ).expand(chunk_manifest_uri=cost_check.output)
     quality_gate = QualityGateOperator.partial(
@@ -120,10 +97,8 @@ with DAG(
     ).expand(edit_manifest_uri=edit.output)
     decide = CanaryDecideOperator(
         task_id="decide",
-        workspace="{{ params.workspace }}",
-        recipe="{{ params.recipe }}",
-        candidates="{{ params.candidates }}",
-        target_pass_rate="{{ params.target_pass_rate }}",
+        **from_params("workspace", "recipe", "candidates", "target_pass_rate"),
         trigger_rule="all_done",  # a candidate whose edit task failed is a row of failures, not a missing row
     )
     quality_gate >> decide
+    check_config.as_setup() >> discover

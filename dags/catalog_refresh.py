@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AssetAlias, Param, conf
 
 from airflow_image_catalog.config.locations import catalog_location
+from airflow_image_catalog.dag_params import BUDGETS, from_params, shared_params
 from airflow_image_catalog.notifications.catalog import CatalogAlertNotifier, nightly_deadline
 from airflow_image_catalog.operators.check_config import CheckRunConfigOperator
 from airflow_image_catalog.operators.cost_check import CostCheckOperator
@@ -53,11 +54,7 @@ with DAG(
     deadline=(nightly_deadline(6, workspace=catalog_location("work"), **ALERT_CHANNELS)
               if conf.getboolean("operators", "catalog_deadline", fallback=True) else None),
     params={
-        "source": Param(catalog_location("samples"), type="string", description="source images (path or URI)"),
-        "workspace": Param(catalog_location("work"), type="string", description="run state: manifests, outputs, reports"),
-        "published": Param(catalog_location("published"), type="string", description="where passing images are published"),
-        "recipe": Param("marketplace_white_square", type="string", description="shipped recipe name or recipe file"),
-        "backend_conn_id": Param("image_edit_default", type="string", description="image_edit connection"),
+        **shared_params("source", "workspace", "published", "recipe", "backend_conn_id"),
         "chunk_size": Param(None, type=["null", "integer"], minimum=1, maximum=10_000,
                             description="images per mapped edit task; empty = as many as fill the edit slots"),
         "concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=256,
@@ -66,18 +63,9 @@ with DAG(
                                   description="fail an edit chunk when more than this share fails finally"),
         "only_changed": Param(True, type="boolean",
                               description="edit only images not yet published from the same bytes and recipe"),
-        "rights_policy": Param("", type="string", description="rights policy: default, strict or a file; "
-                               "empty = the recipe's, else default"),
-        "rights_sidecar": Param("", type="string", description="CSV / JSON of image id -> licence, releases, "
-                                "expiry, allowed uses (the catalog's PIM); empty = none"),
-        "quality_profile": Param("", type="string", description="quality profile name or file; empty = the recipe's"),
+        **shared_params("rights_policy", "rights_sidecar", "quality_profile"),
         "min_pass_rate": Param(0.8, type="number", minimum=0, maximum=1, description="fail a chunk below this pass rate"),
-        "budget_run_usd": Param(None, type=["null", "number"], minimum=0,
-                                description="USD this run may spend; empty = Variable catalog_budget_run_usd or none"),
-        "budget_day_usd": Param(None, type=["null", "number"], minimum=0,
-                                description="USD per UTC day, ledger included; empty = Variable catalog_budget_day_usd"),
-        "budget_month_usd": Param(None, type=["null", "number"], minimum=0,
-                                  description="USD per UTC month; empty = Variable catalog_budget_month_usd"),
+        **shared_params(*BUDGETS),
         "budget_policy": Param("fail", enum=["fail", "skip", "downgrade", "cap"],
                                description="on a budget breach: fail, skip the run, downgrade settings, or cap images"),
         "priority_file": Param("", type="string", description="JSON {image_id: priority} for the cap policy"),
@@ -106,48 +94,28 @@ with DAG(
     check_config = CheckRunConfigOperator(task_id="check_config")
     discover = DiscoverImagesOperator(
         task_id="discover",
-        source="{{ params.source }}",
-        workspace="{{ params.workspace }}",
-        chunk_size="{{ params.chunk_size }}",
+        **from_params("source", "workspace", "chunk_size", "recipe", "only_changed"),
         edit_slots=EDIT_SLOTS,
-        recipe="{{ params.recipe }}",
-        only_changed="{{ params.only_changed }}",
     )
     rights_check = RightsCheckOperator(
         task_id="rights_check",
         chunk_manifest_uris=discover.output,
-        workspace="{{ params.workspace }}",
-        recipe="{{ params.recipe }}",
-        rights_policy="{{ params.rights_policy }}",
-        rights_sidecar="{{ params.rights_sidecar }}",
+        **from_params("workspace", "recipe", "rights_policy", "rights_sidecar"),
     )
     cost_check = CostCheckOperator(
         task_id="cost_check",
         chunk_manifest_uris=rights_check.output,
-        recipe="{{ params.recipe }}",
-        workspace="{{ params.workspace }}",
-        backend_conn_id="{{ params.backend_conn_id }}",
-        budget_run_usd="{{ params.budget_run_usd }}",
-        budget_day_usd="{{ params.budget_day_usd }}",
-        budget_month_usd="{{ params.budget_month_usd }}",
+        **from_params("recipe", "workspace", "backend_conn_id", "budget_run_usd", "budget_day_usd", "budget_month_usd"),
         policy="{{ params.budget_policy }}",
-        priority_file="{{ params.priority_file }}",
-        compare_with="{{ params.compare_with }}",
-        routing="{{ params.routing }}",
-        routing_candidates="{{ params.routing_candidates }}",
-        routing_target="{{ params.routing_target }}",
-        routing_explore_share="{{ params.routing_explore_share }}",
+        **from_params("priority_file", "compare_with", "routing", "routing_candidates", "routing_target",
+                      "routing_explore_share"),
         retries=0,  # a decision does not change on retry
         on_skipped_callback=[ALERT],  # the "skip" budget policy skips the run: still an alert
     )
     edit = ImageEditOperator.partial(
         task_id="edit",
-        recipe="{{ params.recipe }}",
-        workspace="{{ params.workspace }}",
-        backend_conn_id="{{ params.backend_conn_id }}",
-        deferrable="{{ params.deferrable }}",  # templated: rendered to "True"/"False", read at runtime
-        concurrency="{{ params.concurrency }}",
-        max_failure_rate="{{ params.max_failure_rate }}",
+        # deferrable is templated too: rendered to "True" / "False", read at runtime
+        **from_params("recipe", "workspace", "backend_conn_id", "deferrable", "concurrency", "max_failure_rate"),
         max_active_tis_per_dag=EDIT_SLOTS,
     ).expand(chunk_manifest_uri=cost_check.output)
     quality_gate = QualityGateOperator.partial(
@@ -163,8 +131,7 @@ with DAG(
     # so escalations never take the run past its budget (a run that is not routed: returns at once)
     escalate = EscalateOperator(
         task_id="escalate",
-        workspace="{{ params.workspace }}",
-        backend_conn_id="{{ params.backend_conn_id }}",
+        **from_params("workspace", "backend_conn_id"),
         profile="{{ params.quality_profile }}",
         min_pass_rate="{{ params.min_pass_rate }}",
         trigger_rule="all_done",  # the gate fails a chunk below min_pass_rate: escalation may lift it
@@ -172,8 +139,7 @@ with DAG(
     # runs once everything upstream is done (all_done): publishes what passed, reports every run
     publish = PublishOperator(
         task_id="publish",
-        published="{{ params.published }}",
-        workspace="{{ params.workspace }}",
+        **from_params("published", "workspace"),
         policy="{{ params.publish_policy }}",
         outlets=[PUBLISHED],  # resolved at runtime to the published location's Asset
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
-from airflow_image_catalog.config.locations import catalog_location
+from airflow_image_catalog.dag_params import shared_params
 from airflow_image_catalog.sensors.new_images import NewImagesSensor
 
 with DAG(
@@ -23,11 +23,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["catalog", "image-edit"],
-    params={
-        "source": Param(catalog_location("samples"), type="string", description="source images (path or URI)"),
-        "workspace": Param(catalog_location("work"), type="string", description="catalog_refresh's workspace"),
-        "published": Param(catalog_location("published"), type="string", description="where images are published"),
-    },
+    params=shared_params("source", "workspace", "published"),  # catalog_refresh's, handed on to it
     doc_md=__doc__,
 ) as dag:
     new_images = NewImagesSensor(

@@ -94,3 +94,13 @@ def test_a_routed_runs_mistakes_are_named_by_field(params, tmp_path, changes, sa
     assert check_run_config({}, {**routed, "routing": False}) == []  # not routed: none of it is read
     assert check_run_config({}, {**params, "workspace": str(tmp_path / "work"), "routing": True,
                                  "routing_candidates": "emulated_tiers"}) == []
+
+
+@pytest.mark.parametrize("candidates, says", [
+    ("emulated_tiers", None),
+    ("emulated_tier", "candidates: candidate list 'emulated_tier' is neither a shipped candidate list"),
+    ("", "candidates: required: a shipped candidate list's name or a YAML file"),
+])
+def test_a_canarys_candidate_list_is_checked_by_name(params, candidates, says):
+    problems = check_run_config({}, {**params, "candidates": candidates})
+    assert problems == [] if says is None else [p for p in problems if p.startswith(says)] == problems != [], problems

@@ -146,3 +146,17 @@ def test_a_canary_over_budget_fails_before_anything_is_paid(tmp_path: Path, smal
     assert decisions["lite"]["action"] == "go" and decisions["standard"]["action"] == "fail"
     assert decisions["standard"]["budgets"]["run"] == pytest.approx(0.2 - decisions["lite"]["estimate_usd"])
     assert not list(workspace.glob("runs/*.candidate-pro/cost/decision.json"))
+
+
+def test_a_misspelt_candidate_list_fails_the_canary_first_by_name(tmp_path: Path, small_source: Path, service,
+                                                                   monkeypatch, capfd):
+    conn_id = _connect(monkeypatch, service)
+    workspace = tmp_path / "work"
+    dagrun, _ = _canary(tmp_path, small_source, workspace, _recipe(tmp_path), conn_id, candidates="emulated_tier",
+                        expect_report=False)
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in dagrun.get_task_instances()}
+    assert dagrun.state == "failed" and states["check_config"] == ("failed", 1)
+    assert all(state == "upstream_failed" for task, (state, _) in states.items() if task != "check_config"), states
+    out, err = capfd.readouterr()
+    assert "candidates: candidate list 'emulated_tier' is neither a shipped candidate list" in out + err
+    assert not (workspace / "runs").exists() and service.state.performed == []

@@ -149,11 +149,27 @@ def check_routing(params: Mapping[str, Any], recipe: Any) -> list[str]:
     return problems
 
 
+def check_canary(params: Mapping[str, Any]) -> list[str]:
+    """A canary's candidate list loads (``catalog_canary``'s ``candidates``: a shipped name or a YAML file)."""
+    if "candidates" not in params:
+        return []
+    from airflow_image_catalog.pipeline.routing.candidates import CandidateError, load_candidates
+
+    ref = str(params["candidates"] or "")
+    if not ref:
+        return ["candidates: required: a shipped candidate list's name or a YAML file"]
+    try:
+        load_candidates(ref)
+    except CandidateError as exc:
+        return [f"candidates: {exc}"]
+    return []
+
+
 def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
                      declared: Iterable[str] | None = None,
                      variable: Callable[[str], Any] = lambda name: None,
                      backend: Any = None) -> list[str]:
-    """Every problem with a catalog_refresh run's configuration (empty: it can run).
+    """Every problem with a catalog_refresh (or catalog_canary) run's configuration (empty: it can run).
 
     :param conf: what the run was triggered with (only its keys are checked against ``declared``).
     :param params: the run's params, conf merged over the defaults.
@@ -175,4 +191,5 @@ def check_run_config(conf: Mapping[str, Any], params: Mapping[str, Any], *,
         problems += check_source(str(params["source"]))
     problems += check_budgets(params, variable)
     problems += check_routing(params, recipe)
+    problems += check_canary(params)
     return problems
