@@ -117,6 +117,7 @@ def check_routing(params: Mapping[str, Any], recipe: Any) -> list[str]:
         return []
     from airflow_image_catalog.pipeline.routing.candidates import CandidateError, load_candidates
     from airflow_image_catalog.pipeline.routing.decision import DecisionError, latest_decision
+    from airflow_image_catalog.pipeline.routing.plan import policy_problem
 
     problems = []
     ref = params.get("routing_candidates") or None
@@ -143,9 +144,8 @@ def check_routing(params: Mapping[str, Any], recipe: Any) -> list[str]:
             continue
         if not (low < number <= high if field == "routing_target" else low <= number < high):
             problems.append(f"{field}: {number:g} is out of range")
-    if params.get("budget_policy") == "downgrade":
-        problems.append("budget_policy: downgrade does not apply to a routed run (the router already sends each "
-                        "image to the cheapest candidate expected to pass): use fail, skip or cap")
+    if problem := policy_problem(str(params.get("budget_policy") or "")):
+        problems.append(problem)
     return problems
 
 

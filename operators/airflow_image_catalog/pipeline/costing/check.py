@@ -173,11 +173,10 @@ def check_run_cost(chunk_uris: list[str], *, recipe, backend, backend_name: str,
     ledger = Ledger(workspace)
     plan = None
     if routing is not None:
-        if str(policy) == "downgrade":
-            from airflow_image_catalog.pipeline.routing.plan import RoutingError
+        from airflow_image_catalog.pipeline.routing.plan import RoutingError, policy_problem
 
-            raise RoutingError("budget_policy: downgrade does not apply to a routed run (the router already sends "
-                               "each image to the cheapest candidate expected to pass): use fail, skip or cap")
+        if problem := policy_problem(str(policy)):
+            raise RoutingError(problem)
         plan, costs = routed_costs(chunks, routing, recipe=recipe, backend_name=backend_name, model=model,
                                    settings=settings, run_root=run_root, workspace=workspace,
                                    price_table=price_table, backend_for=backend_for)

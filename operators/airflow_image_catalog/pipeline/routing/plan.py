@@ -39,6 +39,14 @@ class RoutingError(CatalogError, ValueError):
     """A routed run cannot be planned as asked (a bad candidate list, target or share): says which field."""
 
 
+def policy_problem(policy: str) -> str | None:
+    """Why a routed run cannot take this budget policy (None: it can); check_config and the cost check both ask."""
+    if str(policy) == "downgrade":
+        return ("budget_policy: downgrade does not apply to a routed run (the router already sends each image to "
+                "the cheapest candidate expected to pass): use fail, skip or cap")
+    return None
+
+
 @dataclass(frozen=True)
 class RoutingRequest:
     """What a routed run asks for: its candidates (weakest first), the recipe's target and the exploration share.
