@@ -117,7 +117,7 @@ def check_routing(params: Mapping[str, Any], recipe: Any) -> list[str]:
         return []
     from airflow_image_catalog.pipeline.routing.candidates import CandidateError, load_candidates
     from airflow_image_catalog.pipeline.routing.decision import DecisionError, latest_decision
-    from airflow_image_catalog.pipeline.routing.plan import policy_problem
+    from airflow_image_catalog.pipeline.routing.plan import no_candidates, policy_problem, setting_problem
 
     problems = []
     ref = params.get("routing_candidates") or None
@@ -129,21 +129,11 @@ def check_routing(params: Mapping[str, Any], recipe: Any) -> list[str]:
     elif recipe is not None and params.get("workspace"):
         try:
             if latest_decision(str(params["workspace"]), recipe.name) is None:
-                problems.append(f"routing_candidates: none given, and recipe {recipe.name!r} has no canary decision "
-                                "to take them from (run catalog_canary first, or name a candidate list)")
+                problems.append(no_candidates(recipe.name))
         except DecisionError as exc:
             problems.append(f"routing_candidates: the recipe's canary decision cannot be read: {exc}")
-    for field, low, high in (("routing_target", 0.0, 1.0), ("routing_explore_share", 0.0, 0.5)):
-        value = params.get(field)
-        if value in (None, ""):
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            problems.append(f"{field}: must be a number, got {value!r}")
-            continue
-        if not (low < number <= high if field == "routing_target" else low <= number < high):
-            problems.append(f"{field}: {number:g} is out of range")
+    problems += [problem for name in ("routing_target", "routing_explore_share")
+                 if (problem := setting_problem(name, params.get(name)))]
     if problem := policy_problem(str(params.get("budget_policy") or "")):
         problems.append(problem)
     return problems

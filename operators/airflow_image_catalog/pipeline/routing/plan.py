@@ -39,6 +39,25 @@ class RoutingError(CatalogError, ValueError):
     """A routed run cannot be planned as asked (a bad candidate list, target or share): says which field."""
 
 
+def setting_problem(name: str, value: Any) -> str | None:
+    """Why a routed run's ``routing_target`` (in (0, 1]) or ``routing_explore_share`` (in [0, 0.5)) cannot be
+    used, naming the field; None: it can, or it is not set. check_config and :class:`RoutingRequest` both ask."""
+    if value in (None, "", "None", "null"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"{name}: must be a number, got {value!r}"
+    inside, bounds = (0.0 < number <= 1.0, "(0, 1]") if name == "routing_target" else (0.0 <= number < 0.5, "[0, 0.5)")
+    return None if inside else f"{name}: {number:g} is out of range {bounds}"
+
+
+def no_candidates(recipe_name: str) -> str:
+    """The problem of a routed run given no candidate list, for a recipe no canary has decided yet."""
+    return (f"routing_candidates: none given, and recipe {recipe_name!r} has no canary decision to take them from "
+            "(run catalog_canary first, or name a candidate list)")
+
+
 def policy_problem(policy: str) -> str | None:
     """Why a routed run cannot take this budget policy (None: it can); check_config and the cost check both ask."""
     if str(policy) == "downgrade":
@@ -71,10 +90,9 @@ class RoutingRequest:
             raise RoutingError("routing_candidates: no candidates to route between")
         if len(set(names)) != len(names):
             raise RoutingError(f"routing_candidates: candidate names repeat: {names}")
-        if not 0.0 < float(self.target) <= 1.0:
-            raise RoutingError(f"routing_target must be in (0, 1], got {self.target!r}")
-        if not 0.0 <= float(self.explore_share) < 0.5:
-            raise RoutingError(f"routing_explore_share must be in [0, 0.5), got {self.explore_share!r}")
+        for name, value in (("routing_target", self.target), ("routing_explore_share", self.explore_share)):
+            if problem := setting_problem(name, value):
+                raise RoutingError(problem)
 
 
 def image_bucket(data: bytes) -> tuple[str, dict[str, Any]]:
@@ -177,12 +195,9 @@ def candidate_overrides(plan: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _number(value: Any, name: str) -> float | None:
-    if value in (None, "", "None", "null"):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise RoutingError(f"{name} must be a number, got {value!r}") from None
+    if problem := setting_problem(name, value):
+        raise RoutingError(problem)
+    return None if value in (None, "", "None", "null") else float(value)
 
 
 def routing_request(workspace: str, recipe_name: str, *, candidates: str | None = None, target: Any = None,
@@ -203,8 +218,7 @@ def routing_request(workspace: str, recipe_name: str, *, candidates: str | None 
     elif decision is not None:
         listed = list(decision.candidates)
     else:
-        raise RoutingError(f"routing_candidates: none given, and recipe {recipe_name!r} has no canary decision "
-                           "to take them from (run catalog_canary first, or name a candidate list)")
+        raise RoutingError(no_candidates(recipe_name))
     chosen_target = _number(target, "routing_target")
     if chosen_target is None:
         chosen_target = decision.target_pass_rate if decision is not None else DEFAULT_TARGET
