@@ -68,7 +68,7 @@ def decode(data: bytes, *, min_side: int | None = None) -> Decoded:
         if img.format == "JPEG" and min_side:
             img.draft("RGB", (max(1, full[0] * min_side // min(full)), max(1, full[1] * min_side // min(full))))
         img.load()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # (not a copy of every image that needs no turn)
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the same "cannot read this" to the gate
@@ -81,7 +81,7 @@ def decode(data: bytes, *, min_side: int | None = None) -> Decoded:
         alpha = np.asarray(img.getchannel("A"))
         if not has_transparency(alpha):  # the engine's rule: stray 254s are a photo, not a cut-out
             alpha = None
-    rgb = np.asarray(img.convert("RGB"))
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # (an RGB convert is one more copy)
     if alpha is not None:
         a = alpha.astype(np.float32)[..., None] / 255.0
         rgb = np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)

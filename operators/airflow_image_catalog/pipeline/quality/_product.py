@@ -34,6 +34,23 @@ MIN_PART_SHARE = 0.1
 ALPHA_SEEN = 1
 
 
+def channel_max(x: np.ndarray) -> np.ndarray:
+    """``x.max(axis=-1)`` over a short channel axis, the same values ~20x faster (numpy reduces a
+    trailing axis of 3 one tiny row at a time)."""
+    out = x[..., 0]
+    for c in range(1, x.shape[-1]):
+        out = np.maximum(out, x[..., c])
+    return out
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product over the channel axis, summed in channel order as ``einsum`` does, faster."""
+    out = a[..., 0] * b[..., 0]
+    for c in range(1, a.shape[-1]):
+        out += a[..., c] * b[..., c]
+    return out
+
+
 @dataclass(frozen=True)
 class Backdrop:
     """A fitted backdrop: the model image (float32 RGB, the copy's size) and its noise level."""
@@ -89,14 +106,14 @@ def fit_backdrop(image: np.ndarray, band: np.ndarray | None = None) -> Backdrop:
         if np.count_nonzero(ids) < 2 * n_terms:
             continue
         coef, *_ = np.linalg.lstsq(a[ids, :n_terms], b[ids], rcond=None)
-        keep = np.abs(a[:, :n_terms] @ coef - b).max(axis=1) <= INLIER_LEVELS
+        keep = channel_max(np.abs(a[:, :n_terms] @ coef - b)) <= INLIER_LEVELS
         if np.count_nonzero(keep) > best_count:
             best_keep, best_count = keep, int(np.count_nonzero(keep))
     keep = best_keep if best_count >= 0.15 * len(a) else np.ones(len(a), bool)
     coef = np.zeros((6, 3), np.float32)
     for _ in range(3):
         coef, *_ = np.linalg.lstsq(a[keep], b[keep], rcond=None)
-        err = np.abs(a @ coef - b).max(axis=1)
+        err = channel_max(np.abs(a @ coef - b))
         keep = keep & (err <= max(np.quantile(err[keep], 0.8), 3.0))
     model = (terms.reshape(-1, 6) @ coef).reshape(h, w, 3).astype(np.float32)
     noise = float(np.median(np.abs(b[keep] - (a[keep] @ coef)))) + 1.0
@@ -116,10 +133,10 @@ class Deviation:
     def of(cls, image: np.ndarray, backdrop: Backdrop) -> Deviation:
         img = image.astype(np.float32)
         model = backdrop.model
-        mm = np.einsum("...c,...c->...", model, model) + 1e-3
-        ratio = np.einsum("...c,...c->...", img, model) / mm
-        chroma = np.sqrt(np.einsum("...c,...c->...", d := img - ratio[..., None] * model, d))
-        return cls(chroma, ratio, np.abs(img - model).max(axis=-1), backdrop.noise)
+        mm = _dot(model, model) + 1e-3
+        ratio = _dot(img, model) / mm
+        chroma = np.sqrt(_dot(d := img - ratio[..., None] * model, d))
+        return cls(chroma, ratio, channel_max(np.abs(img - model)), backdrop.noise)
 
     def product(self, strictness: float = 1.0) -> np.ndarray:
         """Neither the backdrop nor its shadow (same chromaticity, darker, but not beyond any shadow).
@@ -250,7 +267,7 @@ def canvas_product(small: np.ndarray, canvas: tuple[int, int, int], tolerance: f
     Against the declared colour alone a light-grey canvas would be all product; against the border
     model alone a white product part would vanish into a white canvas. Both must hold.
     """
-    off_canvas = np.abs(small.astype(np.int16) - np.asarray(canvas, np.int16)).max(axis=-1) > tolerance
+    off_canvas = channel_max(np.abs(small.astype(np.int16) - np.asarray(canvas, np.int16))) > tolerance
     band = border_band(*small.shape[:2])
     if np.count_nonzero(off_canvas[band]) <= 0.1 * np.count_nonzero(band):  # the border is the canvas: no model
         return clean_mask(off_canvas)

@@ -39,6 +39,7 @@ from airflow_image_catalog.pipeline.quality._product import (
     WORK_SIDE,
     SourceProduct,
     canvas_product,
+    channel_max,
     product_masks,
     shrink,
 )
@@ -399,7 +400,8 @@ def _canvas_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edite
         elif np.count_nonzero(off_bg & (outside <= 3 * margin)) > 0.5 * n_off:
             where = "around the product"
         row.update(bg_largest_mark=largest, bg_where=where,
-                   bg_colour="RGB " + ",".join(str(int(v)) for v in np.median(out[off_bg][::max(1, n_off // 20000)], axis=0)))
+                   bg_colour="RGB " + ",".join(str(int(v)) for v in np.median(
+                       out.reshape(-1, 3)[np.flatnonzero(off_bg)[::max(1, n_off // 20000)]], axis=0)))
         marks = _open(_off(out, canvas, MARK_LEVELS) & off_bg)
         if marks.any():
             row["canvas_marks"] = float(np.count_nonzero(marks) / n_bg)
@@ -957,7 +959,7 @@ def _overpainted(aligned: np.ndarray, out: np.ndarray, m: np.ndarray, reach: int
     inner = _erode(m, reach)  # where a misfit outline brings the canvas in, the range says nothing
     # the canvas colour inside the product is a completeness matter (a hole, a part lost, backdrop the
     # gate took for product cut away), not paint
-    changed = ((b > hi + OVERPAINT_LEVELS) | (b < lo - OVERPAINT_LEVELS)).any(axis=-1) & inner & _off(out, canvas, 8)
+    changed = channel_max((b > hi + OVERPAINT_LEVELS) | (b < lo - OVERPAINT_LEVELS)) & inner & _off(out, canvas, 8)
     changed = _open(changed, 3)
     area = max(1, np.count_nonzero(inner))
     share = float(np.count_nonzero(changed) / area)
