@@ -71,6 +71,8 @@ SHADE_KEPT_LEVELS = 14
 SHADE_GROW = 3
 #: a cut-out pixel at least this opaque shows the source's own colour whatever the compositing
 OPAQUE = 250
+#: printed text is compared by its letter strokes: detail finer than this share of the line height
+LETTER_BAND = 0.25
 #: tiles the detail check compares, and their side at the comparison scale
 DETAIL_TILES, DETAIL_TILE = 8, 32
 #: the edge-width check: half window (crop px), least contrast of an edge (levels), fewest edge points
@@ -919,11 +921,19 @@ def text_regions(grey: np.ndarray, region: np.ndarray) -> list[tuple[int, int, i
     return out
 
 
+def _letters(grey: np.ndarray, line_height: int) -> np.ndarray:
+    """The letter strokes of a text window: the window minus its blur at a quarter of the line's height.
+    What is wider than a stroke (the label's shading, its edge, the product's outline) is gone, so
+    lettering painted out over a shaded label no longer matches on the shading alone."""
+    g = grey.astype(np.float32)
+    return g - cv2.GaussianBlur(g, (0, 0), max(1.0, LETTER_BAND * line_height))
+
+
 def _printed_text(ga: np.ndarray, gb: np.ndarray, m: np.ndarray, reach: int = 2) -> dict[str, Any]:
-    """The product's own printed text, kept? Worst normalised correlation of a source text line with
-    the edit around the same place (None: no text). The search covers the fit's residual error
-    (``reach`` px) and a sixth of the line's height: a coin's small relief lettering read a few pixels
-    off its place matches at 60 % though nothing changed."""
+    """The product's own printed text, kept? Worst normalised correlation of a source text line's
+    letter strokes with the edit's around the same place (None: no text). The search covers the fit's
+    residual error (``reach`` px) and a sixth of the line's height: a coin's small relief lettering
+    read a few pixels off its place matches at 60 % though nothing changed."""
     lines = text_regions(ga, m)
     if not lines:
         return {"text_lines": 0, "text_ssim": None}
@@ -933,10 +943,10 @@ def _printed_text(ga: np.ndarray, gb: np.ndarray, m: np.ndarray, reach: int = 2)
         pad, search = max(2, (y1 - y0) // 4), max(2, reach, (y1 - y0) // 6)
         ty0, ty1, tx0, tx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
         sy0, sy1, sx0, sx1 = max(0, ty0 - search), min(h, ty1 + search), max(0, tx0 - search), min(w, tx1 + search)
-        template = ga[ty0:ty1, tx0:tx1]
+        template = _letters(ga[ty0:ty1, tx0:tx1], y1 - y0)
         if template.std() < 1.0:
             continue
-        found = cv2.matchTemplate(gb[sy0:sy1, sx0:sx1], template, cv2.TM_CCOEFF_NORMED)
+        found = cv2.matchTemplate(_letters(gb[sy0:sy1, sx0:sx1], y1 - y0), template, cv2.TM_CCOEFF_NORMED)
         scores.append(float(found.max()))
     if not scores:
         return {"text_lines": 0, "text_ssim": None}
