@@ -24,7 +24,8 @@ def judged():
     """Clean edits and faint defects of a photo-studio bottle, a cut-out horse and a horse on a backdrop."""
     items = []
     for name, kinds in (("bottle_amber@7", ("halo", "hole")), ("horse_coffee_transparent", ("halo",)),
-                        ("horse_chelsea", ("watermark", "halo")), ("mug_yellow@7", ("blurred", "resolution_loss"))):
+                        ("horse_chelsea", ("watermark", "halo")), ("mug_yellow@7", ("blurred", "resolution_loss")),
+                        ("coin_1", ("halo",))):
         items += [i for i in corpus.items([corpus.product(name)], SIDE, kinds=kinds, engine=False)]
     return {(j.product, j.kind, j.item.rsplit("/", 1)[-1]): j for j in judge(items)}
 
@@ -33,10 +34,12 @@ def _one(judged, product, kind):
     return next(j for (p, k, _), j in judged.items() if p == product and k == kind)
 
 
-@pytest.mark.parametrize("product", ["bottle_amber@7", "horse_chelsea"])
+@pytest.mark.parametrize("product", ["bottle_amber@7", "horse_chelsea", "coin_1"])
 def test_a_light_halo_beside_the_outline_is_a_background_fault(judged, product):
     """A rim of old-backdrop grey 6-12 px wide just outside the product: the source at its own
-    resolution says the rim is no product, so the light pixels there are the edit's."""
+    resolution says the rim is no product, so the light pixels there are the edit's. The coin is a
+    small soft photo enlarged about 3.5x: its own edge fades over several edit pixels and passes
+    (``test_clean_edits_pass_the_new_detectors``), the halo beyond that fade does not."""
     j = _one(judged, product, "halo")
     assert j.quarantined and "background" in j.categories, j.reasons
     assert any(r.startswith("A light rim") and " px wide around the product" in r for r in j.reasons), j.reasons
@@ -65,7 +68,7 @@ def test_a_translucent_watermark_on_the_product_is_an_overlay(judged):
 def test_clean_edits_pass_the_new_detectors(judged):
     clean = [(j.item, j.reasons) for j in judged.values() if j.kind == "clean" and j.quarantined]
     assert not clean, clean
-    assert sum(j.kind == "clean" for j in judged.values()) == 12
+    assert sum(j.kind == "clean" for j in judged.values()) == 15
 
 
 @pytest.mark.parametrize("kind", ["blurred", "resolution_loss"])

@@ -56,6 +56,8 @@ MARK_LEVELS = 40
 HALO_LEVELS = 4
 #: a rim pixel further off the canvas than this is no light halo (the product itself, a fit a few pixels off)
 HALO_LIGHT = 64
+#: the product's own soft edge fades over this many source pixels (an enlarged source's over more edit px)
+HALO_EDGE_SOURCE_PX = 2.0
 #: a rim pixel with a Sobel gradient below this lies on a plateau of even tone
 HALO_FLAT = 24.0
 #: a cut-out's alpha below this cannot put a pixel more than ``HALO_LEVELS`` off the canvas colour
@@ -417,13 +419,16 @@ def _canvas_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edite
     rim = _not_product(view, fitted.fit.matrix, ys, xs)
     # an even tone (a plateau) is a halo's; a soft edge fades, so its pixels are never flat
     ry, rx = ys[rim], xs[rim]
+    # a rim of any tone counts beyond the product's own fade: an enlarged source's soft edge spans more edit px
+    fade = HALO_EDGE_SOURCE_PX * min(fitted.fit.scale_x, fitted.fit.scale_y)
+    beyond = from_product[ry, rx] > fade
     flat = np.zeros(0, bool)
     if len(ry):
         top, left = max(int(ry.min()) - 1, 0), max(int(rx.min()) - 1, 0)
         grey = cv2.cvtColor(np.ascontiguousarray(out[top:ry.max() + 2, left:rx.max() + 2]), cv2.COLOR_RGB2GRAY)
         flat = _gradient(grey.astype(np.float32))[ry - top, rx - left] < HALO_FLAT
     px_per_side = 1000.0 / (max(h, w) * edited.scale)  # canvas px -> px of a 1000 px canvas
-    row["edge_halo_px"] = float(len(ry) / outline) * edited.scale
+    row["edge_halo_px"] = float(np.count_nonzero(beyond) / outline) * edited.scale
     row["edge_halo"] = row["edge_halo_px"] * px_per_side
     row["edge_halo_flat"] = float(np.count_nonzero(flat) / outline) * edited.scale * px_per_side
     # a cut-out's alpha says exactly where the product ends; a photo's edge is only as sure as the backdrop model
