@@ -58,6 +58,9 @@ HALO_LEVELS = 4
 HALO_LIGHT = 64
 #: the product's own soft edge fades over this many source pixels (an enlarged source's over more edit px)
 HALO_EDGE_SOURCE_PX = 2.0
+#: the outline band the kept-backdrop check reads (share of the product's longest side), and the colour model's
+#: bins per channel and odds (a colour is the backdrop's when it is this many times likelier there than on the product)
+KEPT_BAND, COLOUR_BINS, BACKDROP_ODDS = 0.015, 16, 4.0
 #: a rim pixel with a Sobel gradient below this lies on a plateau of even tone
 HALO_FLAT = 24.0
 #: a cut-out's alpha below this cannot put a pixel more than ``HALO_LEVELS`` off the canvas colour
@@ -87,7 +90,7 @@ BLOCK_CROP = 768
 REFRAME_KEYS = (
     "orientation", "fit_iou", "aspect_change", "rotation_deg", "product_copies", "product_coverage",
     "missing_piece", "hole_piece", "hole_where", "missing_kind", "missing_where", "bg_off_share", "bg_largest_mark", "bg_where", "bg_colour",
-    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
+    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "backdrop_kept", "backdrop_kept_colour", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
     "product_overpainted", "product_overpainted_where",
     "detail_ratio", "edge_width_ratio", "contrast_ratio", "clipped_gain", "tone_levels_ratio", "product_fill", "delta_e_product",
     "product_ssim", "colour_cast", "text_lines", "text_ssim",
@@ -367,6 +370,7 @@ def measure_reframe(source: Decoded | SourceView, edited: Decoded, *, canvas: tu
     row.update(orientation=fit.orientation, fit_iou=round(outline, 4), aspect_change=fit.aspect_change,
                rotation_deg=fit.rotation_deg)
     row["product_copies"] = 1 + _copies(fitted.out_mask_small, view.masks.mask, fitted.small_matrix)
+    row.update(_backdrop_kept(view, fitted))
     box = _canvas_checks(row, view, fitted, edited, canvas)
     if box is not None:
         _product_checks(row, view, fitted, edited, canvas, box)
@@ -483,6 +487,53 @@ def _kept_shade(view: SourceView, matrix: np.ndarray, out: np.ndarray, ys: np.nd
     seeds[ys - y0, xs - x0] = shade
     allowed[ys - y0, xs - x0] = same
     return grow_within(seeds, allowed, SHADE_GROW * reach)[ys - y0, xs - x0]
+
+
+def _colour_bin(rgb: np.ndarray) -> np.ndarray:
+    """Each (N, 3) uint8 colour's cell on a grid of ``COLOUR_BINS`` per channel."""
+    q = (rgb // (256 // COLOUR_BINS)).astype(np.int32)
+    return (q[:, 0] * COLOUR_BINS + q[:, 1]) * COLOUR_BINS + q[:, 2]
+
+
+def _colour_share(rgb: np.ndarray) -> np.ndarray:
+    """How often each colour cell occurs among ``rgb`` pixels."""
+    return np.bincount(_colour_bin(rgb), minlength=COLOUR_BINS ** 3) / max(1, len(rgb))
+
+
+def _outline_band(mask: np.ndarray) -> np.ndarray:
+    """The outer ``KEPT_BAND`` of a silhouette, less its outermost pixel (mixed with the canvas)."""
+    box = bbox(mask)
+    if box is None:
+        return np.zeros_like(mask)
+    d = max(2, round(KEPT_BAND * max(box[1] - box[0], box[3] - box[2])))
+    return _erode(mask, 1) & ~_erode(mask, d + 1)
+
+
+def _backdrop_kept(view: SourceView, fitted: Aligned) -> dict[str, Any]:
+    """Share of the edit's outline band in the source backdrop's colours, beyond what the source's own
+    product outline has (None for a cut-out: it has no backdrop).
+
+    A cut that went wide keeps a band of the old backdrop around the product; the fit then scales the
+    source to product and band together, so every check that follows reads the consequences (stretched,
+    colours changed, parts missing). The band's colours say it directly, without the fit: each is
+    far likelier on the source's backdrop than on its product.
+    """
+    masks = view.masks
+    if masks.backdrop is None:
+        return {"backdrop_kept": None, "backdrop_kept_colour": ""}
+    backdrop, product = _colour_share(view.small[~masks.maybe]), _colour_share(view.small[masks.mask])
+
+    def backdrop_like(rgb: np.ndarray) -> np.ndarray:
+        index = _colour_bin(rgb)
+        return (backdrop[index] > BACKDROP_ODDS * product[index]) & (backdrop[index] > 1e-3)
+
+    in_source = view.small[_outline_band(masks.mask)]
+    in_edit = fitted.out_small[_outline_band(fitted.out_mask_small)]
+    if not len(in_source) or not len(in_edit):
+        return {"backdrop_kept": None, "backdrop_kept_colour": ""}
+    kept = backdrop_like(in_edit)
+    colour = "RGB " + ",".join(str(int(v)) for v in np.median(in_edit[kept], axis=0)) if kept.any() else ""
+    return {"backdrop_kept": max(0.0, float(kept.mean() - backdrop_like(in_source).mean())), "backdrop_kept_colour": colour}
 
 
 def _not_product(view: SourceView, matrix: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
