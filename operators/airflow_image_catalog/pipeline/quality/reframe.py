@@ -61,6 +61,10 @@ HALO_EDGE_SOURCE_PX = 2.0
 #: the outline band the kept-backdrop check reads (share of the product's longest side), and the colour model's
 #: bins per channel and odds (a colour is the backdrop's when it is this many times likelier there than on the product)
 KEPT_BAND, COLOUR_BINS, BACKDROP_ODDS = 0.015, 16, 4.0
+#: the texture-scale check: enlargements tried per axis (beyond the outline's), the share of the product's
+#: middle it compares, and the evidence it needs (the outline's scale correlates at most this share of the best)
+TEXTURE_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2, 1.25)
+TEXTURE_CORE, TEXTURE_EVIDENCE, TEXTURE_MIN_CORRELATION = 0.6, 0.4, 0.25
 #: a rim pixel with a Sobel gradient below this lies on a plateau of even tone
 HALO_FLAT = 24.0
 #: a cut-out's alpha below this cannot put a pixel more than ``HALO_LEVELS`` off the canvas colour
@@ -90,7 +94,8 @@ BLOCK_CROP = 768
 REFRAME_KEYS = (
     "orientation", "fit_iou", "aspect_change", "rotation_deg", "product_copies", "product_coverage",
     "missing_piece", "hole_piece", "hole_where", "missing_kind", "missing_where", "bg_off_share", "bg_largest_mark", "bg_where", "bg_colour",
-    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "backdrop_kept", "backdrop_kept_colour", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
+    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "backdrop_kept", "backdrop_kept_colour",
+    "texture_clipped", "texture_scale", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
     "product_overpainted", "product_overpainted_where",
     "detail_ratio", "edge_width_ratio", "contrast_ratio", "clipped_gain", "tone_levels_ratio", "product_fill", "delta_e_product",
     "product_ssim", "colour_cast", "text_lines", "text_ssim",
@@ -371,6 +376,7 @@ def measure_reframe(source: Decoded | SourceView, edited: Decoded, *, canvas: tu
                rotation_deg=fit.rotation_deg)
     row["product_copies"] = 1 + _copies(fitted.out_mask_small, view.masks.mask, fitted.small_matrix)
     row.update(_backdrop_kept(view, fitted))
+    row.update(_texture_clipped(view, fitted))
     box = _canvas_checks(row, view, fitted, edited, canvas)
     if box is not None:
         _product_checks(row, view, fitted, edited, canvas, box)
@@ -534,6 +540,51 @@ def _backdrop_kept(view: SourceView, fitted: Aligned) -> dict[str, Any]:
     kept = backdrop_like(in_edit)
     colour = "RGB " + ",".join(str(int(v)) for v in np.median(in_edit[kept], axis=0)) if kept.any() else ""
     return {"backdrop_kept": max(0.0, float(kept.mean() - backdrop_like(in_source).mean())), "backdrop_kept_colour": colour}
+
+
+def _texture_clipped(view: SourceView, fitted: Aligned) -> dict[str, Any]:
+    """Share of the product cut away along its edges, read from its texture (0: the outline's scale holds).
+
+    A product clipped flat on every side and fitted to the canvas again keeps its outline's shape (a box
+    stays a rectangle), so the outline fit maps the whole source onto what is left and nothing looks
+    missing. Its texture tells: the middle of the edit matches the source enlarged beyond the outline's
+    scale. The fine texture (grey minus its blur) of the middle ``TEXTURE_CORE`` of the edit's product is
+    correlated with the source mapped by the fit and enlarged by each pair of ``TEXTURE_SCALES`` about
+    the product's centre; the enlargement counts when the outline's own scale correlates at most
+    ``TEXTURE_EVIDENCE`` of the best.
+    """
+    box = bbox(fitted.out_mask_small)
+    if box is None:
+        return {"texture_clipped": None, "texture_scale": ""}
+    y0, y1, x0, x1 = box
+    cy, cx, hy, hx = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) * TEXTURE_CORE / 2, (x1 - x0) * TEXTURE_CORE / 2
+    core = np.zeros_like(fitted.out_mask_small)
+    core[int(cy - hy):int(np.ceil(cy + hy)), int(cx - hx):int(np.ceil(cx + hx))] = True
+    core &= _erode(fitted.out_mask_small, 4)
+    if np.count_nonzero(core) < 64:
+        return {"texture_clipped": None, "texture_scale": ""}
+
+    def fine(rgb: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return grey - cv2.GaussianBlur(grey, (0, 0), 3.0)
+
+    def standard(v: np.ndarray) -> np.ndarray:
+        return (v - v.mean()) / (v.std() + 1e-6)
+
+    edit = standard(fine(fitted.out_small)[core])
+    # the source's own texture only: its outline against the backdrop is no texture of the product's
+    source = fine(view.small) * _erode(view.masks.mask, 3)
+    size = (fitted.out_small.shape[1], fitted.out_small.shape[0])
+    scores = {}
+    for kx in TEXTURE_SCALES:
+        for ky in TEXTURE_SCALES:
+            enlarge = np.array([[kx, 0, cx * (1 - kx)], [0, ky, cy * (1 - ky)], [0, 0, 1]])
+            mapped = cv2.warpAffine(source, (enlarge @ fitted.small_matrix)[:2], size, flags=cv2.INTER_LINEAR)
+            scores[kx, ky] = float(np.mean(standard(mapped[core]) * edit))
+    (kx, ky), best = max(scores.items(), key=lambda kv: kv[1])
+    if best < TEXTURE_MIN_CORRELATION or scores[1.0, 1.0] > TEXTURE_EVIDENCE * best:
+        return {"texture_clipped": 0.0, "texture_scale": ""}
+    return {"texture_clipped": 1.0 - 1.0 / (kx * ky), "texture_scale": f"{kx:.2f}x wider and {ky:.2f}x taller"}
 
 
 def _not_product(view: SourceView, matrix: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
