@@ -25,7 +25,7 @@ def judged():
     items = []
     for name, kinds in (("bottle_amber@7", ("halo", "hole")), ("horse_coffee_transparent", ("halo",)),
                         ("horse_chelsea", ("watermark", "halo")), ("mug_yellow@7", ("blurred", "resolution_loss")),
-                        ("coin_1", ("halo",))):
+                        ("coin_1", ("halo", "hole", "part_missing"))):
         items += [i for i in corpus.items([corpus.product(name)], SIDE, kinds=kinds, engine=False)]
     return {(j.product, j.kind, j.item.rsplit("/", 1)[-1]): j for j in judge(items)}
 
@@ -56,6 +56,15 @@ def test_a_small_hole_in_a_narrow_product_is_a_completeness_fault(judged):
     j = _one(judged, "bottle_amber@7", "hole")
     assert j.quarantined and "completeness" in j.categories, j.reasons
     assert any("(a hole)" in r for r in j.reasons), j.reasons
+
+
+@pytest.mark.parametrize("kind", ["hole", "part_missing"])
+def test_a_neutral_product_on_a_neutral_backdrop_can_lose_a_part(judged, kind):
+    """A grey coin on a grey backdrop has the backdrop's chromaticity, 2-4x as bright: where the canvas
+    shows through it, the source is product, not the backdrop in another light (a handle opening)."""
+    j = _one(judged, "coin_1", kind)
+    assert j.quarantined and "completeness" in j.categories, j.reasons
+    assert any(r.startswith("Part of the product is missing") for r in j.reasons), j.reasons
 
 
 def test_a_translucent_watermark_on_the_product_is_an_overlay(judged):

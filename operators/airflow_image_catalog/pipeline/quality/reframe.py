@@ -65,6 +65,9 @@ KEPT_BAND, COLOUR_BINS, BACKDROP_ODDS = 0.015, 16, 4.0
 #: middle it compares, and the evidence it needs (the outline's scale correlates at most this share of the best)
 TEXTURE_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2, 1.25)
 TEXTURE_CORE, TEXTURE_EVIDENCE, TEXTURE_MIN_CORRELATION = 0.6, 0.4, 0.25
+#: the backdrop in another light is at most this much brighter than the backdrop model says (a handle
+#: opening lit 1.2x); a pixel of its chromaticity brighter than that is a neutral product on a neutral backdrop
+BACKDROP_LIGHT = 1.6
 #: a rim pixel with a Sobel gradient below this lies on a plateau of even tone
 HALO_FLAT = 24.0
 #: a cut-out's alpha below this cannot put a pixel more than ``HALO_LEVELS`` off the canvas colour
@@ -728,7 +731,8 @@ def _looks_like_backdrop(view: SourceView, aligned: np.ndarray, where: np.ndarra
     src_x, src_y = _to_source(matrix, ys, xs)
     model = _sample(backdrop.model, src_x * view.scale, src_y * view.scale)
     deviation = Deviation.of(aligned[ys, xs], Backdrop(model, backdrop.noise))
-    out[ys, xs] = deviation.chroma <= max(5.0 * backdrop.noise, 14.0)
+    # (another light, not another thing: a grey coin 2.7x as bright as its grey backdrop is product)
+    out[ys, xs] = (deviation.chroma <= max(5.0 * backdrop.noise, 14.0)) & (deviation.ratio <= BACKDROP_LIGHT)
     return out
 
 
