@@ -574,15 +574,19 @@ def _texture_clipped(view: SourceView, fitted: Aligned) -> dict[str, Any]:
     def standard(v: np.ndarray) -> np.ndarray:
         return (v - v.mean()) / (v.std() + 1e-6)
 
-    edit = standard(fine(fitted.out_small)[core])
+    # (only the core's box is mapped: each try costs a sixth of a whole small copy)
+    cy0, cy1, cx0, cx1 = bbox(core)
+    core = core[cy0:cy1, cx0:cx1]
+    edit = standard(fine(fitted.out_small)[cy0:cy1, cx0:cx1][core])
     # the source's own texture only: its outline against the backdrop is no texture of the product's
     source = fine(view.small) * _erode(view.masks.mask, 3)
-    size = (fitted.out_small.shape[1], fitted.out_small.shape[0])
+    to_box = np.array([[1.0, 0, -cx0], [0, 1.0, -cy0], [0, 0, 1]])
     scores = {}
     for kx in TEXTURE_SCALES:
         for ky in TEXTURE_SCALES:
             enlarge = np.array([[kx, 0, cx * (1 - kx)], [0, ky, cy * (1 - ky)], [0, 0, 1]])
-            mapped = cv2.warpAffine(source, (enlarge @ fitted.small_matrix)[:2], size, flags=cv2.INTER_LINEAR)
+            mapped = cv2.warpAffine(source, (to_box @ enlarge @ fitted.small_matrix)[:2], (cx1 - cx0, cy1 - cy0),
+                                    flags=cv2.INTER_LINEAR)
             scores[kx, ky] = float(np.mean(standard(mapped[core]) * edit))
     (kx, ky), best = max(scores.items(), key=lambda kv: kv[1])
     if best < TEXTURE_MIN_CORRELATION or scores[1.0, 1.0] > TEXTURE_EVIDENCE * best:
