@@ -59,12 +59,15 @@ HALO_LIGHT = 64
 #: the product's own soft edge fades over this many source pixels (an enlarged source's over more edit px)
 HALO_EDGE_SOURCE_PX = 2.0
 #: the outline band the kept-backdrop check reads (share of the product's longest side), and the colour model's
-#: bins per channel and odds (a colour is the backdrop's when it is this many times likelier there than on the product)
-KEPT_BAND, COLOUR_BINS, BACKDROP_ODDS = 0.015, 16, 4.0
+#: bins per channel and odds (a colour is the backdrop's when it is this many times likelier there than on the product,
+#: and at least ``BACKDROP_SEEN`` of the backdrop has it)
+KEPT_BAND, COLOUR_BINS, BACKDROP_ODDS, BACKDROP_SEEN = 0.015, 16, 4.0, 1e-3
 #: the texture-scale check: enlargements tried per axis (beyond the outline's), the share of the product's
 #: middle it compares, and the evidence it needs (the outline's scale correlates at most this share of the best)
 TEXTURE_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2, 1.25)
 TEXTURE_CORE, TEXTURE_EVIDENCE, TEXTURE_MIN_CORRELATION = 0.6, 0.4, 0.25
+#: the texture it compares: detail finer than this many small-copy px
+TEXTURE_FINE = 3.0
 #: the backdrop in another light is at most this much brighter than the backdrop model says (a handle
 #: opening lit 1.2x); a pixel of its chromaticity brighter than that is a neutral product on a neutral backdrop
 BACKDROP_LIGHT = 1.6
@@ -498,6 +501,12 @@ def _kept_shade(view: SourceView, matrix: np.ndarray, out: np.ndarray, ys: np.nd
     return grow_within(seeds, allowed, SHADE_GROW * reach)[ys - y0, xs - x0]
 
 
+def _fine(grey: np.ndarray, sigma: float) -> np.ndarray:
+    """What is finer than ``sigma`` px: a grey image minus its Gaussian blur (float32)."""
+    g = grey.astype(np.float32)
+    return g - cv2.GaussianBlur(g, (0, 0), sigma)
+
+
 def _colour_bin(rgb: np.ndarray) -> np.ndarray:
     """Each (N, 3) uint8 colour's cell on a grid of ``COLOUR_BINS`` per channel."""
     q = (rgb // (256 // COLOUR_BINS)).astype(np.int32)
@@ -534,7 +543,7 @@ def _backdrop_kept(view: SourceView, fitted: Aligned) -> dict[str, Any]:
 
     def backdrop_like(rgb: np.ndarray) -> np.ndarray:
         index = _colour_bin(rgb)
-        return (backdrop[index] > BACKDROP_ODDS * product[index]) & (backdrop[index] > 1e-3)
+        return (backdrop[index] > BACKDROP_ODDS * product[index]) & (backdrop[index] > BACKDROP_SEEN)
 
     in_source = view.small[_outline_band(masks.mask)]
     in_edit = fitted.out_small[_outline_band(fitted.out_mask_small)]
@@ -568,8 +577,7 @@ def _texture_clipped(view: SourceView, fitted: Aligned) -> dict[str, Any]:
         return {"texture_clipped": None, "texture_scale": ""}
 
     def fine(rgb: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        return grey - cv2.GaussianBlur(grey, (0, 0), 3.0)
+        return _fine(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), TEXTURE_FINE)
 
     def standard(v: np.ndarray) -> np.ndarray:
         return (v - v.mean()) / (v.std() + 1e-6)
@@ -1040,8 +1048,7 @@ def _letters(grey: np.ndarray, line_height: int) -> np.ndarray:
     """The letter strokes of a text window: the window minus its blur at a quarter of the line's height.
     What is wider than a stroke (the label's shading, its edge, the product's outline) is gone, so
     lettering painted out over a shaded label no longer matches on the shading alone."""
-    g = grey.astype(np.float32)
-    return g - cv2.GaussianBlur(g, (0, 0), max(1.0, LETTER_BAND * line_height))
+    return _fine(grey, max(1.0, LETTER_BAND * line_height))
 
 
 def _printed_text(ga: np.ndarray, gb: np.ndarray, m: np.ndarray, reach: int = 2) -> dict[str, Any]:
