@@ -503,7 +503,7 @@ def _kept_shade(view: SourceView, matrix: np.ndarray, out: np.ndarray, ys: np.nd
 
 def _fine(grey: np.ndarray, sigma: float) -> np.ndarray:
     """What is finer than ``sigma`` px: a grey image minus its Gaussian blur (float32)."""
-    g = grey.astype(np.float32)
+    g = np.asarray(grey, np.float32)
     return g - cv2.GaussianBlur(g, (0, 0), sigma)
 
 
@@ -862,7 +862,7 @@ def _band(grey: np.ndarray) -> np.ndarray:
     """The image less its Gaussian blur (sigma 1): the finest detail a pixel grid holds (measured
     on the corpus, this band separates a 2.5x resolution loss from clean edits better than the
     coarser difference-of-Gaussians bands)."""
-    return grey - cv2.GaussianBlur(grey, (0, 0), 1.0)
+    return _fine(grey, 1.0)
 
 
 def _kept_detail(source: np.ndarray, edit: np.ndarray) -> float:
