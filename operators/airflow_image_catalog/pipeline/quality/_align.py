@@ -13,7 +13,9 @@ compares through, so it is chosen among candidates rather than read off one boun
    its largest piece (a duplicate or a badge beside it must not stretch the box);
 3. refinement: OpenCV's ECC image alignment (affine, ``cv2.findTransformECC``, Evangelidis &
    Psarakis 2008; https://docs.opencv.org/4.x/dc/d6b/group__video__track.html) on grey copies,
-   kept only when it improves the overlap. Its affine part also measures stretch and rotation.
+   kept only when it improves the overlap. Its affine part also measures stretch and rotation; it also
+   starts from the source's box laid on the edit's box (each axis scaled apart) when that overlaps
+   clearly better, since a texture that runs along the stretch gives it nothing to pull by.
 
 Everything runs on the <= 256 px copies ``_product`` segments, in a few milliseconds.
 """
@@ -110,6 +112,16 @@ def _place(src_box, dst_box, how: str) -> np.ndarray:
 
 
 _PLACEMENTS = ("both:mid", "w:top", "w:bottom", "w:mid", "h:left", "h:right", "h:mid")
+#: a fit that stretches or turns the product is kept only when it overlaps this much better (IoU)
+STRETCH_MARGIN = 0.04
+
+
+def _box_on_box(src_box, dst_box) -> np.ndarray:
+    """Affine (3x3) putting the source box exactly on the destination box, each axis scaled on its own."""
+    sy0, sy1, sx0, sx1 = src_box
+    dy0, dy1, dx0, dx1 = dst_box
+    kx, ky = (dx1 - dx0) / max(sx1 - sx0, 1e-9), (dy1 - dy0) / max(sy1 - sy0, 1e-9)
+    return np.array([[kx, 0, dx0 - kx * sx0], [0, ky, dy0 - ky * sy0], [0, 0, 1]], np.float64)
 
 
 def _targets(out_mask: np.ndarray) -> list[tuple[float, float, float, float]]:
@@ -188,26 +200,36 @@ def fit_source(src_mask: np.ndarray, src_rgb: np.ndarray, out_mask: np.ndarray, 
         oriented = _oriented_box(orient, src_box)
         iou, matrix = max(((score(m, seen, grey=False)[0], m) for m in
                            (_place(oriented, target, how) @ orient for how in _PLACEMENTS)), key=lambda t: t[0])
-        fits.append((iou, matrix, orientation, seen))
-    iou, matrix, orientation, seen = fits[0]
+        fits.append((iou, matrix, orientation, seen, _box_on_box(oriented, target) @ orient))
+    iou, matrix, orientation, seen, box_on_box = fits[0]
     if len(fits) > 1 and fits[1][0] > iou + PIECE_MARGIN:
-        iou, matrix, orientation, seen = fits[1]
+        iou, matrix, orientation, seen, box_on_box = fits[1]
 
     # 3. ECC refinement (warp maps template = edit coords to input = source coords). An affine fit
     # may also stretch or turn the product: it is kept only when that buys a clearly better overlap
-    # (a stretched edit), not when it merely spreads one copy over two or over a lost part.
-    try:
-        inverse = np.linalg.inv(matrix)[:2].astype(np.float32)
-        _, warp = cv2.findTransformECC(out_grey, src_grey, inverse, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 3)
-        refined = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
+    # (a stretched edit), not when it merely spreads one copy over two or over a lost part. ECC starts
+    # from the best placement and, where the box on the box overlaps clearly better, from that too: a
+    # product whose texture runs along the stretch (a brushed can) gives ECC nothing to pull it by.
+    starts = [matrix]
+    if score(box_on_box, seen, grey=False)[0] >= iou + STRETCH_MARGIN:
+        starts.append(box_on_box)
+    _, ncc = score(matrix, seen)
+    best: tuple[float, float, np.ndarray] | None = None
+    for start in starts:
+        try:
+            inverse = np.linalg.inv(start)[:2].astype(np.float32)
+            _, warp = cv2.findTransformECC(out_grey, src_grey, inverse, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 3)
+            refined = np.linalg.inv(np.vstack([warp.astype(np.float64), [0, 0, 1]]))
+        except (cv2.error, np.linalg.LinAlgError):
+            continue  # ECC did not converge from here
         refined_iou, refined_ncc = score(refined, seen)
-        _, ncc = score(matrix, seen)
         bend = _distortion(refined) - _distortion(matrix)
         # judged by the grey levels ECC aligned (a light rim around the edit inflates the silhouette, not them)
-        if refined_ncc >= ncc - 0.005 and (bend < 0.03 or refined_iou >= iou + 0.04):
-            iou, matrix = refined_iou, refined
-    except (cv2.error, np.linalg.LinAlgError):
-        pass  # ECC did not converge: the best placement stands
+        if refined_ncc >= ncc - 0.005 and (bend < 0.03 or refined_iou >= iou + STRETCH_MARGIN):
+            if best is None or refined_ncc > best[1]:
+                best = (refined_iou, refined_ncc, refined)
+    if best is not None:
+        iou, matrix = best[0], best[2]
     return matrix, orientation, score(matrix, out_mask, grey=False)[0]
 
 
