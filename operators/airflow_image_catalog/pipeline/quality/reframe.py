@@ -694,9 +694,7 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     row["detail_ratio"] = _detail_ratio(view, edited, fit, centres)
     row["edge_width_ratio"] = _edge_width_ratio(ga, gb, product)
     warped_alpha = None if alpha is None else cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR)
-    row.update(_outline_softness(ga, gb, product, warped_alpha, canvas))
-    if row.get("outline_width") is not None:
-        row["outline_width"] *= up * edited.scale  # crop px -> px of the edit as published
+    row.update(_outline_softness(ga, gb, product, warped_alpha, canvas, up * edited.scale))
     reach = max(2, int(np.ceil(FIT_TOLERANCE_SMALL / fitted.out_scale / up)))  # the fit's residual, crop px
     row.update(_printed_text(ga, gb, m, reach))
     row.update(_product_marks(grad_a, gb, m))
@@ -986,9 +984,10 @@ def _width(contrast: np.ndarray, slope: np.ndarray) -> np.ndarray:
 
 
 def _outline_softness(ga: np.ndarray, gb: np.ndarray, product: np.ndarray, alpha: np.ndarray | None,
-                      canvas) -> dict[str, Any]:
+                      canvas, px: float) -> dict[str, Any]:
     """How much wider the product's outline fades in the edit than it should (1 = as crisp; None: too
-    little outline stands out from both backdrops to say).
+    little outline stands out from both backdrops to say), and over how many px of the edit as published
+    (``px`` of them to a crop px).
 
     The inner-edge check needs edges inside the product; a smooth one (a colour wheel, a plain can)
     blurred or upscaled shows it only at its outline. The outline's width is measured as the inner
@@ -1009,7 +1008,7 @@ def _outline_softness(ga: np.ndarray, gb: np.ndarray, product: np.ndarray, alpha
     if np.count_nonzero(outline) < OUTLINE_MIN_POINTS:
         return {"outline_softness": None}
     source, edit = np.median(_width(ca, sa)[outline]), np.median(_width(cb, sb)[outline])
-    return {"outline_softness": float(edit / max(source, CRISP_OUTLINE)), "outline_width": float(edit)}
+    return {"outline_softness": float(edit / max(source, CRISP_OUTLINE)), "outline_width": float(edit * px)}
 
 
 def _edge_width_ratio(ga: np.ndarray, gb: np.ndarray, product: np.ndarray) -> float | None:
