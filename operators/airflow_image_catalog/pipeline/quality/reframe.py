@@ -686,18 +686,18 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     row["contrast_ratio"] = (_spread(gb, m) + 2.0) / (_spread(ga, m) + 2.0)
     row["clipped_gain"] = _clipped(gb, m) - _clipped(ga, m)
     row["tone_levels_ratio"] = _levels(gb, m) / max(1.0, _levels(ga, m))
-    grad_a = _gradient(ga)
+    grad_a, grad_b = _gradient(ga), _gradient(gb)
     # a detail patch covers DETAIL_TILE + 12 comparison px; on this crop that is `t` px, wholly inside the product
     t = max(4, int(np.ceil((DETAIL_TILE + 12) * _detail_grid(native) * native / up)))
     tiles = _detail_tiles(grad_a, m, t)
     centres = [((ty + 0.5) * t * up + y0, (tx + 0.5) * t * up + x0) for ty, tx in tiles]
     row["detail_ratio"] = _detail_ratio(view, edited, fit, centres)
-    row["edge_width_ratio"] = _edge_width_ratio(ga, gb, product)
+    row["edge_width_ratio"] = _edge_width_ratio((ga, grad_a), (gb, grad_b), product)
     warped_alpha = None if alpha is None else cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR)
-    row.update(_outline_softness(ga, gb, product, warped_alpha, canvas, up * edited.scale))
+    row.update(_outline_softness((ga, grad_a), (gb, grad_b), product, warped_alpha, canvas, up * edited.scale))
     reach = max(2, int(np.ceil(FIT_TOLERANCE_SMALL / fitted.out_scale / up)))  # the fit's residual, crop px
     row.update(_printed_text(ga, gb, m, reach))
-    row.update(_product_marks(grad_a, gb, m))
+    row.update(_product_marks(grad_a, grad_b, m))
     painted_on = m
     if warped_alpha is not None:  # a translucent part (a painted drop shadow) looks as the compositing makes it: not judged
         painted_on = m & (warped_alpha >= OPAQUE)
@@ -969,13 +969,14 @@ def _detail_ratio(view: SourceView, edited: Decoded, fit: Fit, centres: list[tup
     return float(eb / ea)
 
 
-def _steps(grey: np.ndarray, reach: int, slack: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(contrast, slope) at each pixel: the grey range within ``reach`` px and the steepest slope within
-    ``slack`` px. A step of contrast C blurred to width w has a peak slope of about C / w, so C / slope
-    is the width of the step, whatever its contrast."""
+def _steps(image: tuple[np.ndarray, np.ndarray], reach: int, slack: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(contrast, slope) at each pixel of (grey, its ``_gradient``): the grey range within ``reach`` px and
+    the steepest slope within ``slack`` px. A step of contrast C blurred to width w has a peak slope of
+    about C / w, so C / slope is the width of the step, whatever its contrast."""
+    grey, gradient = image
     window = np.ones((2 * reach + 1,) * 2, np.uint8)
     # (a Sobel pair reads 8x a ramp's slope)
-    slope = cv2.dilate(_gradient(grey) / 8.0, np.ones((2 * slack + 1,) * 2, np.uint8))
+    slope = cv2.dilate(gradient / 8.0, np.ones((2 * slack + 1,) * 2, np.uint8))
     return cv2.dilate(grey, window) - cv2.erode(grey, window), slope
 
 
@@ -983,8 +984,8 @@ def _width(contrast: np.ndarray, slope: np.ndarray) -> np.ndarray:
     return (contrast + 1.0) / (slope + 0.5)
 
 
-def _outline_softness(ga: np.ndarray, gb: np.ndarray, product: np.ndarray, alpha: np.ndarray | None,
-                      canvas, px: float) -> dict[str, Any]:
+def _outline_softness(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], product: np.ndarray,
+                      alpha: np.ndarray | None, canvas, px: float) -> dict[str, Any]:
     """How much wider the product's outline fades in the edit than it should (1 = as crisp; None: too
     little outline stands out from both backdrops to say), and over how many px of the edit as published
     (``px`` of them to a crop px).
@@ -1001,9 +1002,10 @@ def _outline_softness(ga: np.ndarray, gb: np.ndarray, product: np.ndarray, alpha
     if alpha is not None:
         level = float(_grey(np.array([[canvas]], np.uint8))[0, 0])
         opacity = alpha.astype(np.float32) / 255.0
-        ga = ga * opacity + level * (1.0 - opacity)
+        composited = a[0] * opacity + level * (1.0 - opacity)
+        a = composited, _gradient(composited)
     # (the slope anywhere in the window: the mask's outline may lie a pixel or two off the step itself)
-    (ca, sa), (cb, sb) = _steps(ga, OUTLINE_REACH, OUTLINE_REACH), _steps(gb, OUTLINE_REACH, OUTLINE_REACH)
+    (ca, sa), (cb, sb) = _steps(a, OUTLINE_REACH, OUTLINE_REACH), _steps(b, OUTLINE_REACH, OUTLINE_REACH)
     outline = product & ~_erode(product, 1) & (ca >= EDGE_CONTRAST) & (cb >= EDGE_CONTRAST)
     if np.count_nonzero(outline) < OUTLINE_MIN_POINTS:
         return {"outline_softness": None}
@@ -1011,7 +1013,8 @@ def _outline_softness(ga: np.ndarray, gb: np.ndarray, product: np.ndarray, alpha
     return {"outline_softness": float(edit / max(source, CRISP_OUTLINE)), "outline_width": float(edit * px)}
 
 
-def _edge_width_ratio(ga: np.ndarray, gb: np.ndarray, product: np.ndarray) -> float | None:
+def _edge_width_ratio(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], product: np.ndarray,
+                      ) -> float | None:
     """How much wider the product's strong inner edges are in the edit than in the source (1 = as sharp;
     None: no such edges).
 
@@ -1023,7 +1026,7 @@ def _edge_width_ratio(ga: np.ndarray, gb: np.ndarray, product: np.ndarray) -> fl
     edit), and in the source it stood on another backdrop; ``_outline_softness`` judges it against a
     crisp cut instead.
     """
-    (ca, sa), (cb, sb) = _steps(ga, EDGE_REACH), _steps(gb, EDGE_REACH)
+    (ca, sa), (cb, sb) = _steps(a, EDGE_REACH), _steps(b, EDGE_REACH)
     # a step, not a gentle shading, of about the same contrast in the edit (where a handle's opening showed
     # the backdrop and now shows white, its rim is another edge)
     strong = (ca >= EDGE_CONTRAST) & (sa >= 0.25 * ca) & (cb >= 0.75 * ca) & (cb <= 1.33 * ca)
@@ -1153,12 +1156,11 @@ def _overpainted(aligned: np.ndarray, out: np.ndarray, m: np.ndarray, reach: int
     return {"product_overpainted": share, "product_overpainted_where": where}
 
 
-def _product_marks(grad_a: np.ndarray, gb: np.ndarray, m: np.ndarray) -> dict[str, Any]:
+def _product_marks(grad_a: np.ndarray, grad_b: np.ndarray, m: np.ndarray) -> dict[str, Any]:
     """Share of the product covered by edges the edit added (text, watermark, stamp) and where."""
     near_source = cv2.dilate(grad_a, np.ones((5, 5), np.uint8))
-    ge = _gradient(gb)
     inner = _erode(m, 3)  # the outline itself is the cut's, not a mark
-    new = (ge > 60.0) & (ge > 2.0 * near_source + 20.0) & inner
+    new = (grad_b > 60.0) & (grad_b > 2.0 * near_source + 20.0) & inner
     new = cv2.morphologyEx(new.view(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).view(bool) & inner
     area = max(1, np.count_nonzero(m))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(new.view(np.uint8), connectivity=8)
