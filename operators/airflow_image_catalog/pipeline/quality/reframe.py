@@ -880,21 +880,6 @@ def _band(grey: np.ndarray) -> np.ndarray:
     return _fine(grey, 1.0)
 
 
-def _kept_detail(source: np.ndarray, edit: np.ndarray) -> float:
-    """The part of the source tile's fine detail the edit tile reproduces (a projection, in energy units).
-
-    The edit tile is registered onto the source tile first (phase correlation, sub-pixel), then its
-    fine detail is projected on the source's: noise, JPEG ringing or sharpening halos the source does
-    not have add nothing, lost detail is missing from the projection.
-    """
-    window = cv2.createHanningWindow(source.shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(source, edit, window)
-    shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
-    edit = cv2.warpAffine(edit, shift, edit.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    a, b = _band(source)[6:-6, 6:-6], _band(edit)[6:-6, 6:-6]
-    return float(max(0.0, (a * b).sum()))
-
-
 def _faithful(patch: np.ndarray, native: float, side: int) -> np.ndarray:
     """The source patch as a faithful edit would hold it: resampled to the edit's scale and back onto the grid.
 
@@ -930,8 +915,11 @@ def _detail_ratio(view: SourceView, edited: Decoded, fit: Fit, centres: list[tup
 
     Each tile centre (edit coordinates) is mapped back into the source; a ``DETAIL_TILE`` px patch of
     the source there and the matching patch of the edit, area-resampled onto the same grid (one source
-    pixel, or one edit pixel if the edit is the coarser), are registered and compared (``_kept_detail``).
-    A 4x upscale or a blur loses this band whatever the display size.
+    pixel, or one edit pixel if the edit is the coarser), are compared by the energy of their finest
+    band (``_band``), the source's as a faithful resample would keep it (``_faithful``). Energies, not a
+    projection of the edit's band on the source's after registering the patches (tried: on the tuning
+    half at 1000 px that read 0.41..1.0 on clean edits and 0.23..0.50 on 2.5x upscales). A 4x upscale
+    or a blur loses this band whatever the display size.
     """
     if not centres:
         return None
