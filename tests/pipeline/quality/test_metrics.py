@@ -159,6 +159,7 @@ def test_same_keys_for_every_intent(reframe_pairs, masked_pairs, global_pairs):
         ("reframe_pairs", lambda p: off_white(p, noise=True), "bg_off_share"),
         # detail is compared at the source's own resolution, where a blur shows
         ("reframe_pairs", blurred, "detail_ratio"),
+        ("reframe_pairs", blurred, "fine_detail_balance"),
         ("reframe_pairs", heavy_jpeg, "jpeg_quality"),
         ("reframe_pairs", heavy_jpeg, "blockiness_gain"),
         # a product cut by the canvas edge is incomplete, not merely "changed"
