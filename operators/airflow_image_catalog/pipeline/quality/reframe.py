@@ -88,8 +88,8 @@ SHADE_GROW = 3
 OPAQUE = 250
 #: printed text is compared by its letter strokes: detail finer than this share of the line height
 LETTER_BAND = 0.25
-#: tiles the detail check compares, and their side at the comparison scale
-DETAIL_TILES, DETAIL_TILE = 8, 32
+#: tiles the detail check compares, their side at the comparison scale, and its band: what is finer than this (px)
+DETAIL_TILES, DETAIL_TILE, DETAIL_BAND = 8, 32, 1.0
 #: the detail-balance check's finer and coarser cut (comparison px): what is finer than each, in edit and source
 BALANCE_FINE, BALANCE_COARSE = 0.6, 2.0
 #: the edge-width check: half window (crop px), least contrast of an edge (levels), fewest edge points
@@ -876,10 +876,10 @@ def _gradient(grey: np.ndarray) -> np.ndarray:
 
 
 def _band(grey: np.ndarray) -> np.ndarray:
-    """The image less its Gaussian blur (sigma 1): the finest detail a pixel grid holds (measured
-    on the corpus, this band separates a 2.5x resolution loss from clean edits better than the
-    coarser difference-of-Gaussians bands)."""
-    return _fine(grey, 1.0)
+    """The image less its Gaussian blur (sigma ``DETAIL_BAND``, 1 px): the finest detail a pixel grid
+    holds (measured on the corpus, this band separates a 2.5x resolution loss from clean edits better
+    than the coarser difference-of-Gaussians bands)."""
+    return _fine(grey, DETAIL_BAND)
 
 
 def _faithful(patch: np.ndarray, native: float, side: int) -> np.ndarray:
@@ -938,7 +938,7 @@ def _detail_ratios(view: SourceView, edited: Decoded, fit: Fit, centres: list[tu
     inverse = np.linalg.inv(np.vstack([fit.matrix, [0, 0, 1]]))
     side = DETAIL_TILE + 12
     src, out = view.decoded.rgb, edited.rgb
-    cuts = (1.0, BALANCE_FINE, BALANCE_COARSE)  # (1.0: ``_band``)
+    cuts = (DETAIL_BAND, BALANCE_FINE, BALANCE_COARSE)
     ea, eb = np.zeros(len(cuts)), np.zeros(len(cuts))
     flat = 0
     for cy, cx in centres:
