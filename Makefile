@@ -90,8 +90,12 @@ demo-router: demo-prepare
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# the suite on TEST_WORKERS processes (pytest-xdist), each taking whole test files (module fixtures are made
+# once), in collection order: tests/conftest.py puts the longest folders first, so no long file runs alone at
+# the end. Each worker has its own Airflow home, ports and temp dirs. TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
 test: $(STAMP) ocr browser exiftool services lint check-docker
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # docker/ checked without a Docker engine (CI has none): Debian's docker-compose (v1) validates the compose
 # file's schema and interpolation offline, dclint (npm) lints it, hadolint (PyPI wheel) lints the Dockerfile.

@@ -80,3 +80,15 @@ def write_strict_profile(path: Path, min_fill: float = 0.99) -> Path:
     """A quality profile no marketplace edit passes (product fill at 85% < ``min_fill``)."""
     path.write_text(f"name: strict\nexpectations:\n  - {{metric: product_fill, min: {min_fill}, why: test}}\n")
     return path
+
+
+#: folders whose files run longest (real schedulers and executors, whole DAG runs): collected first, so that
+#: with several workers (``make test`` runs whole files on each) no long file is left running alone at the end
+LONG_FIRST = ("tests/deploy/", "tests/dags/", "tests/tooling/reliability/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, folder in enumerate(LONG_FIRST) if item.nodeid.startswith(folder)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: each folder keeps its own order
