@@ -4,8 +4,8 @@ A light halo a few pixels wide hidden in the gate's "may be product" margin, a s
 narrow product, a translucent watermark on a light product (and a white one that shows only where it
 leaves a white label for the kraft around it), a brushed can upscaled (its streaks keep much of the fine
 band; the finest detail against the coarser shows the loss), a flat product (no texture for the detail
-tiles) or a soft photo blurred or upscaled, and the blockiness of a smooth product saved as a good JPEG: the
-gate used to pass each of these defects (the soft photo's blur it named a halo) and quarantine the good JPEG.
+tiles) blurred or upscaled, and the blockiness of a smooth product saved as a good JPEG: the gate used to
+pass each of these defects and quarantine the good JPEG.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def judged():
     for name, kinds in (("bottle_amber@7", ("halo", "hole")), ("horse_coffee_transparent", ("halo",)),
                         ("horse_chelsea", ("watermark", "halo")), ("mug_yellow@7", ("blurred", "resolution_loss")),
                         ("coin_1", ("halo", "hole", "part_missing")), ("box_kraft@11", ("watermark",)),
-                        ("can_silver@7", ("resolution_loss",)), ("coin_0", ("blurred", "resolution_loss"))):
+                        ("can_silver@7", ("resolution_loss",))):
         items += [i for i in corpus.items([corpus.product(name)], SIDE, kinds=kinds, engine=False)]
     return {(j.product, j.kind, j.item.rsplit("/", 1)[-1]): j for j in judge(items)}
 
@@ -99,7 +99,7 @@ def test_a_brushed_can_upscaled_lost_its_finest_detail(judged):
 def test_clean_edits_pass_the_new_detectors(judged):
     clean = [(j.item, j.reasons) for j in judged.values() if j.kind == "clean" and j.quarantined]
     assert not clean, clean
-    assert sum(j.kind == "clean" for j in judged.values()) == 24
+    assert sum(j.kind == "clean" for j in judged.values()) == 21
 
 
 @pytest.mark.parametrize("kind", ["blurred", "resolution_loss"])
@@ -108,16 +108,6 @@ def test_a_flat_product_blurred_or_upscaled_has_soft_edges(judged, kind):
     j = _one(judged, "mug_yellow@7", kind)
     assert j.quarantined and "detail" in j.categories, j.reasons
     assert any(r.startswith("The product's edges are soft") for r in j.reasons), j.reasons
-
-
-@pytest.mark.parametrize("kind", ["blurred", "resolution_loss"])
-def test_a_soft_photo_blurred_or_upscaled_has_soft_edges(judged, kind):
-    """A coin photo enlarged 4x: its own edges are already wide, so blurred they widen by a small ratio (1.05-1.09x,
-    inside a crisp mug's clean JPEG noise of up to 1.09x); the width of the blur the edit added is as large as on a
-    crisp product. Before, only the light rim of its soft outline gave it away, named as a halo."""
-    j = _one(judged, "coin_0", kind)
-    assert j.quarantined and "detail" in j.categories, j.reasons
-    assert any(r.startswith("The product's edges are soft: the edit added a blur") for r in j.reasons), j.reasons
 
 
 def _smooth(noise: float) -> np.ndarray:

@@ -94,10 +94,6 @@ DETAIL_TILES, DETAIL_TILE, DETAIL_BAND = 8, 32, 1.0
 BALANCE_FINE, BALANCE_COARSE = 0.6, 2.0
 #: the edge-width check: half window (crop px), least contrast of an edge (levels), fewest edge points
 EDGE_REACH, EDGE_CONTRAST, EDGE_MIN_POINTS = 3, 40.0, 200
-#: the blur a faithful edit's own resampling and JPEG give a step, in px of the edit as published (the tuning
-#: half's clean edits on a 600 px canvas, where a crop px is about one published px, read up to 1.24 crop px
-#: of added blur, against 0.93 where a crop px spans 1.7-7 published px): not counted as the edit's (in quadrature)
-EDITOR_BLUR_PX = 0.88
 #: the outline-softness check: half window (crop px; a blur of 2 source px fits in it), fewest outline points, and
 #: the width a crisp cut's outline reads on the comparison crop (a Gaussian matte of 0.7-1 source px and the
 #: resampling: 2.0..2.8 on the tuning half's clean edits and the engine's)
@@ -113,7 +109,7 @@ REFRAME_KEYS = (
     "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "backdrop_kept", "backdrop_kept_colour",
     "texture_clipped", "texture_scale", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
     "product_overpainted", "product_overpainted_where",
-    "detail_ratio", "fine_detail_balance", "edge_width_ratio", "edge_blur", "edge_blur_px", "outline_softness", "outline_width", "contrast_ratio", "clipped_gain", "tone_levels_ratio", "product_fill", "delta_e_product",
+    "detail_ratio", "fine_detail_balance", "edge_width_ratio", "outline_softness", "outline_width", "contrast_ratio", "clipped_gain", "tone_levels_ratio", "product_fill", "delta_e_product",
     "product_ssim", "colour_cast", "text_lines", "text_ssim",
 )  # fmt: skip
 
@@ -698,7 +694,7 @@ def _product_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edit
     tiles = _detail_tiles(grad_a, m, t)
     centres = [((ty + 0.5) * t * up + y0, (tx + 0.5) * t * up + x0) for ty, tx in tiles]
     row.update(_detail_ratios(view, edited, fit, centres))
-    row.update(_inner_edges((ga, grad_a), (gb, grad_b), product, up * edited.scale))
+    row["edge_width_ratio"] = _edge_width_ratio((ga, grad_a), (gb, grad_b), product)
     warped_alpha = None if alpha is None else cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR)
     row.update(_outline_softness((ga, grad_a), (gb, grad_b), product, warped_alpha, canvas, up * edited.scale))
     reach = max(2, int(np.ceil(FIT_TOLERANCE_SMALL / fitted.out_scale / up)))  # the fit's residual, crop px
@@ -1019,22 +1015,15 @@ def _outline_softness(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.
     return {"outline_softness": float(edit / max(source, CRISP_OUTLINE)), "outline_width": float(edit * px)}
 
 
-def _inner_edges(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], product: np.ndarray,
-                 px: float) -> dict[str, Any]:
-    """How much the edit softened the product's strong inner edges: the blur it added (``edge_blur``,
-    px of the comparison crop; ``edge_blur_px``, px of the edit as published, ``px`` of them to a crop px)
-    and their width against the source's (``edge_width_ratio``, 1 = as sharp). None: no such edges.
+def _edge_width_ratio(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], product: np.ndarray,
+                      ) -> float | None:
+    """How much wider the product's strong inner edges are in the edit than in the source (1 = as sharp;
+    None: no such edges).
 
     A flat product (a plain mug) has no fine texture for the detail tiles to weigh, but the borders of
     its label or its handle still say whether the edit was blurred or upscaled. At the source's strong
     steps inside the product the widths (``_steps``) of edit and source are compared, each slope with one
-    pixel of slack for the fit's residual. Blurs add in quadrature (a step of width w blurred by a
-    kernel of width k is sqrt(w^2 + k^2) wide), so sqrt(edit^2 - source^2) is the width of the blur the
-    edit added, whatever the source's own softness: a soft photo blurred widens its already wide edges by
-    a small ratio (the coin photo, enlarged 4x, read 1.09x blurred) but by as wide a blur as a crisp one.
-    The medians are robust to a few misplaced points. What any faithful edit's resampling and JPEG add
-    (``EDITOR_BLUR_PX`` of the published grid) is taken off in quadrature; clean edits then read up to 0.93
-    crop px (the fit's residual and both resamplings), whatever the source's softness. Not the
+    pixel of slack for the fit's residual; the median ratio is robust to a few misplaced points. Not the
     outline: an editor's matte rightly softens it (a binary silhouette's step read 1.36x after a right
     edit), and in the source it stood on another backdrop; ``_outline_softness`` judges it against a
     crisp cut instead.
@@ -1045,11 +1034,9 @@ def _inner_edges(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     strong = (ca >= EDGE_CONTRAST) & (sa >= 0.25 * ca) & (cb >= 0.75 * ca) & (cb <= 1.33 * ca)
     strong &= _erode(product, EDGE_REACH + 1)
     if np.count_nonzero(strong) < EDGE_MIN_POINTS:
-        return {"edge_width_ratio": None, "edge_blur": None, "edge_blur_px": None}
-    source, edit = _width(ca[strong], sa[strong]), _width(cb[strong], sb[strong])
-    added = float(np.median(np.sqrt(np.maximum(edit**2 - source**2, 0.0))))
-    added = float(np.sqrt(max(added**2 - (EDITOR_BLUR_PX / px) ** 2, 0.0)))  # less what any faithful edit adds
-    return {"edge_width_ratio": float(np.median(edit / source)), "edge_blur": added, "edge_blur_px": added * px}
+        return None
+    ratio = _width(cb[strong], sb[strong]) / _width(ca[strong], sa[strong])
+    return float(np.median(ratio))
 
 
 def text_regions(grey: np.ndarray, region: np.ndarray) -> list[tuple[int, int, int, int]]:
