@@ -73,6 +73,13 @@ TEXTURE_FINE = 3.0
 BACKDROP_LIGHT = 1.6
 #: a rim pixel with a Sobel gradient below this lies on a plateau of even tone
 HALO_FLAT = 24.0
+#: a rim that fades (its even-toned part under ``RIM_FADES`` of it) round a product whose inner edges are at
+#: least ``RIM_SOFT_EDGES`` times as wide as the source's is the product's own outline blurred, not a halo.
+#: Tuning half at 1000 px, the rims the halo checks quarantine: blurred or upscaled 0.0..1.2 % even-toned,
+#: painted halos 4.4 % (a cut-out's thin halo) to 100 % (RIM_FADES: the geometric middle, rounded down); the
+#: halos and other canvas faults under 25 % even-toned have inner edges 1.0..1.024x, the soft coin blurred or
+#: upscaled 1.051..1.089x (RIM_SOFT_EDGES; clean edits reach 1.08x, so this is no evidence on its own)
+RIM_FADES, RIM_SOFT_EDGES = 0.02, 1.04
 #: a cut-out's alpha below this cannot put a pixel more than ``HALO_LEVELS`` off the canvas colour
 ALPHA_CLEAR = 4
 #: an edit pixel this far outside the source's local range is painted over; above this share, a global change
@@ -106,7 +113,7 @@ BLOCK_CROP = 768
 REFRAME_KEYS = (
     "orientation", "fit_iou", "aspect_change", "rotation_deg", "product_copies", "product_coverage",
     "missing_piece", "hole_piece", "hole_where", "missing_kind", "missing_where", "bg_off_share", "bg_largest_mark", "bg_where", "bg_colour",
-    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "backdrop_kept", "backdrop_kept_colour",
+    "edge_halo_px", "edge_halo", "edge_halo_flat", "edge_halo_cutout", "outline_rim", "outline_rim_cutout", "backdrop_kept", "backdrop_kept_colour",
     "texture_clipped", "texture_scale", "canvas_marks", "canvas_marks_where", "product_marks", "product_marks_where",
     "product_overpainted", "product_overpainted_where",
     "detail_ratio", "fine_detail_balance", "edge_width_ratio", "outline_softness", "outline_width", "contrast_ratio", "clipped_gain", "tone_levels_ratio", "product_fill", "delta_e_product",
@@ -392,6 +399,7 @@ def measure_reframe(source: Decoded | SourceView, edited: Decoded, *, canvas: tu
     box = _canvas_checks(row, view, fitted, edited, canvas)
     if box is not None:
         _product_checks(row, view, fitted, edited, canvas, box)
+        _rim_cause(row)
     if timings is not None:
         timings["checks"] = timings.get("checks", 0.0) + time.perf_counter() - started
     return row
@@ -463,6 +471,23 @@ def _canvas_checks(row: dict[str, Any], view: SourceView, fitted: Aligned, edite
     row["product_fill"] = max((box[1] - box[0]) / h, (box[3] - box[2]) / w)
     y0, y1, x0, x1 = bbox(near) or box
     return y0, y1, x0, x1
+
+
+def _rim_cause(row: dict[str, Any]) -> None:
+    """Name the rim's cause: move its width from the halo keys to ``outline_rim`` / ``outline_rim_cutout``
+    (a detail fault, judged by the same limits) when the product's own blur explains it.
+
+    Blurred or upscaled, a soft product's outline fades out over more px than its own fade allows, and
+    the halo check reads that as a light rim (the soft coin photo, a 4x enlargement). A halo is painted
+    round the product: it leaves the inner edges as they were, and its tone is mostly even. A rim that
+    fades round inner edges gone wider than the source's is the blur's, and the reviewer is told so.
+    """
+    width, flat, edges = row.get("edge_halo"), row.get("edge_halo_flat"), row.get("edge_width_ratio")
+    if width is None or flat is None or edges is None:
+        return
+    if flat < RIM_FADES * width and edges >= RIM_SOFT_EDGES:
+        row["outline_rim"], row["outline_rim_cutout"] = width, row["edge_halo_cutout"]
+        row["edge_halo"] = row["edge_halo_cutout"] = None
 
 
 def _kept_shade(view: SourceView, matrix: np.ndarray, out: np.ndarray, ys: np.ndarray, xs: np.ndarray,
