@@ -144,3 +144,20 @@ def test_a_smooth_product_saved_as_a_good_jpeg_is_not_blocky(noise):
     limit = 1.45  # edit_integrity's blockiness_gain
     assert qm.blockiness(good) / qm.blockiness(source) < limit
     assert qm.blockiness(resaved) / qm.blockiness(source) > 1.5 * limit
+
+
+def test_a_faintly_noisy_canvas_is_seen_through_a_reduced_decode():
+    """A canvas with a few levels of noise behind a small source product: the 2000 px edit is decoded at
+    1/4 (the source holds no finer detail), which averages the noise to 254 nearly everywhere. A flat
+    white canvas decodes to exactly 255 at any scale, so on white no level of slack is allowed."""
+    from airflow_image_catalog.pipeline.quality.reframe import decode_pair
+
+    product = corpus.product("coin_1")
+    items = [i for i in corpus.items([product], 2000, kinds=("noisy_canvas",), engine=False)
+             if i.kind == "noisy_canvas" or i.name.endswith("/q92")]
+    assert all(decode_pair(product.source_bytes(), i.edited_bytes)[1].scale == 4 for i in items)
+    judged = {j.kind: j for j in judge(items)}
+    noisy, clean = judged["noisy_canvas"], judged["clean"]
+    assert noisy.quarantined and "background" in noisy.categories, noisy.reasons
+    assert any(r.startswith("The background is not pure white") for r in noisy.reasons), noisy.reasons
+    assert not clean.quarantined, clean.reasons
