@@ -161,3 +161,53 @@ def test_a_faintly_noisy_canvas_is_seen_through_a_reduced_decode():
     assert noisy.quarantined and "background" in noisy.categories, noisy.reasons
     assert any(r.startswith("The background is not pure white") for r in noisy.reasons), noisy.reasons
     assert not clean.quarantined, clean.reasons
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_a_flat_white_jpeg_decodes_to_pure_white_at_every_dct_scale(subsampling):
+    """The fact the purity check's zero slack on white rests on, held against the real decoder (libjpeg-turbo
+    through Pillow): from quality 46 up a flat #FFFFFF block comes back 255 at full size and at 1/2, 1/4, 1/8
+    (the DC step rounds back above 254.5). Below that some qualities give 253-254, and lossy WebP does at
+    some qualities up to 68, which is why only a JPEG gets no slack."""
+    import io
+
+    from PIL import Image
+
+    from airflow_image_catalog.pipeline.quality._decode import decode
+
+    white = Image.fromarray(np.full((512, 512, 3), 255, np.uint8))
+
+    def darkest(fmt: str, quality: int, min_side: int, **kw) -> int:
+        buf = io.BytesIO()
+        white.save(buf, fmt, quality=quality, **kw)
+        return int(decode(buf.getvalue(), min_side=min_side).rgb.min())
+
+    assert {darkest("JPEG", q, s, subsampling=subsampling) for q in range(46, 101) for s in (512, 256, 128, 64)} == {255}
+    assert darkest("JPEG", 20, 512, subsampling=subsampling) < 255
+    assert darkest("WEBP", 60, 512) == 254
+
+
+def test_a_clean_edit_saved_as_lossy_webp_keeps_a_white_canvas():
+    """Lossy WebP at quality 60 decodes parts of the coin's white canvas to 254 (0.3 % of it, past the
+    purity limit of 0.2 %): that is the format's, not a background fault, so the purity check keeps one level
+    of slack for every format but JPEG. A reason about its blocks names the format it was saved in."""
+    import io
+
+    from PIL import Image
+
+    from airflow_image_catalog.pipeline.quality.profiles import load_profile
+    from airflow_image_catalog.pipeline.quality.reasons import reason_for
+
+    product = corpus.product("coin_0")
+    clean = next(i for i in corpus.items([product], SIDE, kinds=(), engine=False) if i.name.endswith("/q92"))
+    buf = io.BytesIO()
+    Image.fromarray(decode_image(clean.edited_bytes)).save(buf, "WEBP", quality=60)
+    webp = corpus.Item(product, "clean", "webp60", buf.getvalue())
+    judged = {j.item.rsplit("/", 1)[-1]: j for j in judge([clean, webp], profile_ref="edit_integrity")}
+    assert (decode_image(webp.edited_bytes)[:40] == 254).any()  # the canvas's top rows
+    assert "background" not in judged["webp60"].categories, judged["webp60"].reasons
+    assert not judged["q92"].quarantined, judged["q92"].reasons
+    blocks = next(e for e in load_profile("edit_integrity").expectations if e.metric == "blockiness_gain")
+    row = {"blockiness_gain": 2.02, "compression": qm.compression_label("webp", None)}
+    assert reason_for(blocks, row).endswith("as visible as in the source (saved as a WebP)")
+    assert qm.compression_label("jpeg", 65) == "a JPEG at quality 65"

@@ -24,12 +24,14 @@ MAX_PIXELS = 60_000_000
 @dataclass(frozen=True)
 class Decoded:
     """RGB uint8 pixels (transparency composited onto white), the alpha channel if the file had one,
-    and the factor between the decoded and the stored size (1 = full size, 2 = half, ...)."""
+    the factor between the decoded and the stored size (1 = full size, 2 = half, ...) and the container
+    format (Pillow's name, lower case; "" where the pixels did not come from a file)."""
 
     rgb: np.ndarray
     alpha: np.ndarray | None
     scale: int
     full_size: tuple[int, int]  # (width, height) as stored
+    format: str = ""
 
 
 def _is_srgb(icc: bytes | None) -> bool:
@@ -59,12 +61,12 @@ def decode(data: bytes, *, min_side: int | None = None) -> Decoded:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-        full = img.size
+        full, fmt = img.size, (img.format or "").lower()
         if full[0] * full[1] > MAX_PIXELS:
             raise ImageDecodeError(f"image of {full[0]}x{full[1]} px is above the {MAX_PIXELS:,} px limit")
         icc = img.info.get("icc_profile")
         if not _is_srgb(icc) or img.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
-            return Decoded(decode_image(data), None, 1, full)  # CMYK, 16-bit, wide gamut: the engine converts
+            return Decoded(decode_image(data), None, 1, full, fmt)  # CMYK, 16-bit, wide gamut: the engine converts
         if img.format == "JPEG" and min_side:
             img.draft("RGB", (max(1, full[0] * min_side // min(full)), max(1, full[1] * min_side // min(full))))
         img.load()
@@ -85,4 +87,4 @@ def decode(data: bytes, *, min_side: int | None = None) -> Decoded:
     if alpha is not None:
         a = alpha.astype(np.float32)[..., None] / 255.0
         rgb = np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
-    return Decoded(np.ascontiguousarray(rgb), alpha, scale, full)
+    return Decoded(np.ascontiguousarray(rgb), alpha, scale, full, fmt)

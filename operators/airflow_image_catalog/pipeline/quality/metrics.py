@@ -40,6 +40,7 @@ __all__ = [
     "PSNR_CAP",
     "blockiness",
     "ciede2000",
+    "compression_label",
     "compute_metrics",
     "file_facts",
     "jpeg_quality",
@@ -573,7 +574,7 @@ def ocr_similarity(
 #: every row has exactly these keys, whatever the intent (None where a metric does not apply)
 METRIC_KEYS: tuple[str, ...] = (
     "intent", "width", "height", "aspect_ratio", "size_ok", "format", "bytes", "icc_is_srgb",
-    "jpeg_quality", "blockiness", "blockiness_gain", "ssim_preserved", "psnr_preserved", "delta_e_preserved",
+    "jpeg_quality", "compression", "blockiness", "blockiness_gain", "ssim_preserved", "psnr_preserved", "delta_e_preserved",
     "seam_score", "sharpness_ratio", "phash_distance", "ocr_similarity", "ocr_status",
     *REFRAME_KEYS,
 )  # fmt: skip
@@ -585,6 +586,16 @@ def _fidelity(expected: np.ndarray, edited: np.ndarray, region: np.ndarray) -> d
         "psnr_preserved": psnr(expected, edited, region),
         "delta_e_preserved": ciede2000(expected, edited, region, max_side=DELTA_E_SIDE),
     }
+
+
+def compression_label(fmt: str | None, quality: int | None) -> str:
+    """How the edit was saved, for the block-artefact reason: WebP's 4x4 transforms show on the 8x8 grid too,
+    so the reason must not call every lossy file a JPEG."""
+    if fmt == "jpeg":
+        return f"a JPEG at quality {quality}" if quality else "a JPEG"
+    if fmt == "webp":
+        return "a WebP"
+    return f"a {fmt.upper()}" if fmt else "a file of unknown format"
 
 
 def compute_metrics(
@@ -633,12 +644,14 @@ def compute_metrics(
         jpeg_quality=jpeg_quality(edited_bytes),
         ocr_status="skipped: not requested",
     )
+    row["compression"] = compression_label(row["format"], row["jpeg_quality"])
     row["aspect_ratio"] = row["width"] / row["height"]
     region_src: np.ndarray | None = None
     region_ed: np.ndarray | None = None
     if intent == "reframe":
         src = source_view or Decoded(source, source_alpha, 1, (source.shape[1], source.shape[0]))
-        measured = measure_reframe(src, Decoded(edited, None, edited_scale, (row["width"], row["height"])),
+        measured = measure_reframe(src, Decoded(edited, None, edited_scale, (row["width"], row["height"]),
+                                                row["format"] or ""),
                                    canvas=background, timings=timings)
         source_blocks = measured.pop("blockiness_source", None)
         row.update(measured)

@@ -5,7 +5,8 @@
    the gate's own measurement and a Great Expectations validation of the ``amazon_main`` profile,
    50 rows a chunk as in a run. Printed: per kind the share quarantined and the share whose
    reasons include the right category; the clean false-quarantine rate; the real-photo cases the
-   issue cites (a transparent shot losing a part, a logo touching the frame clipped).
+   issue cites (a transparent shot losing a part, a logo touching the frame clipped); beside them the same
+   figures of a peer, the checks a team would script (``gate_peer``), its limits set on the tuning half.
 2. Speed of the whole gate path (``gate_chunk``: read, decode, fit, every check, GX validation of
    the chunk, quarantine copies) on 2000x2000 JPEG edits, one core, split by stage.
 3. SSIM / PSNR / CIEDE2000 against scikit-image's reference implementations.
@@ -201,18 +202,34 @@ def judge(items, profile_ref: str = "amazon_main", chunk: int = 50) -> list[Judg
     return out
 
 
-def corpus_table(judged: list[Judged], title: str) -> dict:
-    """Print per-kind detection, right-reason share and the clean false-quarantine rate; return the figures."""
+def corpus_table(judged: list[Judged], title: str, peer: dict[str, set[str]] | None = None) -> dict:
+    """Print per-kind detection, right-reason share and the clean false-quarantine rate, beside the peer's
+    (``peer``: its failed categories by item name) when given; return the figures."""
     kinds = sorted({j.kind for j in judged if j.kind != "clean"})
+
+    def peer_counts(group: list[Judged]) -> tuple[int, int]:
+        failed = [peer[j.item] for j in group] if peer is not None else []
+        return sum(bool(f) for f in failed), sum(bool(f & set(j.expected)) for f, j in zip(failed, group, strict=True))
+
+    def peer_cells(group: list[Judged], digits: int) -> str:
+        if peer is None:
+            return ""
+        caught, right = peer_counts(group)
+        return f"{caught / max(1, len(group)):>13.{digits}%}{right / max(1, len(group)):>8.{digits}%}"
+
     print(f"\n{title}")
-    print(f"{'kind':<18}{'images':>7}{'quarantined':>13}{'right reason':>14}   reason categories expected")
+    print(f"{'kind':<18}{'images':>7}{'quarantined':>13}{'right reason':>14}"
+          f"{'peer: quar.':>13}{'reason':>8}" * (peer is not None) + "   reason categories expected")
     figures: dict = {"kinds": {}}
     for kind in kinds:
         group = [j for j in judged if j.kind == kind]
         caught = [j for j in group if j.quarantined]
         right = [j for j in caught if j.categories & set(j.expected)]
         figures["kinds"][kind] = {"n": len(group), "quarantined": len(caught), "right_reason": len(right)}
-        print(f"{kind:<18}{len(group):>7}{len(caught) / len(group):>13.0%}{len(right) / len(group):>14.0%}   "
+        if peer is not None:
+            figures["kinds"][kind].update(zip(("peer_quarantined", "peer_right_reason"), peer_counts(group), strict=True))
+        print(f"{kind:<18}{len(group):>7}{len(caught) / len(group):>13.0%}{len(right) / len(group):>14.0%}"
+              f"{peer_cells(group, 0)}   "
               f"{'/'.join(group[0].expected)}")
     defects = [j for j in judged if j.kind != "clean"]
     clean = [j for j in judged if j.kind == "clean"]
@@ -220,9 +237,16 @@ def corpus_table(judged: list[Judged], title: str) -> dict:
     right = sum(bool(j.quarantined and j.categories & set(j.expected)) for j in defects)
     false = [j for j in clean if j.quarantined]
     figures.update(defects=len(defects), caught=caught, right=right, clean=len(clean), false_quarantined=len(false))
-    print(f"{'all defects':<18}{len(defects):>7}{caught / max(1, len(defects)):>13.1%}{right / max(1, len(defects)):>14.1%}")
+    print(f"{'all defects':<18}{len(defects):>7}{caught / max(1, len(defects)):>13.1%}{right / max(1, len(defects)):>14.1%}"
+          f"{peer_cells(defects, 1)}")
     print(f"{'clean edits':<18}{len(clean):>7}{len(false) / max(1, len(clean)):>13.1%}  false quarantines"
           f"{'' if not false else ': ' + ', '.join(j.item for j in false)}")
+    if peer is not None:
+        p_caught, p_right = peer_counts(defects)
+        p_false = [j.item for j in clean if peer[j.item]]
+        figures.update(peer_caught=p_caught, peer_right=p_right, peer_false_quarantined=len(p_false))
+        print(f"{'peer clean edits':<18}{len(clean):>7}{len(p_false) / max(1, len(clean)):>13.1%}  false quarantines"
+              f"{'' if not p_false else ': ' + ', '.join(p_false[:6]) + (' ...' if len(p_false) > 6 else '')}")
     for j in false:
         print(f"    {j.item}: {' | '.join(j.reasons)}")
     missed = [j for j in defects if not j.quarantined]
@@ -431,24 +455,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-photos", type=int, default=1, help="0 skips the gallery's engine edits")
     parser.add_argument("--speed-images", type=int, default=50, help="edits in the timed chunk")
     parser.add_argument("--samples", type=int, default=4, help="procedural samples for the agreement check")
+    parser.add_argument("--peer", type=int, default=1, help="0 skips the peer script judged beside the gate")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args(argv)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(var) != "1":
             print(f"note: {var} is not 1; run with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 for one core")
     cv2.setNumThreads(1)
-    from airflow_image_catalog.tooling.bench import corpus
+    from airflow_image_catalog.tooling.bench import corpus, gate_peer
 
     t0 = time.perf_counter()
     halves = corpus.split()
     figures: dict = {}
-    for half in [h for h in args.halves.split(",") if h]:
+    wanted = [h for h in args.halves.split(",") if h]
+    peer = None
+    if args.peer and wanted:
+        # the peer's limits come from the tuning half's clean edits, as the gate's did
+        peer = gate_peer.calibrated_on(corpus.items([corpus.product(n) for n in halves["tuning"]], args.side, kinds=()))
+        print("\npeer (tooling/bench/gate_peer.py), limits from the tuning half's clean edits: "
+              + ", ".join(f"{k} {v:.3g}" for k, v in peer.limits.items()))
+    for half in wanted:
         names = [n for n in halves[half] if args.products is None or n in args.products.split(",")]
         products = [corpus.product(name) for name in names]
         kinds = None if args.kinds is None else tuple(k for k in args.kinds.split(",") if k)
-        judged = judge(corpus.items(products, args.side, kinds=kinds, clean="clean" in (kinds or ("clean",))))
+        items = corpus.items(products, args.side, kinds=kinds, clean="clean" in (kinds or ("clean",)))
+        verdicts: dict[str, set[str]] = {}
+        peer_seconds: list[float] = []
+        if peer is not None:
+            items = gate_peer.judged_alongside(peer, items, verdicts, peer_seconds)
+        judged = judge(items)
         figures[half] = corpus_table(judged, f"{half.replace('_', '-')} half: {len(products)} products "
-                                            f"({', '.join(names)}), {args.side} px canvas")
+                                            f"({', '.join(names)}), {args.side} px canvas",
+                                     verdicts if peer is not None else None)
+        if peer is not None:
+            gate_ms, peer_ms = (1000 * float(np.median(x)) for x in ([j.seconds for j in judged], peer_seconds))
+            figures[half].update(gate_ms_median=gate_ms, peer_ms_median=peer_ms)
+            print(f"measurement per edit (median, one core): the gate {gate_ms:.0f} ms, the peer {peer_ms:.0f} ms")
         if half == "held_out":
             cited_cases(judged)
     if args.real_photos:
