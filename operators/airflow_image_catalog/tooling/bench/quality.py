@@ -337,7 +337,7 @@ def gate_speed(n_images: int, side: int = 2000) -> dict:
     from airflow_image_catalog.workspace.manifest import EditManifest, EditRecord, ImageStatus, sha256_hex
 
     names = corpus.split()["held_out"]
-    records = []
+    records, peer_inputs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         made = 0
@@ -354,6 +354,7 @@ def gate_speed(n_images: int, side: int = 2000) -> dict:
                     image_id=f"img{made:04d}", source_uri=f"file://{root}/{made}.src.{ext}", source_sha256=sha256_hex(source),
                     status=ImageStatus.EDITED, output_uri=f"file://{root}/{made}.out.jpg",
                     output_sha256=sha256_hex(it.edited_bytes), output_format="jpeg", width=side, height=side))
+                peer_inputs.append((source, it.edited_bytes, product.alpha > 0.5))
                 made += 1
                 if made >= n_images:
                     break
@@ -384,8 +385,16 @@ def gate_speed(n_images: int, side: int = 2000) -> dict:
     # what one core spends on the chunk (one thread: OPENBLAS/OMP_NUM_THREADS=1, cv2.setNumThreads(1))
     print(f"{'whole gate path (CPU of this process)':<36}{1000 * cpu / len(records):>12.1f}   = "
           f"{len(records) / cpu:.1f} images/s on one core (target 10, floor 5)")
+    from airflow_image_catalog.tooling.bench.gate_peer import measure
+
+    peer_cpu0 = time.process_time()
+    for source, edited, mask in peer_inputs:
+        measure(source, edited, mask)
+    peer_cpu = time.process_time() - peer_cpu0
+    print(f"{'the peer script, same edits (CPU)':<36}{1000 * peer_cpu / len(peer_inputs):>12.1f}   = "
+          f"{len(peer_inputs) / peer_cpu:.1f} images/s on one core (its checks only: no GX, no quarantine)")
     return {"images": len(records), "images_per_second": rate, "cpu_images_per_second": len(records) / cpu,
-            "seconds": seconds, "wall": wall, "cpu": cpu}
+            "seconds": seconds, "wall": wall, "cpu": cpu, "peer_cpu_images_per_second": len(peer_inputs) / peer_cpu}
 
 
 # ---------------------------------------------------------------------------------------------
